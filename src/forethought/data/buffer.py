@@ -183,6 +183,26 @@ class ReplayBuffer:
         broken = ~np.all(arrays["obs"][1:] == arrays["next_obs"][:-1], axis=1)
         return np.concatenate([[0], np.nonzero(ended | broken)[0] + 1]).astype(np.int64)
 
+    def subset(self, indices: np.ndarray | torch.Tensor) -> "ReplayBuffer":
+        """A new buffer holding the transitions at insertion-order positions ``indices`` ``[M]``."""
+        rows = self._ordered_rows()[np.asarray(indices, dtype=np.int64)]
+        part = ReplayBuffer(self.obs_dim, self.act_dim)
+        part.add_batch(*(self._data[name][rows] for name in FIELDS))
+        return part
+
+    def split_episodes(self, holdout_fraction: float) -> tuple["ReplayBuffer", "ReplayBuffer"]:
+        """Split whole episodes: the last ``holdout_fraction`` of transitions (rounded to episode
+        boundaries, at least one episode) go to the second buffer, for held-out evaluation that
+        never shares an episode with training."""
+        if not 0.0 < holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+        starts = self.episode_starts()
+        if len(starts) < 2:
+            raise ValueError(f"need at least 2 episodes to hold some out, the buffer has {len(starts)}")
+        target = self._size * (1.0 - holdout_fraction)
+        cut = int(starts[1:][np.argmin(np.abs(starts[1:] - target))])
+        return self.subset(np.arange(cut)), self.subset(np.arange(cut, self._size))
+
     def save(self, path: str | os.PathLike) -> None:
         """Write all transitions to a portable ``.npz`` (fields named as in :data:`FIELDS`)."""
         from forethought.serialization import atomic_write_bytes

@@ -1,5 +1,6 @@
 """Dynamics models behind one interface (see :mod:`forethought.models.base`)."""
 
 from forethought.models.base import DynamicsModel, FitReport, Prediction
+from forethought.models.baseline import ConstantDelta
 
-__all__ = ["DynamicsModel", "FitReport", "Prediction"]
+__all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "Prediction"]
