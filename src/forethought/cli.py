@@ -1,0 +1,106 @@
+"""The ``forethought`` command: parses arguments and calls :mod:`forethought.experiments`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """Model-based reinforcement learning: learn how a system moves from a few real
+transitions, measure how good that model is, and plan or train policies inside it."""
+
+FIT_MODEL_HELP = """Collect random-action transitions from an environment (or load logged ones with
+--data), fit a dynamics model, and measure it on held-out episodes: one-step error, open-loop
+error over --horizon steps, and calibration of the predicted uncertainty, each compared with a
+constant-delta baseline. Writes a run directory with config.yaml, metrics.csv (one row per
+training epoch), TensorBoard events, checkpoints/model.{safetensors,json}, summary.json and
+plots/*.png.
+
+Any config value can be set as key.sub=value after the options, e.g.
+  forethought fit-model --env pendulum-swingup model.hidden_size=64 train.lr=3e-4
+Precedence: defaults < --config YAML < options < key=value overrides."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="forethought", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    fit = commands.add_parser("fit-model", help="learn a dynamics model and report its quality",
+                              description=FIT_MODEL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    fit.add_argument("--env", help="environment: linear, cartpole-swingup, pendulum-swingup or a Gymnasium id "
+                                   "(default cartpole-swingup)")
+    fit.add_argument("--model", choices=("linear", "d", "p", "de", "pe"),
+                     help="linear-Gaussian, deterministic MLP, probabilistic MLP, or ensembles of either "
+                          "(default pe)")
+    fit.add_argument("--steps", type=int, help="random-action transitions to collect for training (default 5000)")
+    fit.add_argument("--data", help="fit on logged transitions from this .npz instead of collecting")
+    fit.add_argument("--seed", type=int, help="seed for data collection, splits and training (default 0)")
+    fit.add_argument("--out", help="run directory to write (default runs/fit-model)")
+    fit.add_argument("--config", help="YAML file with config values")
+    fit.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
+    fit.add_argument("--quiet", action="store_true", help="no live progress display")
+    fit.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    fit.set_defaults(handler=_fit_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"forethought {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _fit_model(args: argparse.Namespace) -> int:
+    from forethought.experiments.config import load_config
+    from forethought.experiments.fit_model import FitModelConfig, fit_model
+
+    flags = {"env": args.env, "model.kind": args.model, "steps": args.steps, "data": args.data,
+             "seed": args.seed, "out": args.out}
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
+    config = load_config(FitModelConfig, args.config, overrides)
+    summary = fit_model(config, progress=not args.quiet, overwrite=args.overwrite)
+    _print_fit_summary(summary, config)
+    return 0
+
+
+def _print_fit_summary(summary: dict, config) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    def fmt(value) -> str:
+        return "n/a" if value is None else f"{value:.4g}"
+
+    table = Table(title=f"{summary['model']} model of {summary['env']}: "
+                        f"{summary['train_transitions']} training / {summary['held_out_transitions']} held-out transitions")
+    table.add_column("held-out figure")
+    table.add_column("model", justify="right")
+    table.add_column("constant-delta baseline", justify="right")
+    h = config.horizon
+    table.add_row("one-step MSE", fmt(summary["one_step_mse"]), fmt(summary["baseline_one_step_mse"]))
+    table.add_row(f"{h}-step open-loop MSE", fmt(summary[f"{h}_step_mse"]), fmt(summary[f"baseline_{h}_step_mse"]))
+    table.add_row("one-step NLL", fmt(summary["one_step_nll"]), "")
+    table.add_row("inside 1-sigma (ideal 0.683)", fmt(summary["coverage_1sigma"]), "")
+    table.add_row("inside 2-sigma (ideal 0.954)", fmt(summary["coverage_2sigma"]), "")
+    table.add_row("rank corr. disagreement vs error", fmt(summary["disagreement_error_spearman"]), "")
+    console = Console()
+    console.print(table)
+    fit = summary["fit"]
+    console.print(f"trained {fit['epochs']} epochs (best {fit['best_epoch']}), {summary['wall_s']:.1f} s; "
+                  f"{summary['improvement_over_baseline']:.1f}x lower one-step error than the baseline")
+    if fit["message"]:
+        console.print(f"[yellow]{fit['message']}[/yellow]")
+    console.print(f"run directory: {config.out}")
+
+
+def _version() -> str:
+    from forethought import __version__
+
+    return f"forethought {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""The fit-model job: collect (or load) transitions, train a dynamics model, measure it, write a run.
+
+    summary = fit_model(FitModelConfig(env="cartpole-swingup", steps=5000, out="runs/x"))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from forethought import envs
+from forethought.data import ReplayBuffer, collect, load_npz
+from forethought.evaluation import (calibration, one_step_error, plot_compounding_error,
+                                    plot_predicted_trajectories, rollout_error)
+from forethought.experiments.run_dir import RunDir
+from forethought.models import ConstantDelta, DynamicsModel, make_model
+
+MODEL_KINDS = ("linear", "d", "p", "de", "pe")
+
+
+@dataclass
+class ModelConfig:
+    """Which dynamics model to fit and its size (network options are ignored by ``linear``)."""
+
+    kind: str = "pe"
+    ensemble_size: int = 5
+    hidden_size: int = 200
+    hidden_layers: int = 4
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation of the neural models (Adam on minibatches with early stopping)."""
+
+    max_epochs: int = 200
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 5e-5
+    val_fraction: float = 0.1
+    patience: int = 10
+
+
+@dataclass
+class FitModelConfig:
+    """``forethought fit-model``: data source, model, training, evaluation and output folder.
+
+    With ``data`` unset, ``steps`` random-action transitions are collected for training and
+    ``eval_steps`` more, from separate episodes, for held-out evaluation; with ``data`` set, the
+    last ``holdout`` fraction of its episodes is held out instead.
+    """
+
+    env: str = "cartpole-swingup"
+    env_kwargs: dict = field(default_factory=dict)
+    steps: int = 5000
+    eval_steps: int = 1000
+    data: str | None = None
+    holdout: float = 0.2
+    horizon: int = 10
+    seed: int = 0
+    out: str = "runs/fit-model"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "eval_steps", "horizon"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: int,
+                progress: bool = False) -> DynamicsModel:
+    """The model a :class:`ModelConfig` names, with training options from ``train``."""
+    if config.kind == "linear":
+        return make_model("linear", obs_dim, act_dim)
+    return make_model(config.kind, obs_dim, act_dim, ensemble_size=config.ensemble_size,
+                      hidden_size=config.hidden_size, hidden_layers=config.hidden_layers,
+                      max_epochs=train.max_epochs, batch_size=train.batch_size, lr=train.lr,
+                      weight_decay=train.weight_decay, val_fraction=train.val_fraction,
+                      patience=train.patience, progress=progress)
+
+
+def load_data(config: FitModelConfig, progress: bool) -> tuple[ReplayBuffer, ReplayBuffer]:
+    """Training and held-out evaluation buffers."""
+    if config.data is not None:
+        return load_npz(config.data).split_episodes(config.holdout)
+    env = envs.make(config.env, **config.env_kwargs)
+    try:
+        train = collect(env, config.steps, seed=config.seed, progress=progress)
+        held_out = collect(env, config.eval_steps, seed=config.seed + 10_000, progress=progress)
+    finally:
+        env.close()
+    return train, held_out
+
+
+def evaluate(model: DynamicsModel, held_out: ReplayBuffer, horizon: int) -> dict[str, Any]:
+    """Held-out one-step error, open-loop error over ``horizon`` steps and calibration."""
+    one_step = one_step_error(model, held_out)
+    rollout = rollout_error(model, held_out, horizon)
+    calib = calibration(model, held_out.all())
+    return {"one_step": one_step, "rollout": rollout, "calibration": calib}
+
+
+def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = False) -> dict[str, Any]:
+    """Run the whole job and return the summary (also written to ``summary.json``)."""
+    torch.manual_seed(config.seed)  # libraries below take explicit generators; this pins anything else
+    start = time.perf_counter()
+    train, held_out = load_data(config, progress)
+    model = build_model(config.model, config.train, train.obs_dim, train.act_dim, progress=progress)
+    with RunDir(config.out, config, overwrite=overwrite) as run:
+        train.save(run.path / "data.npz")
+        report = model.fit(train, generator=torch.Generator().manual_seed(config.seed))
+        for epoch, train_loss in enumerate(report.train_loss):
+            val = report.val_loss[epoch] if epoch < len(report.val_loss) else float("nan")
+            run.log({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val}, step=epoch + 1)
+        model.save(run.checkpoints / "model")
+        baseline = ConstantDelta(train.obs_dim, train.act_dim)
+        baseline.fit(train)
+        with torch.no_grad():
+            results = evaluate(model, held_out, config.horizon)
+            baseline_results = evaluate(baseline, held_out, config.horizon)
+        plot_compounding_error({config.model.kind: results["rollout"]["mse"],
+                                "constant-delta baseline": baseline_results["rollout"]["mse"]},
+                               run.plots / "compounding_error.png")
+        plot_predicted_trajectories(model, held_out, run.plots / "predicted_trajectories.png",
+                                    horizon=min(config.horizon * 3, 30))
+        summary = summarize(config, model, report, results, baseline_results, len(train), len(held_out),
+                            time.perf_counter() - start)
+        run.write_summary(summary)
+    return summary
+
+
+def summarize(config: FitModelConfig, model: DynamicsModel, report, results: dict, baseline: dict,
+              n_train: int, n_held_out: int, wall_s: float) -> dict[str, Any]:
+    """The figures ``summary.json`` holds."""
+    one_step_mse = results["one_step"]["mse"]
+    baseline_mse = baseline["one_step"]["mse"]
+    calib = results["calibration"]
+    return {
+        "env": config.env, "model": config.model.kind, "train_transitions": n_train,
+        "held_out_transitions": n_held_out,
+        "one_step_mse": one_step_mse,
+        "one_step_mse_per_dim": results["one_step"]["mse_per_dim"],
+        "one_step_nll": results["one_step"].get("nll"),
+        f"{config.horizon}_step_mse": results["rollout"]["mse"][-1],
+        "rollout_mse_by_horizon": results["rollout"]["mse"],
+        "baseline_one_step_mse": baseline_mse,
+        f"baseline_{config.horizon}_step_mse": baseline["rollout"]["mse"][-1],
+        "improvement_over_baseline": baseline_mse / one_step_mse if one_step_mse > 0 else float("inf"),
+        "coverage_1sigma": calib.get("coverage_1sigma"),
+        "coverage_2sigma": calib.get("coverage_2sigma"),
+        "disagreement_error_spearman": calib.get("spearman"),
+        "fit": {"epochs": report.epochs, "best_epoch": report.best_epoch, "best_val_loss": report.best_val_loss,
+                "stopped_early": report.stopped_early, "nonfinite": report.nonfinite, "message": report.message},
+        "wall_s": wall_s,
+        "checkpoint": str(Path(config.out) / "checkpoints" / "model"),
+    }
