@@ -2,5 +2,6 @@
 
 from forethought.models.base import DynamicsModel, FitReport, Prediction
 from forethought.models.baseline import ConstantDelta
+from forethought.models.linear import LinearGaussian
 
-__all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "Prediction"]
+__all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "LinearGaussian", "Prediction"]
