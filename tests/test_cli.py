@@ -1,0 +1,73 @@
+import csv
+import json
+
+import pytest
+import yaml
+
+from forethought.cli import main
+from forethought.models import DynamicsModel
+
+
+def test_fit_model_writes_a_complete_run_directory(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["fit-model", "--env", "pendulum-swingup", "--model", "de", "--steps", "600", "--out", str(out),
+                 "--quiet", "eval_steps=200", "model.ensemble_size=3", "model.hidden_size=32",
+                 "model.hidden_layers=2", "train.max_epochs=15", "horizon=5"])
+    assert code == 0
+    for name in ("config.yaml", "metrics.csv", "summary.json", "data.npz", "checkpoints/model.safetensors",
+                 "checkpoints/model.json", "plots/compounding_error.png", "plots/predicted_trajectories.png"):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"]["kind"] == "de" and config["model"]["ensemble_size"] == 3 and config["horizon"] == 5
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) >= 1 and set(rows[0]) == {"epoch", "train_loss", "val_loss"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_transitions"] == 600 and summary["held_out_transitions"] == 200
+    assert len(summary["rollout_mse_by_horizon"]) == 5
+    assert summary["one_step_mse"] < summary["baseline_one_step_mse"]
+    model = DynamicsModel.load(out / "checkpoints" / "model")
+    assert model.obs_dim == 3 and model.act_dim == 1
+    assert "one-step MSE" in capsys.readouterr().out
+
+
+def test_fit_model_from_logged_data(tmp_path):
+    first = tmp_path / "first"
+    assert main(["fit-model", "--env", "linear", "--model", "linear", "--steps", "300", "--out", str(first),
+                 "--quiet"]) == 0
+    second = tmp_path / "second"
+    assert main(["fit-model", "--data", str(first / "data.npz"), "--model", "linear", "--out", str(second),
+                 "--quiet"]) == 0
+    summary = json.loads((second / "summary.json").read_text())
+    assert summary["train_transitions"] + summary["held_out_transitions"] == 300
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model.kind=xyz"], "model.kind must be one of"),
+    (["train.lr=fast"], "train.lr must be a number"),
+    (["colour=blue"], "unknown config key colour"),
+    (["--data", "does-not-exist.npz"], "does not exist"),
+])
+def test_fit_model_bad_input_is_a_clear_error(tmp_path, capsys, args, message):
+    assert main(["fit-model", "--out", str(tmp_path / "x"), "--quiet", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_refuses_to_overwrite_a_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["fit-model", "--env", "linear", "--model", "linear", "--steps", "100", "eval_steps=50",
+            "--out", str(out), "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+
+
+def test_help_explains_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "fit-model" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["fit-model", "--help"])
+    text = capsys.readouterr().out
+    assert "key.sub=value" in text and "--steps" in text
