@@ -1,0 +1,25 @@
+"""Environments: our own (linear system, cart-pole and pendulum swing-up), any Gymnasium id through
+:func:`make`, and the batched reward/termination functions planners score imagined steps with."""
+
+from forethought.envs.cartpole_swingup import CartPoleParams, CartPoleSwingUpEnv, cartpole_step
+from forethought.envs.linear import LinearSystemEnv
+from forethought.envs.make import OWN_ENVS, make, register_with_gymnasium
+from forethought.envs.pendulum_swingup import PendulumParams, PendulumSwingUpEnv, pendulum_step
+from forethought.envs.task_functions import TaskFunctions, register_task_functions, task_functions
+
+register_with_gymnasium()
+
+__all__ = [
+    "OWN_ENVS",
+    "CartPoleParams",
+    "CartPoleSwingUpEnv",
+    "LinearSystemEnv",
+    "PendulumParams",
+    "PendulumSwingUpEnv",
+    "TaskFunctions",
+    "cartpole_step",
+    "make",
+    "pendulum_step",
+    "register_task_functions",
+    "task_functions",
+]

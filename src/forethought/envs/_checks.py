@@ -1,0 +1,41 @@
+"""Boundary check shared by our environments: an action must have the right shape, be finite and
+lie inside the action space, or ``step`` refuses it with a message that names the offending value."""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+# Bounds are stored as float32 in the action space; an action computed in float64 from the same
+# bound can differ from it by one float32 rounding step, which is not a real violation.
+_ROUNDING_SLACK = 1e-6
+
+
+def validate_action(action: object, space: spaces.Box) -> np.ndarray:
+    """Return ``action`` as a float64 array of ``space.shape``, clipped into ``space``.
+
+    Raises:
+        ValueError: if the shape differs from ``space.shape``, an entry is NaN or infinite, or an
+            entry lies outside ``[space.low, space.high]`` by more than float32 rounding.
+    """
+    try:
+        array = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"action {action!r} is not a numeric array of shape {space.shape}") from error
+    if array.shape != space.shape:
+        raise ValueError(
+            f"action has shape {array.shape}, expected {space.shape} (action={array.tolist()})"
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"action must be finite, got action={array.tolist()}")
+    low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+    slack = _ROUNDING_SLACK * (1.0 + np.maximum(np.abs(low), np.abs(high)))
+    outside = (array < low - slack) | (array > high + slack)
+    if np.any(outside):
+        index = tuple(int(i) for i in np.argwhere(outside)[0])
+        raise ValueError(
+            f"action[{', '.join(map(str, index))}]={array[index]!r} is outside the allowed bounds "
+            f"[{low[index]!r}, {high[index]!r}] (action={array.tolist()}, "
+            f"low={low.tolist()}, high={high.tolist()})"
+        )
+    return np.clip(array, low, high)
