@@ -1,0 +1,232 @@
+"""Neural dynamics models: deterministic / probabilistic MLPs and their bootstrap ensembles.
+
+One implementation, :class:`MLPDynamics`, covers the four classic variants (the "D", "P", "DE"
+and "PE" models of Chua et al. 2018); the named classes below only fix its two switches:
+
+    model = ProbabilisticEnsemble(obs_dim=5, act_dim=1)     # K=5 members, 4 x 200 SiLU layers
+    report = model.fit(buffer, generator=torch.Generator().manual_seed(0))
+    pred = model.predict(obs, action)          # mean, aleatoric_var, epistemic_var (raw units)
+    means, variances = model.predict_members(obs, action)   # [K, B, obs_dim] each, for planners
+
+Every model predicts the change ``next_obs - obs`` from standardised obs and action, with
+standardised targets; the three normalisers are refitted on the data of every ``fit``.
+
+Ensembles: each member trains on its own bootstrap resample and minibatch order; after training
+the ``elite_count`` members with the lowest validation MSE are the elites, and ``predict`` and
+``sample`` use the elites only. ``elite_count`` defaults to ``min(K, 5)`` (all members of the
+default 5-member ensemble, 5 of 7 as in MBPO).
+
+Refitting: the first ``fit`` initialises the weights from its generator. A later ``fit`` (e.g.
+with more data) continues from the current weights when ``warm_start=True`` (the default, as in
+PETS/MBPO loops) and re-initialises from its generator when ``warm_start=False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+
+from forethought.data.normalizer import Normalizer
+from forethought.models.base import DynamicsModel, FitReport, Prediction, as_tensor
+from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
+from forethought.models.training import TrainingOptions, train_ensemble
+
+DEFAULT_ENSEMBLE_SIZE = 5
+DEFAULT_MAX_ELITES = 5
+
+
+class MLPDynamics(DynamicsModel):
+    """MLP (or bootstrap ensemble of MLPs) predicting the next observation.
+
+    Args:
+        obs_dim, act_dim: observation and action lengths.
+        probabilistic: predict a Gaussian (mean and soft-bounded log-std, trained by negative
+            log-likelihood) instead of a point (trained by MSE).
+        ensemble_size: number of members K (1 = a single network).
+        hidden_size, hidden_layers: network shape (PETS uses 4 x 200).
+        elite_count: members used by ``predict``/``sample``; ``None`` means ``min(K, 5)``.
+        warm_start: a repeated ``fit`` continues from the current weights (else re-initialises).
+        **training: any :class:`~forethought.models.training.TrainingOptions` field
+            (learning_rate, weight_decay, batch_size, max_epochs, patience, val_fraction,
+            grad_clip, bound_penalty, bootstrap, progress).
+    """
+
+    kind = "mlp"
+
+    def __init__(self, obs_dim: int, act_dim: int, probabilistic: bool, ensemble_size: int = 1,
+                 hidden_size: int = 200, hidden_layers: int = 4, elite_count: int | None = None,
+                 warm_start: bool = True, **training: Any) -> None:
+        super().__init__(obs_dim, act_dim)
+        unknown = sorted(set(training) - set(TrainingOptions.names()))
+        if unknown:
+            raise TypeError(f"unknown option(s) {unknown} for {type(self).__name__}; training options are "
+                            f"{TrainingOptions.names()}")
+        if int(ensemble_size) != ensemble_size or ensemble_size < 1:
+            raise ValueError(f"ensemble_size must be an integer >= 1, got {ensemble_size!r}")
+        if elite_count is not None and not 1 <= elite_count <= ensemble_size:
+            raise ValueError(f"elite_count must be between 1 and ensemble_size={ensemble_size}, got {elite_count}")
+        self.probabilistic, self.ensemble_size = bool(probabilistic), int(ensemble_size)
+        self.hidden_size, self.hidden_layers = int(hidden_size), int(hidden_layers)
+        self.elite_count = int(elite_count) if elite_count is not None else min(self.ensemble_size, DEFAULT_MAX_ELITES)
+        self.warm_start = bool(warm_start)
+        self.training = TrainingOptions(**training)
+        self.network = EnsembleDynamicsNetwork(self.obs_dim + self.act_dim, self.obs_dim, self.probabilistic,
+                                               self.ensemble_size, self.hidden_size, self.hidden_layers)
+        self.network.requires_grad_(False)
+        self.obs_norm, self.act_norm = Normalizer(self.obs_dim), Normalizer(self.act_dim)
+        self.delta_norm = Normalizer(self.obs_dim)
+        self.elites: list[int] = list(range(self.elite_count))
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor,
+             generator: torch.Generator) -> FitReport:
+        if not self.fitted or not self.warm_start:
+            self.network.reset_parameters(generator)
+        delta = next_obs - obs
+        self.obs_norm.fit(obs)
+        self.act_norm.fit(action)
+        self.delta_norm.fit(delta)
+        inputs = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(action)], dim=-1)
+        report = train_ensemble(self.network, inputs, self.delta_norm.normalize(delta), self.training, generator)
+        ranking = sorted(range(self.ensemble_size), key=lambda k: report.member_val_loss[k])
+        self.elites = sorted(ranking[:self.elite_count])
+        report.elites = list(self.elites)
+        return report
+
+    # ------------------------------------------------------------------ predict
+    def _members(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw per-member means and variances ``[K, B, o]`` for obs ``[B, o]`` or ``[K, B, o]``."""
+        x = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(action)], dim=-1)
+        mean, log_std = self.network(x)
+        means = obs + self.delta_norm.denormalize(mean)
+        if log_std is None:
+            return means, None
+        return means, torch.exp(2.0 * log_std) * self.delta_norm.std.pow(2)
+
+    def _predict(self, obs: torch.Tensor, action: torch.Tensor) -> Prediction:
+        means, variances = self._members(obs, action)
+        if len(self.elites) < self.ensemble_size:
+            means = means[self.elites]
+            variances = None if variances is None else variances[self.elites]
+        epistemic = means.var(dim=0, unbiased=False) if self.ensemble_size > 1 else None
+        aleatoric = None if variances is None else variances.mean(dim=0)
+        return Prediction(means.mean(dim=0), aleatoric, epistemic)
+
+    def predict_members(self, obs: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every member's prediction in raw units, member axis first.
+
+        Args:
+            obs: ``[B, obs_dim]`` (the same rows for every member) or ``[K, B, obs_dim]``
+                (member k predicts for row block k, e.g. particles assigned to members).
+            action: ``[B, act_dim]`` or ``[K, B, act_dim]``, matching ``obs``.
+
+        Returns:
+            ``(means [K, B, obs_dim], variances [K, B, obs_dim] or None)``; variances are the
+            predicted aleatoric variances (``None`` for deterministic models). All K members are
+            returned; ``self.elites`` lists the elite ones.
+        """
+        obs_t, act_t = self._inputs(obs, action)
+        if obs_t.ndim not in (2, 3) or (obs_t.ndim == 3 and obs_t.shape[0] != self.ensemble_size):
+            raise ValueError(f"predict_members expects obs of shape (B, {self.obs_dim}) or "
+                             f"({self.ensemble_size}, B, {self.obs_dim}), got {tuple(obs_t.shape)}")
+        return self._members(obs_t, act_t)
+
+    def sample(self, obs: Any, action: Any, generator: torch.Generator) -> torch.Tensor:
+        """One draw of the next observation ``[..., obs_dim]``: each row picks an elite member
+        uniformly at random, then draws from its Gaussian (its mean for a deterministic model)."""
+        obs_t, act_t = self._inputs(obs, action)
+        lead = obs_t.shape[:-1]
+        obs_t, act_t = obs_t.reshape(-1, self.obs_dim), act_t.reshape(-1, self.act_dim)
+        rows = obs_t.shape[0]
+        means, variances = self._members(obs_t, act_t)
+        elites = torch.tensor(self.elites)
+        member = elites[torch.randint(len(self.elites), (rows,), generator=generator)]
+        picked = means[member, torch.arange(rows)]
+        if variances is not None:
+            noise = torch.randn(picked.shape, generator=generator, dtype=picked.dtype)
+            picked = picked + variances[member, torch.arange(rows)].sqrt() * noise
+        return picked.reshape(*lead, self.obs_dim)
+
+    # ------------------------------------------------------------------ persistence
+    def _config(self) -> dict[str, Any]:
+        return {"probabilistic": self.probabilistic, "ensemble_size": self.ensemble_size,
+                "hidden_size": self.hidden_size, "hidden_layers": self.hidden_layers,
+                "elite_count": self.elite_count, "warm_start": self.warm_start, **asdict(self.training)}
+
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
+        for prefix, norm in (("obs_norm", self.obs_norm), ("act_norm", self.act_norm), ("delta_norm", self.delta_norm)):
+            tensors.update(norm.state_dict(prefix))
+        return tensors, {**self._config(), "elites": list(self.elites)}
+
+    @classmethod
+    def _from_state(cls, tensors: dict[str, torch.Tensor], config: dict[str, Any], obs_dim: int,
+                    act_dim: int, **kwargs: Any) -> "MLPDynamics":
+        config = dict(config)
+        elites = config.pop("elites")
+        model = cls.__new__(cls)
+        MLPDynamics.__init__(model, obs_dim, act_dim, **config)
+        network = {name[len("network."):]: t for name, t in tensors.items() if name.startswith("network.")}
+        model.network.load_state_dict(network)
+        for prefix, norm in (("obs_norm", model.obs_norm), ("act_norm", model.act_norm), ("delta_norm", model.delta_norm)):
+            norm.load_state_dict(tensors, prefix)
+        model.elites = [int(k) for k in elites]
+        return model
+
+
+class DeterministicMLP(MLPDynamics):
+    """A single MLP trained by MSE on normalised deltas ("D")."""
+
+    kind = "deterministic_mlp"
+
+    def __init__(self, obs_dim: int, act_dim: int, **options: Any) -> None:
+        super().__init__(obs_dim, act_dim, probabilistic=False, ensemble_size=1, **options)
+
+
+class ProbabilisticMLP(MLPDynamics):
+    """A single MLP predicting a Gaussian, trained by negative log-likelihood ("P")."""
+
+    kind = "probabilistic_mlp"
+
+    def __init__(self, obs_dim: int, act_dim: int, **options: Any) -> None:
+        super().__init__(obs_dim, act_dim, probabilistic=True, ensemble_size=1, **options)
+
+
+class DeterministicEnsemble(MLPDynamics):
+    """A bootstrap ensemble of deterministic MLPs ("DE"), 5 members by default."""
+
+    kind = "deterministic_ensemble"
+
+    def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = DEFAULT_ENSEMBLE_SIZE, **options: Any) -> None:
+        super().__init__(obs_dim, act_dim, probabilistic=False, ensemble_size=ensemble_size, **options)
+
+
+class ProbabilisticEnsemble(MLPDynamics):
+    """A bootstrap ensemble of probabilistic MLPs ("PE", the PETS model), 5 members by default."""
+
+    kind = "probabilistic_ensemble"
+
+    def __init__(self, obs_dim: int, act_dim: int, ensemble_size: int = DEFAULT_ENSEMBLE_SIZE, **options: Any) -> None:
+        super().__init__(obs_dim, act_dim, probabilistic=True, ensemble_size=ensemble_size, **options)
+
+
+MODEL_KINDS: dict[str, type[MLPDynamics]] = {
+    "d": DeterministicMLP, "p": ProbabilisticMLP, "de": DeterministicEnsemble, "pe": ProbabilisticEnsemble,
+}
+
+
+def make_model(kind: str, obs_dim: int, act_dim: int, **options: Any) -> DynamicsModel:
+    """Build a model by its short name: ``"d"``, ``"p"``, ``"de"``, ``"pe"`` (see
+    :data:`MODEL_KINDS`) or ``"linear"`` (:class:`forethought.models.linear.LinearGaussian`).
+    ``options`` go to the class's constructor."""
+    if kind == "linear":
+        try:
+            from forethought.models.linear import LinearGaussian
+        except ImportError as err:
+            raise ValueError(f"model kind 'linear' needs forethought.models.linear, which failed to import: {err}") from err
+        return LinearGaussian(obs_dim, act_dim, **options)
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted([*MODEL_KINDS, 'linear'])}")
+    return MODEL_KINDS[kind](obs_dim, act_dim, **options)

@@ -1,0 +1,229 @@
+"""Training loop for :class:`~forethought.models.ensemble_mlp.EnsembleDynamicsNetwork`.
+
+All tensors here are already normalised (the model owns the normalisers). One call of
+:func:`train_ensemble`:
+
+1. splits the rows into training and validation parts (``val_fraction``, from the generator);
+2. gives each member its own bootstrap resample of the training rows and, every epoch, its own
+   shuffled minibatch order;
+3. runs Adam on the sum of the members' losses (members share no parameters, so each member's
+   gradient is that of its own loss), clipping each member's gradient norm separately;
+4. after every epoch measures each member's validation MSE and keeps each member's best weights;
+5. stops after ``patience`` epochs in which no member improved, or at ``max_epochs``, or at the
+   first non-finite loss, and puts every member's best weights back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+
+from forethought.data.buffer import bootstrap_indices
+from forethought.models.base import FitReport
+from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclass
+class TrainingOptions:
+    """Hyper-parameters of :func:`train_ensemble` (defaults follow common PETS/MBPO practice).
+
+    Attributes:
+        learning_rate: Adam step size.
+        weight_decay: L2 penalty added to the gradients by Adam.
+        batch_size: rows per member per minibatch.
+        max_epochs: upper bound on passes over the training rows.
+        patience: stop after this many epochs without any member's validation loss improving.
+        val_fraction: share of rows held out for validation (at least one row is).
+        grad_clip: maximum gradient norm per member; ``None`` disables clipping.
+        bound_penalty: weight of the log-std bound regulariser (probabilistic networks).
+        bootstrap: give each member of an ensemble (K > 1) its own bootstrap resample.
+        progress: show a live progress bar (rich) while training.
+    """
+
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 256
+    max_epochs: int = 100
+    patience: int = 10
+    val_fraction: float = 0.1
+    grad_clip: float | None = 10.0
+    bound_penalty: float = 0.01
+    bootstrap: bool = True
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        checks = {
+            "learning_rate": self.learning_rate > 0,
+            "weight_decay": self.weight_decay >= 0,
+            "batch_size": self.batch_size >= 1,
+            "max_epochs": self.max_epochs >= 1,
+            "patience": self.patience >= 1,
+            "val_fraction": 0.0 < self.val_fraction < 1.0,
+            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
+            "bound_penalty": self.bound_penalty >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"training option {name}={getattr(self, name)!r} is out of range")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def member_training_loss(network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor,
+                         bound_penalty: float) -> torch.Tensor:
+    """Per-member training objective ``[K]`` for inputs ``[K, B, in]`` and targets ``[K, B, out]``:
+    Gaussian negative log-likelihood plus the bound regulariser for a probabilistic network, MSE
+    for a deterministic one (both averaged over rows and features)."""
+    mean, log_std = network(x)
+    if log_std is None:
+        return (mean - y).pow(2).mean(dim=(1, 2))
+    nll = 0.5 * ((y - mean) * torch.exp(-log_std)).pow(2) + log_std + _HALF_LOG_2PI
+    return nll.mean(dim=(1, 2)) + bound_penalty * network.bound_penalty()
+
+
+@torch.no_grad()
+def member_validation_mse(network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor,
+                          chunk: int = 8192) -> torch.Tensor:
+    """Per-member MSE ``[K]`` of the predicted means on shared rows x ``[N, in]``, y ``[N, out]``."""
+    total = torch.zeros(network.ensemble_size, dtype=torch.float64)
+    for start in range(0, x.shape[0], chunk):
+        mean, _ = network(x[start:start + chunk])
+        total += (mean - y[start:start + chunk]).pow(2).sum(dim=(1, 2)).double()
+    return (total / (x.shape[0] * y.shape[1])).float()
+
+
+def clip_member_gradients(network: torch.nn.Module, max_norm: float) -> torch.Tensor:
+    """Scale each member's gradient so its norm (over all its parameters) is at most ``max_norm``.
+    Every parameter has the member axis first. Returns the norms before clipping, ``[K]``."""
+    grads = [p.grad for p in network.parameters() if p.grad is not None]
+    squares = sum(g.pow(2).flatten(1).sum(dim=1) for g in grads)
+    norms = squares.sqrt()
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *([1] * (g.ndim - 1))))
+    return norms
+
+
+def train_step(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor, options: TrainingOptions) -> torch.Tensor | None:
+    """One Adam step on minibatch x ``[K, B, in]``, y ``[K, B, out]``. Returns the detached
+    per-member losses ``[K]``, or ``None`` (without stepping) if a loss or gradient is non-finite."""
+    losses = member_training_loss(network, x, y, options.bound_penalty)
+    optimizer.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    if options.grad_clip is not None:
+        norms = clip_member_gradients(network, options.grad_clip)
+        if not torch.isfinite(norms).all():
+            return None
+    if not torch.isfinite(losses).all():
+        return None
+    optimizer.step()
+    return losses.detach()
+
+
+def _snapshot(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in network.named_parameters()}
+
+
+def _progress_bar(enabled: bool):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]fit[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("{task.description}"))
+
+
+def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targets: torch.Tensor,
+                   options: TrainingOptions, generator: torch.Generator) -> FitReport:
+    """Train ``network`` in place on normalised inputs ``[N, in]`` and targets ``[N, out]``.
+
+    Returns a :class:`FitReport`: ``train_loss`` is the training objective (averaged over members
+    and minibatches), ``val_loss`` the validation MSE averaged over members, per epoch;
+    ``member_val_loss`` each member's validation MSE with the weights kept (its best epoch);
+    ``best_epoch`` the index into ``val_loss`` of its minimum. Each member keeps the weights of its
+    own best epoch. On a non-finite loss training stops, every member's best weights so far (its
+    initial weights if it has none) are restored, and ``nonfinite`` is set.
+    """
+    n = inputs.shape[0]
+    if n < 2:
+        raise ValueError(f"need at least 2 transitions to fit (one for training, one for validation), got {n}")
+    k = network.ensemble_size
+    order = torch.randperm(n, generator=generator)
+    n_val = min(n - 1, max(1, int(round(options.val_fraction * n))))
+    val_rows, train_rows = order[:n_val], order[n_val:]
+    x_train, y_train = inputs[train_rows], targets[train_rows]
+    x_val, y_val = inputs[val_rows], targets[val_rows]
+    n_train = n - n_val
+    if options.bootstrap and k > 1:
+        member_rows = bootstrap_indices(n_train, k, generator)
+    else:
+        member_rows = torch.arange(n_train).expand(k, n_train)
+
+    network.requires_grad_(True)
+    optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
+    best_state = _snapshot(network)
+    best_loss = torch.full((k,), math.inf)
+    report = FitReport()
+    since_improvement = 0
+    bar = _progress_bar(options.progress)
+    task = bar.add_task("", total=options.max_epochs) if bar else None
+    try:
+        if bar:
+            bar.start()
+        for epoch in range(options.max_epochs):
+            shuffled = member_rows.gather(1, torch.argsort(torch.rand(k, n_train, generator=generator), dim=1))
+            batch_losses = []
+            for start in range(0, n_train, options.batch_size):
+                rows = shuffled[:, start:start + options.batch_size]
+                losses = train_step(network, optimizer, x_train[rows], y_train[rows], options)
+                if losses is None:
+                    report.nonfinite = True
+                    report.message = (f"non-finite training loss at epoch {epoch}, batch {start // options.batch_size}; "
+                                      "training stopped and each member's best weights so far were restored")
+                    break
+                batch_losses.append(losses.mean())
+            if report.nonfinite:
+                break
+            val = member_validation_mse(network, x_val, y_val)
+            if not torch.isfinite(val).all():
+                report.nonfinite = True
+                report.message = (f"non-finite validation loss at epoch {epoch}; training stopped and each "
+                                  "member's best weights so far were restored")
+                break
+            report.train_loss.append(float(torch.stack(batch_losses).mean()))
+            report.val_loss.append(float(val.mean()))
+            report.epochs = epoch + 1
+            improved = val < best_loss
+            if improved.any():
+                best_loss = torch.where(improved, val, best_loss)
+                for name, p in network.named_parameters():
+                    best_state[name][improved] = p.detach()[improved]
+                since_improvement = 0
+            else:
+                since_improvement += 1
+            if bar:
+                bar.update(task, advance=1, description=f"train {report.train_loss[-1]:.4g}  val {report.val_loss[-1]:.4g}")
+            if since_improvement >= options.patience:
+                report.stopped_early = True
+                break
+    finally:
+        if bar:
+            bar.stop()
+        with torch.no_grad():
+            for name, p in network.named_parameters():
+                p.copy_(best_state[name])
+        network.requires_grad_(False)
+    if report.val_loss:
+        report.best_epoch = min(range(len(report.val_loss)), key=report.val_loss.__getitem__)
+    report.member_val_loss = member_validation_mse(network, x_val, y_val).tolist()
+    if report.stopped_early:
+        report.message = report.message or (f"stopped early after {report.epochs} epochs "
+                                            f"(no improvement for {options.patience})")
+    return report
