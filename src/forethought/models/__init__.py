@@ -3,5 +3,9 @@
 from forethought.models.base import DynamicsModel, FitReport, Prediction
 from forethought.models.baseline import ConstantDelta
 from forethought.models.linear import LinearGaussian
+from forethought.models.neural import (DeterministicEnsemble, DeterministicMLP, MLPDynamics, ProbabilisticEnsemble,
+                                       ProbabilisticMLP, make_model)
 
-__all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "LinearGaussian", "Prediction"]
+__all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "LinearGaussian", "Prediction",
+           "MLPDynamics", "DeterministicMLP", "ProbabilisticMLP", "DeterministicEnsemble", "ProbabilisticEnsemble",
+           "make_model"]
