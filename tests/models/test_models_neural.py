@@ -319,3 +319,11 @@ def test_bad_input_gives_clear_errors(fitted_pe):
         fitted_pe.predict(torch.zeros(4, 3), torch.zeros(5, 2))
     with pytest.raises(ValueError, match=r"predict_members expects obs of shape"):
         fitted_pe.predict_members(torch.zeros(2, 4, 3), torch.zeros(2, 4, 2))
+
+
+def test_predictions_are_differentiable_with_respect_to_actions(fitted_pe):
+    obs = torch.zeros(4, 3)
+    action = torch.zeros(4, 2, requires_grad=True)
+    fitted_pe.predict(obs, action).mean.sum().backward()
+    assert action.grad is not None and action.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in fitted_pe.network.parameters())  # weights frozen outside fit

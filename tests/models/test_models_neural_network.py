@@ -125,3 +125,20 @@ def test_training_options_are_validated():
     with pytest.raises(ValueError, match="learning_rate"):
         TrainingOptions(learning_rate=-1.0)
     assert "patience" in TrainingOptions.names()
+
+
+def test_inference_path_in_row_blocks_matches_the_training_path():
+    net = EnsembleMLP(3, 2, ensemble_size=4, hidden_size=256, hidden_layers=2, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(4, 2500, 3, generator=torch.Generator().manual_seed(6))  # > 1024 rows: several blocks
+    with torch.no_grad():
+        blocked = net(x)
+    recorded = net(x)  # parameters require grad: the graph-building path
+    assert recorded.requires_grad and not blocked.requires_grad
+    torch.testing.assert_close(blocked, recorded.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_gradients_reach_the_inputs_when_the_weights_are_frozen():
+    net = EnsembleMLP(3, 2, ensemble_size=2, hidden_size=8).requires_grad_(False)
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    net(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0

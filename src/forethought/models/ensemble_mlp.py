@@ -65,11 +65,23 @@ class EnsembleMLP(nn.Module):
         if x.ndim != 3 or x.shape[0] != k or x.shape[2] != self.in_dim:
             raise ValueError(f"EnsembleMLP input has shape {tuple(x.shape)}, expected ({k}, B, {self.in_dim}) "
                              f"or (B, {self.in_dim})")
+        if torch.is_grad_enabled() and (x.requires_grad or self.weights[0].requires_grad):
+            return self._layers(x, inplace=False)
+        # Inference: with no graph to keep, activations are updated in place and long batches are
+        # cut into row blocks of about 1M activations each, so the working set stays in cache
+        # (large [K, B, hidden] intermediates are memory-bound on CPU).
+        rows = max(128, (1 << 20) // (k * max(self.hidden_size, self.out_dim)))
+        if x.shape[1] <= rows:
+            return self._layers(x, inplace=True)
+        return torch.cat([self._layers(block, inplace=True) for block in x.split(rows, dim=1)], dim=1)
+
+    def _layers(self, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        """All layers on ``[K, B, in_dim]``: one ``baddbmm`` per layer covers every member."""
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(bias, x, weight)
             if i < last:
-                x = F.silu(x)
+                x = F.silu(x, inplace=inplace)
         return x
 
     def member(self, index: int) -> "EnsembleMLP":
