@@ -47,7 +47,7 @@ def test_factory_kinds_and_named_classes():
         assert type(model) is cls and model.probabilistic is probabilistic and model.ensemble_size == k
     assert make_model("pe", 3, 2, ensemble_size=7).elite_count == 5  # default min(K, 5)
     assert make_model("de", 3, 2).elite_count == 5
-    assert make_model("pe", 3, 2, ensemble_size=7, elite_count=6, max_epochs=3).training.max_epochs == 3
+    assert make_model("pe", 3, 2, ensemble_size=7, elite_count=6, max_epochs=3).training_options.max_epochs == 3
     with pytest.raises(ValueError, match="unknown model kind 'x'"):
         make_model("x", 3, 2)
     with pytest.raises(TypeError, match="unknown option"):
@@ -204,7 +204,7 @@ def test_save_load_round_trip_is_bit_identical(fitted_pe, tmp_path):
                  (before.epistemic_var, after.epistemic_var)):
         assert torch.equal(a, b)
     assert torch.equal(fitted_pe.sample(obs, act, gen(1)), loaded.sample(obs, act, gen(1)))
-    assert loaded.training == fitted_pe.training
+    assert loaded.training_options == fitted_pe.training_options
 
 
 def test_deterministic_model_round_trips_and_unfitted_state_is_kept(tmp_path):

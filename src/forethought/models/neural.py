@@ -71,7 +71,7 @@ class MLPDynamics(DynamicsModel):
         self.hidden_size, self.hidden_layers = int(hidden_size), int(hidden_layers)
         self.elite_count = int(elite_count) if elite_count is not None else min(self.ensemble_size, DEFAULT_MAX_ELITES)
         self.warm_start = bool(warm_start)
-        self.training = TrainingOptions(**training)
+        self.training_options = TrainingOptions(**training)
         self.network = EnsembleDynamicsNetwork(self.obs_dim + self.act_dim, self.obs_dim, self.probabilistic,
                                                self.ensemble_size, self.hidden_size, self.hidden_layers)
         self.network.requires_grad_(False)
@@ -89,7 +89,8 @@ class MLPDynamics(DynamicsModel):
         self.act_norm.fit(action)
         self.delta_norm.fit(delta)
         inputs = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(action)], dim=-1)
-        report = train_ensemble(self.network, inputs, self.delta_norm.normalize(delta), self.training, generator)
+        report = train_ensemble(self.network, inputs, self.delta_norm.normalize(delta), self.training_options,
+                                generator)
         ranking = sorted(range(self.ensemble_size), key=lambda k: report.member_val_loss[k])
         self.elites = sorted(ranking[:self.elite_count])
         report.elites = list(self.elites)
@@ -153,7 +154,7 @@ class MLPDynamics(DynamicsModel):
     def _config(self) -> dict[str, Any]:
         return {"probabilistic": self.probabilistic, "ensemble_size": self.ensemble_size,
                 "hidden_size": self.hidden_size, "hidden_layers": self.hidden_layers,
-                "elite_count": self.elite_count, "warm_start": self.warm_start, **asdict(self.training)}
+                "elite_count": self.elite_count, "warm_start": self.warm_start, **asdict(self.training_options)}
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}

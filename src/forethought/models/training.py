@@ -33,7 +33,8 @@ class TrainingOptions:
 
     Attributes:
         learning_rate: Adam step size.
-        weight_decay: L2 penalty added to the gradients by Adam.
+        weight_decay: L2 penalty on the weight matrices (not biases or log-std bounds), added to
+            the gradients by Adam.
         batch_size: rows per member per minibatch.
         max_epochs: upper bound on passes over the training rows.
         patience: stop after this many epochs without any member's validation loss improving.
@@ -127,8 +128,54 @@ def train_step(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimize
     return losses.detach()
 
 
-def _snapshot(network: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().clone() for name, p in network.named_parameters()}
+class _BestWeights:
+    """Each member's lowest validation loss so far and a copy of its weights at that epoch."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        self.network = network
+        self.state = {name: p.detach().clone() for name, p in network.named_parameters()}
+        self.loss: torch.Tensor | None = None
+
+    def update(self, val: torch.Tensor) -> bool:
+        """Record members whose validation loss ``val [K]`` beats their best; True if any did."""
+        improved = val < self.loss if self.loss is not None else torch.ones_like(val, dtype=torch.bool)
+        if improved.any():
+            self.loss = val if self.loss is None else torch.where(improved, val, self.loss)
+            for name, p in self.network.named_parameters():
+                self.state[name][improved] = p.detach()[improved]
+        return bool(improved.any())
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        """Put every member's best weights back (its starting weights if it never had a finite loss)."""
+        for name, p in self.network.named_parameters():
+            p.copy_(self.state[name])
+
+
+def _adam(network: EnsembleDynamicsNetwork, options: TrainingOptions) -> torch.optim.Adam:
+    # weight decay on the weight matrices only: biases and log-std bounds are not shrunk
+    decayed = list(network.body.weights)
+    others = [p for p in network.parameters() if all(p is not w for w in decayed)]
+    return torch.optim.Adam([{"params": decayed, "weight_decay": options.weight_decay},
+                             {"params": others, "weight_decay": 0.0}], lr=options.learning_rate)
+
+
+def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+                 y: torch.Tensor, member_rows: torch.Tensor, options: TrainingOptions,
+                 generator: torch.Generator) -> tuple[float | None, int]:
+    """One pass in which member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random
+    order. Returns ``(mean training loss, batches)``, or ``(None, index of the bad batch)`` at the
+    first non-finite loss."""
+    k, n = member_rows.shape
+    shuffled = member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator), dim=1))
+    losses = []
+    for batch, start in enumerate(range(0, n, options.batch_size)):
+        rows = shuffled[:, start:start + options.batch_size]
+        member_losses = train_step(network, optimizer, x[rows], y[rows], options)
+        if member_losses is None:
+            return None, batch
+        losses.append(member_losses.mean())
+    return float(torch.stack(losses).mean()), len(losses)
 
 
 def _progress_bar(enabled: bool):
@@ -151,26 +198,20 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
     own best epoch. On a non-finite loss training stops, every member's best weights so far (its
     initial weights if it has none) are restored, and ``nonfinite`` is set.
     """
-    n = inputs.shape[0]
+    n, k = inputs.shape[0], network.ensemble_size
     if n < 2:
         raise ValueError(f"need at least 2 transitions to fit (one for training, one for validation), got {n}")
-    k = network.ensemble_size
     order = torch.randperm(n, generator=generator)
     n_val = min(n - 1, max(1, int(round(options.val_fraction * n))))
-    val_rows, train_rows = order[:n_val], order[n_val:]
-    x_train, y_train = inputs[train_rows], targets[train_rows]
-    x_val, y_val = inputs[val_rows], targets[val_rows]
-    n_train = n - n_val
+    x_val, y_val = inputs[order[:n_val]], targets[order[:n_val]]
+    x_train, y_train = inputs[order[n_val:]], targets[order[n_val:]]
     if options.bootstrap and k > 1:
-        member_rows = bootstrap_indices(n_train, k, generator)
+        member_rows = bootstrap_indices(n - n_val, k, generator)
     else:
-        member_rows = torch.arange(n_train).expand(k, n_train)
+        member_rows = torch.arange(n - n_val).expand(k, n - n_val)
 
     network.requires_grad_(True)
-    optimizer = torch.optim.Adam(network.parameters(), lr=options.learning_rate, weight_decay=options.weight_decay)
-    best_state = _snapshot(network)
-    best_loss = torch.full((k,), math.inf)
-    report = FitReport()
+    optimizer, best, report = _adam(network, options), _BestWeights(network), FitReport()
     since_improvement = 0
     bar = _progress_bar(options.progress)
     task = bar.add_task("", total=options.max_epochs) if bar else None
@@ -178,52 +219,29 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
         if bar:
             bar.start()
         for epoch in range(options.max_epochs):
-            shuffled = member_rows.gather(1, torch.argsort(torch.rand(k, n_train, generator=generator), dim=1))
-            batch_losses = []
-            for start in range(0, n_train, options.batch_size):
-                rows = shuffled[:, start:start + options.batch_size]
-                losses = train_step(network, optimizer, x_train[rows], y_train[rows], options)
-                if losses is None:
-                    report.nonfinite = True
-                    report.message = (f"non-finite training loss at epoch {epoch}, batch {start // options.batch_size}; "
-                                      "training stopped and each member's best weights so far were restored")
-                    break
-                batch_losses.append(losses.mean())
-            if report.nonfinite:
-                break
-            val = member_validation_mse(network, x_val, y_val)
-            if not torch.isfinite(val).all():
+            train_loss, batches = _train_epoch(network, optimizer, x_train, y_train, member_rows, options, generator)
+            val = member_validation_mse(network, x_val, y_val) if train_loss is not None else None
+            if val is None or not torch.isfinite(val).all():
+                where = f"training loss at epoch {epoch}, batch {batches}" if val is None else f"validation loss at epoch {epoch}"
                 report.nonfinite = True
-                report.message = (f"non-finite validation loss at epoch {epoch}; training stopped and each "
-                                  "member's best weights so far were restored")
+                report.message = f"non-finite {where}; training stopped and each member's best weights so far were restored"
                 break
-            report.train_loss.append(float(torch.stack(batch_losses).mean()))
+            report.train_loss.append(train_loss)
             report.val_loss.append(float(val.mean()))
             report.epochs = epoch + 1
-            improved = val < best_loss
-            if improved.any():
-                best_loss = torch.where(improved, val, best_loss)
-                for name, p in network.named_parameters():
-                    best_state[name][improved] = p.detach()[improved]
-                since_improvement = 0
-            else:
-                since_improvement += 1
+            since_improvement = 0 if best.update(val) else since_improvement + 1
             if bar:
-                bar.update(task, advance=1, description=f"train {report.train_loss[-1]:.4g}  val {report.val_loss[-1]:.4g}")
+                bar.update(task, advance=1, description=f"train {train_loss:.4g}  val {report.val_loss[-1]:.4g}")
             if since_improvement >= options.patience:
                 report.stopped_early = True
+                report.message = f"stopped early after {report.epochs} epochs (no improvement for {options.patience})"
                 break
     finally:
         if bar:
             bar.stop()
-        with torch.no_grad():
-            for name, p in network.named_parameters():
-                p.copy_(best_state[name])
+        best.restore()
         network.requires_grad_(False)
     if report.val_loss:
         report.best_epoch = min(range(len(report.val_loss)), key=report.val_loss.__getitem__)
     report.member_val_loss = member_validation_mse(network, x_val, y_val).tolist()
-    if report.stopped_early:
-        report.message = report.message or (f"stopped early after {report.epochs} epochs "
-                                            f"(no improvement for {options.patience})")
     return report
