@@ -61,7 +61,9 @@ def forward_flops(network: EnsembleDynamicsNetwork, rows: int) -> int:
     return sum(2 * k * rows * w.shape[1] * w.shape[2] for w in network.body.weights)
 
 
-def build(members: int, hidden: int, layers: int, seed: int) -> tuple[EnsembleDynamicsNetwork, list[EnsembleDynamicsNetwork]]:
+def build(members: int, hidden: int, layers: int,
+          seed: int) -> tuple[EnsembleDynamicsNetwork, list[EnsembleDynamicsNetwork]]:
+    """The batched K-member network and K independent single-member networks."""
     def network(k: int, s: int) -> EnsembleDynamicsNetwork:
         return EnsembleDynamicsNetwork(OBS_DIM + ACT_DIM, OBS_DIM, True, k, hidden, layers,
                                        generator=torch.Generator().manual_seed(s))

@@ -25,7 +25,8 @@ def reference_network(ensemble: EnsembleMLP, k: int) -> nn.Sequential:
 
 
 def test_member_outputs_equal_independent_networks_built_from_member_weights():
-    net = EnsembleMLP(6, 3, ensemble_size=4, hidden_size=32, hidden_layers=3, generator=torch.Generator().manual_seed(0))
+    net = EnsembleMLP(6, 3, ensemble_size=4, hidden_size=32, hidden_layers=3,
+                      generator=torch.Generator().manual_seed(0))
     x = torch.randn(4, 17, 6, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out = net(x)
@@ -102,7 +103,8 @@ def test_bound_penalty_is_per_member_sum_of_bound_gap():
     net = EnsembleDynamicsNetwork(2, 3, probabilistic=True, ensemble_size=2, hidden_size=4,
                                   max_log_std=0.5, min_log_std=-4.0)
     torch.testing.assert_close(net.bound_penalty(), torch.full((2,), 3 * 4.5))
-    assert torch.equal(EnsembleDynamicsNetwork(2, 3, probabilistic=False, ensemble_size=2).bound_penalty(), torch.zeros(2))
+    deterministic = EnsembleDynamicsNetwork(2, 3, probabilistic=False, ensemble_size=2)
+    assert torch.equal(deterministic.bound_penalty(), torch.zeros(2))
 
 
 def test_gradient_clipping_is_per_member():
@@ -128,7 +130,8 @@ def test_training_options_are_validated():
 
 
 def test_inference_path_in_row_blocks_matches_the_training_path():
-    net = EnsembleMLP(3, 2, ensemble_size=4, hidden_size=256, hidden_layers=2, generator=torch.Generator().manual_seed(5))
+    net = EnsembleMLP(3, 2, ensemble_size=4, hidden_size=256, hidden_layers=2,
+                      generator=torch.Generator().manual_seed(5))
     x = torch.randn(4, 2500, 3, generator=torch.Generator().manual_seed(6))  # > 1024 rows: several blocks
     with torch.no_grad():
         blocked = net(x)

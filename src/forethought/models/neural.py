@@ -156,9 +156,12 @@ class MLPDynamics(DynamicsModel):
                 "hidden_size": self.hidden_size, "hidden_layers": self.hidden_layers,
                 "elite_count": self.elite_count, "warm_start": self.warm_start, **asdict(self.training_options)}
 
+    def _normalizers(self) -> dict[str, Normalizer]:
+        return {"obs_norm": self.obs_norm, "act_norm": self.act_norm, "delta_norm": self.delta_norm}
+
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
-        for prefix, norm in (("obs_norm", self.obs_norm), ("act_norm", self.act_norm), ("delta_norm", self.delta_norm)):
+        for prefix, norm in self._normalizers().items():
             tensors.update(norm.state_dict(prefix))
         return tensors, {**self._config(), "elites": list(self.elites)}
 
@@ -171,7 +174,7 @@ class MLPDynamics(DynamicsModel):
         MLPDynamics.__init__(model, obs_dim, act_dim, **config)
         network = {name[len("network."):]: t for name, t in tensors.items() if name.startswith("network.")}
         model.network.load_state_dict(network)
-        for prefix, norm in (("obs_norm", model.obs_norm), ("act_norm", model.act_norm), ("delta_norm", model.delta_norm)):
+        for prefix, norm in model._normalizers().items():
             norm.load_state_dict(tensors, prefix)
         model.elites = [int(k) for k in elites]
         return model
@@ -226,7 +229,8 @@ def make_model(kind: str, obs_dim: int, act_dim: int, **options: Any) -> Dynamic
         try:
             from forethought.models.linear import LinearGaussian
         except ImportError as err:
-            raise ValueError(f"model kind 'linear' needs forethought.models.linear, which failed to import: {err}") from err
+            raise ValueError(f"model kind 'linear' needs forethought.models.linear, which failed to import: "
+                             f"{err}") from err
         return LinearGaussian(obs_dim, act_dim, **options)
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted([*MODEL_KINDS, 'linear'])}")

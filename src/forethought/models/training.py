@@ -222,9 +222,10 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
             train_loss, batches = _train_epoch(network, optimizer, x_train, y_train, member_rows, options, generator)
             val = member_validation_mse(network, x_val, y_val) if train_loss is not None else None
             if val is None or not torch.isfinite(val).all():
-                where = f"training loss at epoch {epoch}, batch {batches}" if val is None else f"validation loss at epoch {epoch}"
+                where = f"training loss (batch {batches})" if val is None else "validation loss"
                 report.nonfinite = True
-                report.message = f"non-finite {where}; training stopped and each member's best weights so far were restored"
+                report.message = (f"non-finite {where} at epoch {epoch}; training stopped and each member's "
+                                  "best weights so far were restored")
                 break
             report.train_loss.append(train_loss)
             report.val_loss.append(float(val.mean()))
