@@ -80,9 +80,10 @@ def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: 
     """The model a :class:`ModelConfig` names, with training options from ``train``."""
     if config.kind == "linear":
         return make_model("linear", obs_dim, act_dim)
-    return make_model(config.kind, obs_dim, act_dim, ensemble_size=config.ensemble_size,
+    members = {"ensemble_size": config.ensemble_size} if config.kind in ("de", "pe") else {}
+    return make_model(config.kind, obs_dim, act_dim, **members,
                       hidden_size=config.hidden_size, hidden_layers=config.hidden_layers,
-                      max_epochs=train.max_epochs, batch_size=train.batch_size, lr=train.lr,
+                      max_epochs=train.max_epochs, batch_size=train.batch_size, learning_rate=train.lr,
                       weight_decay=train.weight_decay, val_fraction=train.val_fraction,
                       patience=train.patience, progress=progress)
 
@@ -126,8 +127,8 @@ def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = 
         with torch.no_grad():
             results = evaluate(model, held_out, config.horizon)
             baseline_results = evaluate(baseline, held_out, config.horizon)
-        plot_compounding_error({config.model.kind: results["rollout"]["mse"],
-                                "constant-delta baseline": baseline_results["rollout"]["mse"]},
+        plot_compounding_error({config.model.kind: results["rollout"]["mse_per_step"],
+                                "constant-delta baseline": baseline_results["rollout"]["mse_per_step"]},
                                run.plots / "compounding_error.png")
         plot_predicted_trajectories(model, held_out, run.plots / "predicted_trajectories.png",
                                     horizon=min(config.horizon * 3, 30))
@@ -148,15 +149,17 @@ def summarize(config: FitModelConfig, model: DynamicsModel, report, results: dic
         "held_out_transitions": n_held_out,
         "one_step_mse": one_step_mse,
         "one_step_mse_per_dim": results["one_step"]["mse_per_dim"],
-        "one_step_nll": results["one_step"].get("nll"),
-        f"{config.horizon}_step_mse": results["rollout"]["mse"][-1],
-        "rollout_mse_by_horizon": results["rollout"]["mse"],
+        "one_step_normalized_mse": results["one_step"]["normalized_mse"],
+        "baseline_one_step_normalized_mse": baseline["one_step"]["normalized_mse"],
+        "one_step_nll": results["one_step"]["nll"],
+        f"{config.horizon}_step_mse": results["rollout"]["mse_per_step"][-1],
+        "rollout_mse_by_horizon": results["rollout"]["mse_per_step"],
         "baseline_one_step_mse": baseline_mse,
-        f"baseline_{config.horizon}_step_mse": baseline["rollout"]["mse"][-1],
+        f"baseline_{config.horizon}_step_mse": baseline["rollout"]["mse_per_step"][-1],
         "improvement_over_baseline": baseline_mse / one_step_mse if one_step_mse > 0 else float("inf"),
-        "coverage_1sigma": calib.get("coverage_1sigma"),
-        "coverage_2sigma": calib.get("coverage_2sigma"),
-        "disagreement_error_spearman": calib.get("spearman"),
+        "coverage_1sigma": calib["coverage_1sigma"],
+        "coverage_2sigma": calib["coverage_2sigma"],
+        "disagreement_error_spearman": calib["spearman_disagreement_error"],
         "fit": {"epochs": report.epochs, "best_epoch": report.best_epoch, "best_val_loss": report.best_val_loss,
                 "stopped_early": report.stopped_early, "nonfinite": report.nonfinite, "message": report.message},
         "wall_s": wall_s,
