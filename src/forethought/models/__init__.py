@@ -5,7 +5,8 @@ from forethought.models.baseline import ConstantDelta
 from forethought.models.linear import LinearGaussian
 from forethought.models.neural import (DeterministicEnsemble, DeterministicMLP, MLPDynamics, ProbabilisticEnsemble,
                                        ProbabilisticMLP, make_model)
+from forethought.models.residual import ResidualModel, Simulator
 
 __all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "LinearGaussian", "Prediction",
            "MLPDynamics", "DeterministicMLP", "ProbabilisticMLP", "DeterministicEnsemble", "ProbabilisticEnsemble",
-           "make_model"]
+           "ResidualModel", "Simulator", "make_model"]
