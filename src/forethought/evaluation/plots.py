@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from forethought.data.buffer import ReplayBuffer
 from forethought.evaluation.compounding import Windows, open_loop_rollout, trajectory_windows
@@ -59,6 +60,7 @@ def plot_compounding_error(curves: dict[str, Sequence[float]], path: str | os.Pa
     if not any_positive:
         raise ValueError("no curve has a positive finite value to show on a log scale")
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("horizon (steps)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -126,6 +128,7 @@ def plot_predicted_trajectories(model: DynamicsModel, data: ReplayBuffer | Windo
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize="small")
     axes[0].set_title(f"Open-loop prediction over {horizon} steps")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlabel("step")
     fig.tight_layout()
     return save_figure(fig, path, dpi)
