@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from forethought import envs
@@ -101,6 +102,12 @@ def load_data(config: FitModelConfig, progress: bool) -> tuple[ReplayBuffer, Rep
     return train, held_out
 
 
+def longest_episode(buffer: ReplayBuffer) -> int:
+    """Number of transitions in the buffer's longest episode."""
+    bounds = np.append(buffer.episode_starts(), len(buffer))
+    return int(np.diff(bounds).max())
+
+
 def evaluate(model: DynamicsModel, held_out: ReplayBuffer, horizon: int) -> dict[str, Any]:
     """Held-out one-step error, open-loop error over ``horizon`` steps and calibration."""
     one_step = one_step_error(model, held_out)
@@ -131,7 +138,7 @@ def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = 
                                 "constant-delta baseline": baseline_results["rollout"]["mse_per_step"]},
                                run.plots / "compounding_error.png")
         plot_predicted_trajectories(model, held_out, run.plots / "predicted_trajectories.png",
-                                    horizon=min(config.horizon * 3, 30))
+                                    horizon=min(config.horizon * 3, 30, longest_episode(held_out)))
         summary = summarize(config, model, report, results, baseline_results, len(train), len(held_out),
                             time.perf_counter() - start)
         run.write_summary(summary)
