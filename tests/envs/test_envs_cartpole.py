@@ -41,6 +41,8 @@ def test_torch_step_reproduces_env_step():
         next_obs, *_ = env.step(action)
         predicted = cartpole_step(torch.from_numpy(obs)[None], torch.tensor(action, dtype=torch.float64)[None])
         np.testing.assert_allclose(predicted[0].numpy(), next_obs, atol=1e-9)
+        single = cartpole_step(torch.tensor(obs, dtype=torch.float32)[None], torch.tensor(action)[None])
+        np.testing.assert_allclose(single[0].double().numpy(), next_obs, atol=1e-4)
         obs = next_obs
 
 
