@@ -34,8 +34,8 @@ def validate_action(action: object, space: spaces.Box) -> np.ndarray:
     if np.any(outside):
         index = tuple(int(i) for i in np.argwhere(outside)[0])
         raise ValueError(
-            f"action[{', '.join(map(str, index))}]={array[index]!r} is outside the allowed bounds "
-            f"[{low[index]!r}, {high[index]!r}] (action={array.tolist()}, "
+            f"action[{', '.join(map(str, index))}]={float(array[index])!r} is outside the allowed bounds "
+            f"[{float(low[index])!r}, {float(high[index])!r}] (action={array.tolist()}, "
             f"low={low.tolist()}, high={high.tolist()})"
         )
     return np.clip(array, low, high)

@@ -1,0 +1,105 @@
+"""make(), Gymnasium compliance, seeding and action rejection for every environment we ship."""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from forethought.envs import OWN_ENVS, CartPoleSwingUpEnv, LinearSystemEnv, PendulumSwingUpEnv, make, task_functions
+from forethought.envs.make import GYMNASIUM_IDS
+
+
+def test_make_returns_our_classes_and_passes_kwargs():
+    assert OWN_ENVS == ("linear", "cartpole-swingup", "pendulum-swingup")
+    assert isinstance(make("linear", noise_std=0.0), LinearSystemEnv)
+    assert make("cartpole-swingup", dt=0.05).dt == 0.05
+    assert isinstance(make("pendulum-swingup"), PendulumSwingUpEnv)
+
+
+def test_make_falls_back_to_gymnasium():
+    env = make("InvertedPendulum-v5")
+    assert env.spec.id == "InvertedPendulum-v5" and env.observation_space.shape == (4,)
+    env.close()
+
+
+@pytest.mark.parametrize("name", ["no-such-env", "NoSuch-v3", "not a valid id!"])
+def test_make_unknown_name_is_a_clear_error(name):
+    with pytest.raises(ValueError, match=r"unknown environment .*'cartpole-swingup'.*registered Gymnasium id"):
+        make(name)
+
+
+@pytest.mark.parametrize("name", OWN_ENVS)
+def test_registered_with_gymnasium_and_has_task_functions(name):
+    env = gym.make(GYMNASIUM_IDS[name])
+    assert isinstance(env.unwrapped, type(make(name)))
+    assert task_functions(name) == task_functions(GYMNASIUM_IDS[name])
+
+
+@pytest.mark.parametrize("name", OWN_ENVS)
+def test_passes_gymnasium_env_checker(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # infinite observation bounds and the like are deliberate
+        check_env(gym.make(GYMNASIUM_IDS[name]).unwrapped)
+
+
+@pytest.mark.parametrize("name", OWN_ENVS)
+def test_same_seed_same_trajectory(name):
+    def trajectory(seed: int) -> np.ndarray:
+        env = make(name)
+        obs, _ = env.reset(seed=seed)
+        rows = [obs]
+        for action in actions:
+            obs, reward, *_ = env.step(action)
+            rows.append(np.append(obs, reward))
+        return np.concatenate(rows)
+
+    space = make(name).action_space
+    actions = np.random.default_rng(0).uniform(space.low, space.high, size=(30, *space.shape))
+    np.testing.assert_array_equal(trajectory(7), trajectory(7))
+    assert not np.array_equal(trajectory(7), trajectory(8))
+
+
+@pytest.mark.parametrize("name", OWN_ENVS)
+def test_episode_is_truncated_never_terminated(name):
+    env = make(name)
+    env.reset(seed=0)
+    flags = [env.step(np.zeros(env.action_space.shape))[2:4] for _ in range(env.max_episode_steps)]
+    assert [terminated for terminated, _ in flags] == [False] * env.max_episode_steps
+    assert [truncated for _, truncated in flags] == [False] * (env.max_episode_steps - 1) + [True]
+
+
+@pytest.mark.parametrize("name", OWN_ENVS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_rejects_non_finite_actions(name, bad):
+    env = make(name)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action must be finite.*(nan|inf)"):
+        env.step(np.full(env.action_space.shape, bad))
+
+
+@pytest.mark.parametrize("name", OWN_ENVS)
+def test_rejects_out_of_bounds_actions_naming_value_and_bounds(name):
+    env = make(name)
+    env.reset(seed=0)
+    high = float(env.action_space.high[0])
+    action = np.zeros(env.action_space.shape)
+    action[0] = 1.5 * high
+    with pytest.raises(ValueError, match=rf"action\[0\]={1.5 * high!r} is outside the allowed bounds \[{-high!r}, {high!r}\]"):
+        env.step(action)
+    env.step(np.full(env.action_space.shape, high))  # the bound itself is allowed
+
+
+@pytest.mark.parametrize("name", OWN_ENVS)
+def test_rejects_wrongly_shaped_actions(name):
+    env = make(name)
+    env.reset(seed=0)
+    for action in (np.zeros(()), np.zeros((1, 1)), np.zeros(3), "push"):
+        with pytest.raises(ValueError, match="action"):
+            env.step(action)
+
+
+def test_step_before_reset_is_an_error():
+    with pytest.raises(RuntimeError, match="reset"):
+        CartPoleSwingUpEnv().step(np.zeros(1))
