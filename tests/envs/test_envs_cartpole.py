@@ -47,7 +47,8 @@ def test_torch_step_reproduces_env_step():
 
 
 def test_torch_step_is_batched_differentiable_and_uses_given_params():
-    obs = torch.tensor([[0.0, 0.0, -1.0, 0.0, 0.0], [0.1, 0.2, math.cos(0.3), math.sin(0.3), -0.5]], dtype=torch.float64)
+    tilted = [0.1, 0.2, math.cos(0.3), math.sin(0.3), -0.5]
+    obs = torch.tensor([[0.0, 0.0, -1.0, 0.0, 0.0], tilted], dtype=torch.float64)
     action = torch.tensor([[0.5], [-0.2]], dtype=torch.float64, requires_grad=True)
     next_obs = cartpole_step(obs, action)
     assert next_obs.shape == (2, 5)

@@ -86,7 +86,8 @@ def test_rejects_out_of_bounds_actions_naming_value_and_bounds(name):
     high = float(env.action_space.high[0])
     action = np.zeros(env.action_space.shape)
     action[0] = 1.5 * high
-    with pytest.raises(ValueError, match=rf"action\[0\]={1.5 * high!r} is outside the allowed bounds \[{-high!r}, {high!r}\]"):
+    expected = rf"action\[0\]={1.5 * high!r} is outside the allowed bounds \[{-high!r}, {high!r}\]"
+    with pytest.raises(ValueError, match=expected):
         env.step(action)
     env.step(np.full(env.action_space.shape, high))  # the bound itself is allowed
 

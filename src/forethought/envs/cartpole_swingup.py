@@ -105,7 +105,8 @@ def cartpole_step(
         raise ValueError(f"expected obs [B, 5] and action [B, 1], got {tuple(obs.shape)} and {tuple(action.shape)}")
     force = action[:, 0].clamp(-1.0, 1.0) * params.max_force
     theta = torch.atan2(obs[:, 3], obs[:, 2])
-    x, x_dot, theta, theta_dot = _integrate((obs[:, 0], obs[:, 1], theta, obs[:, 4]), force, params, dt, substeps, torch)
+    state = (obs[:, 0], obs[:, 1], theta, obs[:, 4])
+    x, x_dot, theta, theta_dot = _integrate(state, force, params, dt, substeps, torch)
     return torch.stack([x, x_dot, torch.cos(theta), torch.sin(theta), theta_dot], dim=-1)
 
 
@@ -158,7 +159,9 @@ class CartPoleSwingUpEnv(gym.Env):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         if max_episode_steps < 1 or init_noise_std < 0:
-            raise ValueError(f"need max_episode_steps >= 1 and init_noise_std >= 0, got {max_episode_steps}, {init_noise_std}")
+            raise ValueError(
+                f"need max_episode_steps >= 1 and init_noise_std >= 0, got {max_episode_steps}, {init_noise_std}"
+            )
         self.params, self.dt = params, float(dt)
         self.substeps = int(substeps) if substeps is not None else max(1, math.ceil(dt / SUBSTEP_SECONDS - 1e-9))
         if self.substeps < 1:

@@ -55,7 +55,8 @@ def pendulum_step(
         raise ValueError(f"expected obs [B, 3] and action [B, 1], got {tuple(obs.shape)} and {tuple(action.shape)}")
     torque = action[:, 0].clamp(-params.max_torque, params.max_torque)
     theta, theta_dot = torch.atan2(obs[:, 1], obs[:, 0]), obs[:, 2]
-    theta_dot = _next_theta_dot(theta, theta_dot, torque, params, dt, torch.sin).clamp(-params.max_speed, params.max_speed)
+    theta_dot = _next_theta_dot(theta, theta_dot, torque, params, dt, torch.sin)
+    theta_dot = theta_dot.clamp(-params.max_speed, params.max_speed)
     theta = theta + theta_dot * dt
     return torch.stack([torch.cos(theta), torch.sin(theta), theta_dot], dim=-1)
 
