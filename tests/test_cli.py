@@ -71,3 +71,25 @@ def test_help_explains_every_command(capsys):
         main(["fit-model", "--help"])
     text = capsys.readouterr().out
     assert "key.sub=value" in text and "--steps" in text
+
+
+def test_compare_models_scores_every_kind_on_the_same_data(tmp_path):
+    out = tmp_path / "compare"
+    assert main(["compare-models", "--env", "linear", "--models", "linear,d", "--steps", "400", "--out", str(out),
+                 "--quiet", "eval_steps=200", "model.hidden_size=16", "model.hidden_layers=1",
+                 "train.max_epochs=5", "horizon=5"]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [row["model"] for row in rows] == ["linear", "d", "constant"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["models"]) == {"linear", "d", "constant"}
+    # the linear system is learned almost exactly by the linear model, far better than the baseline
+    assert summary["models"]["linear"]["one_step_mse"] * 100 < summary["models"]["constant"]["one_step_mse"]
+    assert "| linear |" in (out / "comparison.md").read_text()
+    for name in ("linear", "d", "constant"):
+        assert (out / "checkpoints" / f"{name}.safetensors").is_file()
+    assert (out / "plots" / "compounding_error.png").is_file()
+
+
+def test_compare_models_rejects_unknown_kinds(tmp_path, capsys):
+    assert main(["compare-models", "--models", "linear,xyz", "--out", str(tmp_path / "c"), "--quiet"]) == 2
+    assert "models must be a non-empty list drawn from" in capsys.readouterr().err

@@ -19,6 +19,14 @@ Any config value can be set as key.sub=value after the options, e.g.
   forethought fit-model --env pendulum-swingup model.hidden_size=64 train.lr=3e-4
 Precedence: defaults < --config YAML < options < key=value overrides."""
 
+COMPARE_HELP = """Fit several model types (default: linear, d, p, de, pe) and the constant-delta baseline
+on the same transitions and score them on the same held-out episodes. Writes a run directory with
+metrics.csv (one row per model), comparison.md, summary.json, checkpoints/<kind>.* and
+plots/compounding_error.png with one open-loop error curve per model type. Takes the same options
+and key.sub=value overrides as fit-model."""
+
+MODEL_CHOICES = ("linear", "d", "p", "de", "pe")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="forethought", description=DESCRIPTION,
@@ -28,21 +36,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser("fit-model", help="learn a dynamics model and report its quality",
                               description=FIT_MODEL_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    fit.add_argument("--env", help="environment: linear, cartpole-swingup, pendulum-swingup or a Gymnasium id "
-                                   "(default cartpole-swingup)")
-    fit.add_argument("--model", choices=("linear", "d", "p", "de", "pe"),
+    fit.add_argument("--model", choices=MODEL_CHOICES,
                      help="linear-Gaussian, deterministic MLP, probabilistic MLP, or ensembles of either "
                           "(default pe)")
-    fit.add_argument("--steps", type=int, help="random-action transitions to collect for training (default 5000)")
-    fit.add_argument("--data", help="fit on logged transitions from this .npz instead of collecting")
-    fit.add_argument("--seed", type=int, help="seed for data collection, splits and training (default 0)")
-    fit.add_argument("--out", help="run directory to write (default runs/fit-model)")
-    fit.add_argument("--config", help="YAML file with config values")
-    fit.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
-    fit.add_argument("--quiet", action="store_true", help="no live progress display")
-    fit.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    _add_job_options(fit, "runs/fit-model")
     fit.set_defaults(handler=_fit_model)
+
+    compare = commands.add_parser("compare-models", help="fit several model types on the same data and compare them",
+                                  description=COMPARE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    compare.add_argument("--models", help=f"comma-separated kinds from {','.join(MODEL_CHOICES)} (default all)")
+    _add_job_options(compare, "runs/compare-models")
+    compare.set_defaults(handler=_compare_models)
     return parser
+
+
+def _add_job_options(parser: argparse.ArgumentParser, default_out: str) -> None:
+    parser.add_argument("--env", help="environment: linear, cartpole-swingup, pendulum-swingup or a Gymnasium id "
+                                      "(default cartpole-swingup)")
+    parser.add_argument("--steps", type=int, help="random-action transitions to collect for training (default 5000)")
+    parser.add_argument("--data", help="fit on logged transitions from this .npz instead of collecting")
+    parser.add_argument("--seed", type=int, help="seed for data collection, splits and training (default 0)")
+    parser.add_argument("--out", help=f"run directory to write (default {default_out})")
+    parser.add_argument("--config", help="YAML file with config values")
+    parser.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
+    parser.add_argument("--quiet", action="store_true", help="no live progress display")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+
+
+def _job_overrides(args: argparse.Namespace, flags: dict[str, object]) -> list[str]:
+    """Options first, then the explicit key=value overrides (which win)."""
+    flags = {"env": args.env, "steps": args.steps, "data": args.data, "seed": args.seed, "out": args.out, **flags}
+    return [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,12 +82,32 @@ def _fit_model(args: argparse.Namespace) -> int:
     from forethought.experiments.config import load_config
     from forethought.experiments.fit_model import FitModelConfig, fit_model
 
-    flags = {"env": args.env, "model.kind": args.model, "steps": args.steps, "data": args.data,
-             "seed": args.seed, "out": args.out}
-    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
-    config = load_config(FitModelConfig, args.config, overrides)
+    config = load_config(FitModelConfig, args.config, _job_overrides(args, {"model.kind": args.model}))
     summary = fit_model(config, progress=not args.quiet, overwrite=args.overwrite)
     _print_fit_summary(summary, config)
+    return 0
+
+
+def _compare_models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from forethought.experiments.compare_models import CompareModelsConfig, compare_models
+    from forethought.experiments.config import load_config
+
+    models = None if args.models is None else "[" + args.models + "]"
+    config = load_config(CompareModelsConfig, args.config, _job_overrides(args, {"models": models}))
+    summary = compare_models(config, progress=not args.quiet, overwrite=args.overwrite)
+    table = Table(title=f"{summary['env']}: {summary['train_transitions']} training / "
+                        f"{summary['held_out_transitions']} held-out transitions")
+    columns = ("one_step_mse", f"{config.horizon}_step_mse", "one_step_nll", "coverage_1sigma", "fit_s")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
+    for kind, row in summary["models"].items():
+        table.add_row(kind, *("n/a" if row[c] is None else f"{row[c]:.4g}" for c in columns))
+    Console().print(table)
+    Console().print(f"run directory: {config.out} (comparison.md, plots/compounding_error.png)")
     return 0
 
 
