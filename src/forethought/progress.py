@@ -11,7 +11,7 @@ class ProgressBar:
         if enabled:
             from rich.progress import Progress
 
-            self._bar = Progress(transient=True)
+            self._bar = Progress()
             self._task = self._bar.add_task(description, total=total)
 
     def __enter__(self) -> "ProgressBar":

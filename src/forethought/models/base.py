@@ -132,7 +132,7 @@ class DynamicsModel(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.kind:
+        if cls.__dict__.get("kind"):  # only a class that names its own kind owns that checkpoint kind
             _MODEL_CLASSES[cls.kind] = cls
 
     # ------------------------------------------------------------------ public API

@@ -23,6 +23,7 @@ import torch
 from forethought.data.buffer import bootstrap_indices
 from forethought.models.base import FitReport
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
+from forethought.progress import ProgressBar
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -178,15 +179,6 @@ def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimi
     return float(torch.stack(losses).mean()), len(losses)
 
 
-def _progress_bar(enabled: bool):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]fit[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("{task.description}"))
-
-
 def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targets: torch.Tensor,
                    options: TrainingOptions, generator: torch.Generator) -> FitReport:
     """Train ``network`` in place on normalised inputs ``[N, in]`` and targets ``[N, out]``.
@@ -212,37 +204,39 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
 
     network.requires_grad_(True)
     optimizer, best, report = _adam(network, options), _BestWeights(network), FitReport()
-    since_improvement = 0
-    bar = _progress_bar(options.progress)
-    task = bar.add_task("", total=options.max_epochs) if bar else None
-    try:
-        if bar:
-            bar.start()
-        for epoch in range(options.max_epochs):
-            train_loss, batches = _train_epoch(network, optimizer, x_train, y_train, member_rows, options, generator)
-            val = member_validation_mse(network, x_val, y_val) if train_loss is not None else None
-            if val is None or not torch.isfinite(val).all():
-                where = f"training loss (batch {batches})" if val is None else "validation loss"
-                report.nonfinite = True
-                report.message = (f"non-finite {where} at epoch {epoch}; training stopped and each member's "
-                                  "best weights so far were restored")
-                break
-            report.train_loss.append(train_loss)
-            report.val_loss.append(float(val.mean()))
-            report.epochs = epoch + 1
-            since_improvement = 0 if best.update(val) else since_improvement + 1
-            if bar:
-                bar.update(task, advance=1, description=f"train {train_loss:.4g}  val {report.val_loss[-1]:.4g}")
-            if since_improvement >= options.patience:
-                report.stopped_early = True
-                report.message = f"stopped early after {report.epochs} epochs (no improvement for {options.patience})"
-                break
-    finally:
-        if bar:
-            bar.stop()
-        best.restore()
-        network.requires_grad_(False)
+    with ProgressBar(options.progress, options.max_epochs, "fitting") as bar:
+        try:
+            _run_epochs(network, optimizer, best, report, x_train, y_train, x_val, y_val, member_rows, options,
+                        generator, bar)
+        finally:
+            best.restore()
+            network.requires_grad_(False)
     if report.val_loss:
         report.best_epoch = min(range(len(report.val_loss)), key=report.val_loss.__getitem__)
     report.member_val_loss = member_validation_mse(network, x_val, y_val).tolist()
     return report
+
+
+def _run_epochs(network, optimizer, best, report: FitReport, x_train, y_train, x_val, y_val, member_rows,
+                options: TrainingOptions, generator: torch.Generator, bar: ProgressBar) -> None:
+    """The epoch loop: train, validate, keep each member's best weights, stop early or on non-finite loss."""
+    since_improvement = 0
+    for epoch in range(options.max_epochs):
+        train_loss, batches = _train_epoch(network, optimizer, x_train, y_train, member_rows, options, generator)
+        val = member_validation_mse(network, x_val, y_val) if train_loss is not None else None
+        if val is None or not torch.isfinite(val).all():
+            where = f"training loss (batch {batches})" if val is None else "validation loss"
+            report.nonfinite = True
+            report.message = (f"non-finite {where} at epoch {epoch}; training stopped and each member's "
+                              "best weights so far were restored")
+            return
+        report.train_loss.append(train_loss)
+        report.val_loss.append(float(val.mean()))
+        report.epochs = epoch + 1
+        since_improvement = 0 if best.update(val) else since_improvement + 1
+        bar.advance()
+        bar.describe(f"fitting: train {train_loss:.4g}  val {report.val_loss[-1]:.4g}")
+        if since_improvement >= options.patience:
+            report.stopped_early = True
+            report.message = f"stopped early after {report.epochs} epochs (no improvement for {options.patience})"
+            return
