@@ -1,6 +1,7 @@
 """Environments: our own (linear system, cart-pole and pendulum swing-up), any Gymnasium id through
 :func:`make`, and the batched reward/termination functions planners score imagined steps with."""
 
+from forethought.envs.analytic import StepFunction, analytic_step, env_task_functions
 from forethought.envs.cartpole_swingup import CartPoleParams, CartPoleSwingUpEnv, cartpole_step
 from forethought.envs.linear import LinearSystemEnv
 from forethought.envs.make import OWN_ENVS, make, register_with_gymnasium
@@ -16,7 +17,10 @@ __all__ = [
     "LinearSystemEnv",
     "PendulumParams",
     "PendulumSwingUpEnv",
+    "StepFunction",
     "TaskFunctions",
+    "analytic_step",
+    "env_task_functions",
     "cartpole_step",
     "make",
     "pendulum_step",

@@ -2,11 +2,12 @@
 
 from forethought.models.base import DynamicsModel, FitReport, Prediction
 from forethought.models.baseline import ConstantDelta
+from forethought.models.known import KnownDynamics
 from forethought.models.linear import LinearGaussian
 from forethought.models.neural import (DeterministicEnsemble, DeterministicMLP, MLPDynamics, ProbabilisticEnsemble,
                                        ProbabilisticMLP, make_model)
 from forethought.models.residual import ResidualModel, Simulator
 
-__all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "LinearGaussian", "Prediction",
+__all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "KnownDynamics", "LinearGaussian", "Prediction",
            "MLPDynamics", "DeterministicMLP", "ProbabilisticMLP", "DeterministicEnsemble", "ProbabilisticEnsemble",
            "ResidualModel", "Simulator", "make_model"]

@@ -18,6 +18,15 @@ Simulator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Maps obs ``[B, obs_dim]`` and action ``[B, act_dim]`` to the simulated next obs ``[B, obs_dim]``."""
 
 
+def run_simulator(simulator: Simulator, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """``simulator(obs, action)`` in ``obs``'s dtype; a clear error if it is not an ``[B, obs_dim]`` tensor."""
+    out = simulator(obs, action)
+    if not isinstance(out, torch.Tensor) or out.shape != obs.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"simulator returned {shape}, expected a tensor of shape {tuple(obs.shape)}")
+    return out.to(obs.dtype)
+
+
 class ResidualModel(DynamicsModel):
     """A known simulator step corrected by any learned :class:`DynamicsModel`.
 
@@ -34,12 +43,8 @@ class ResidualModel(DynamicsModel):
         self.simulator, self.learned = simulator, learned
 
     def simulate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """The simulator's next obs ``[B, obs_dim]``, checked for shape and finiteness."""
-        out = self.simulator(obs, action)
-        if not isinstance(out, torch.Tensor) or out.shape != obs.shape:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(f"simulator returned {shape}, expected a tensor of shape {tuple(obs.shape)}")
-        return out.to(obs.dtype)
+        """The simulator's next obs ``[B, obs_dim]``, shape-checked."""
+        return run_simulator(self.simulator, obs, action)
 
     def _fit(self, obs, action, next_obs, generator) -> FitReport:
         with torch.no_grad():

@@ -1,0 +1,57 @@
+"""What a planner needs from a concrete environment instance: its task functions bound to the
+instance's own parameters, and (for our environments) its exact batched dynamics, the oracle.
+
+    task = env_task_functions(env)        # reward / termination for THIS env's settings
+    step = analytic_step(env)              # (obs [B, o], action [B, a]) -> next_obs [B, o], or None
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import gymnasium as gym
+import torch
+
+from forethought.envs.cartpole_swingup import CartPoleSwingUpEnv, cartpole_step, cartpole_swingup_reward
+from forethought.envs.linear import LinearSystemEnv, quadratic_regulation_reward
+from forethought.envs.pendulum_swingup import PendulumSwingUpEnv, pendulum_reward, pendulum_step
+from forethought.envs.task_functions import TaskFunctions, never_terminates, task_functions
+
+StepFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def env_task_functions(env: gym.Env, name: str | None = None) -> TaskFunctions:
+    """Reward and termination functions for ``env``.
+
+    Our environments get functions bound to the instance's parameters (pole length, Q and R);
+    any other environment is looked up in the registry by ``name`` or its Gymnasium spec id.
+    """
+    inner = env.unwrapped
+    if isinstance(inner, CartPoleSwingUpEnv):
+        length = inner.params.pole_length
+        return TaskFunctions(lambda o, a, n: cartpole_swingup_reward(o, a, n, pole_length=length), never_terminates)
+    if isinstance(inner, LinearSystemEnv):
+        Q, R = torch.as_tensor(inner.Q, dtype=torch.float32), torch.as_tensor(inner.R, dtype=torch.float32)
+        return TaskFunctions(lambda o, a, n: quadratic_regulation_reward(n, a, Q.to(n), R.to(a)), never_terminates)
+    if isinstance(inner, PendulumSwingUpEnv):
+        return TaskFunctions(pendulum_reward, never_terminates)
+    key = name or (env.spec.id if env.spec is not None else None)
+    if key is None:
+        raise ValueError(f"cannot tell which task functions {type(inner).__name__} needs: pass its registered "
+                         "name, or register them with forethought.envs.register_task_functions")
+    return task_functions(key)
+
+
+def analytic_step(env: gym.Env) -> StepFunction | None:
+    """The noise-free batched dynamics of one of our environments (``None`` for any other env)."""
+    inner = env.unwrapped
+    if isinstance(inner, CartPoleSwingUpEnv):
+        params, dt, substeps = inner.params, inner.dt, inner.substeps
+        return lambda obs, action: cartpole_step(obs, action, params, dt, substeps)
+    if isinstance(inner, PendulumSwingUpEnv):
+        params, dt = inner.params, inner.dt
+        return lambda obs, action: pendulum_step(obs, action, params, dt)
+    if isinstance(inner, LinearSystemEnv):
+        A, B, c = (torch.as_tensor(m, dtype=torch.float64) for m in (inner.A, inner.B, inner.c))
+        return lambda obs, action: (obs.double() @ A.T + action.double() @ B.T + c).to(obs.dtype)
+    return None

@@ -1,0 +1,35 @@
+import numpy as np
+import pytest
+import torch
+
+from forethought import envs
+from forethought.data import collect
+from forethought.envs import CartPoleParams, analytic_step, env_task_functions
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("linear", {"A": [[0.9, 0.1], [0.0, 0.8]], "B": [[0.0], [1.0]], "c": [0.1, 0.0], "noise_std": 0.0}),
+    ("cartpole-swingup", {"params": CartPoleParams(pole_length=0.8)}),
+    ("pendulum-swingup", {}),
+])
+def test_analytic_step_and_task_functions_reproduce_the_instance(name, kwargs):
+    env = envs.make(name, **kwargs)
+    data = collect(env, 60, seed=0).all()
+    step, task = analytic_step(env), env_task_functions(env)
+    obs, action = data.obs.double(), data.action.double()
+    torch.testing.assert_close(step(obs, action), data.next_obs.double(), atol=1e-5, rtol=0)
+    reward = task.reward(data.obs, data.action, data.next_obs)
+    torch.testing.assert_close(reward, data.reward, atol=1e-4, rtol=1e-5)
+    assert not task.termination(data.obs, data.action, data.next_obs).any()
+
+
+def test_linear_task_functions_use_the_instance_weights():
+    env = envs.make("linear", Q=[[2.0]], R=[[0.5]], noise_std=0.0)
+    reward = env_task_functions(env).reward(torch.zeros(1, 1), torch.tensor([[1.0]]), torch.tensor([[3.0]]))
+    assert reward.item() == pytest.approx(-(2.0 * 9 + 0.5))
+
+
+def test_gymnasium_envs_use_the_registry_and_have_no_analytic_step():
+    env = envs.make("InvertedPendulum-v5")
+    assert env_task_functions(env) is envs.task_functions("InvertedPendulum-v5")
+    assert analytic_step(env) is None
