@@ -18,36 +18,8 @@ from forethought.data import ReplayBuffer, collect, load_npz
 from forethought.evaluation import (calibration, one_step_error, plot_compounding_error,
                                     plot_predicted_trajectories, rollout_error)
 from forethought.experiments.run_dir import RunDir
-from forethought.models import ConstantDelta, DynamicsModel, make_model
-
-MODEL_KINDS = ("linear", "d", "p", "de", "pe")
-
-
-@dataclass
-class ModelConfig:
-    """Which dynamics model to fit and its size (network options are ignored by ``linear``)."""
-
-    kind: str = "pe"
-    ensemble_size: int = 5
-    hidden_size: int = 200
-    hidden_layers: int = 4
-
-    def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.kind!r}")
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation of the neural models (Adam on minibatches with early stopping)."""
-
-    max_epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 5e-5
-    val_fraction: float = 0.1
-    patience: int = 10
-
+from forethought.models import ConstantDelta, DynamicsModel
+from forethought.models.config import MODEL_KINDS, ModelConfig, TrainConfig, build_model
 
 @dataclass
 class FitModelConfig:
@@ -74,19 +46,6 @@ class FitModelConfig:
         for name in ("steps", "eval_steps", "horizon"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: int,
-                progress: bool = False) -> DynamicsModel:
-    """The model a :class:`ModelConfig` names, with training options from ``train``."""
-    if config.kind == "linear":
-        return make_model("linear", obs_dim, act_dim)
-    members = {"ensemble_size": config.ensemble_size} if config.kind in ("de", "pe") else {}
-    return make_model(config.kind, obs_dim, act_dim, **members,
-                      hidden_size=config.hidden_size, hidden_layers=config.hidden_layers,
-                      max_epochs=train.max_epochs, batch_size=train.batch_size, learning_rate=train.lr,
-                      weight_decay=train.weight_decay, val_fraction=train.val_fraction,
-                      patience=train.patience, progress=progress)
 
 
 def load_data(config: FitModelConfig, progress: bool) -> tuple[ReplayBuffer, ReplayBuffer]:
