@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fit_model(args: argparse.Namespace) -> int:
-    from forethought.experiments.config import load_config
+    from forethought.config import load_config
     from forethought.experiments.fit_model import FitModelConfig, fit_model
 
     config = load_config(FitModelConfig, args.config, _job_overrides(args, {"model.kind": args.model}))
@@ -93,7 +93,7 @@ def _compare_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from forethought.experiments.compare_models import CompareModelsConfig, compare_models
-    from forethought.experiments.config import load_config
+    from forethought.config import load_config
 
     models = None if args.models is None else "[" + args.models + "]"
     config = load_config(CompareModelsConfig, args.config, _job_overrides(args, {"models": models}))

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from forethought.experiments.config import save_config
+from forethought.config import save_config
 from forethought.serialization import atomic_write_text
 
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 import pytest
 import yaml
 
-from forethought.experiments.config import ConfigError, load_config, save_config
+from forethought.config import ConfigError, load_config, save_config
 
 
 @dataclass
