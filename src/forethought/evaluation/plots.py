@@ -6,8 +6,8 @@ written atomically: to a temporary file beside the target, then renamed over it.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -20,23 +20,16 @@ from matplotlib.ticker import MaxNLocator
 from forethought.data.buffer import ReplayBuffer
 from forethought.evaluation.compounding import Windows, open_loop_rollout, trajectory_windows
 from forethought.models.base import DynamicsModel
+from forethought.serialization import atomic_write_bytes
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
     """Render ``fig`` to PNG at ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    stream = io.BytesIO()
+    fig.savefig(stream, format="png", dpi=dpi)
+    atomic_write_bytes(path, stream.getvalue())
+    return Path(path)
 
 
 def plot_compounding_error(curves: dict[str, Sequence[float]], path: str | os.PathLike, *,
