@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 DESCRIPTION = """Model-based reinforcement learning: learn how a system moves from a few real
 transitions, measure how good that model is, and plan or train policies inside it."""
@@ -24,6 +25,16 @@ on the same transitions and score them on the same held-out episodes. Writes a r
 metrics.csv (one row per model), comparison.md, summary.json, checkpoints/<kind>.* and
 plots/compounding_error.png with one open-loop error curve per model type. Takes the same options
 and key.sub=value overrides as fit-model."""
+
+RUN_HELP = """Learn to control an environment from scratch. pets: a random trial, then per trial fit a
+probabilistic ensemble on all data and act by planning in it (CEM over 15 steps, trajectory
+sampling). Prints one line per trial and writes a run directory with metrics.csv (trial,
+env_steps, return, model_val_loss, plan_ms_per_step, wall_s), TensorBoard events, the agent in
+checkpoints/agent/, summary.json (final and best return, the oracle planner's return, steps to 90 %
+of it), plots/learning_curve.png and a GIF of the last trial in videos/.
+
+Settings are overrides, e.g. agent.planner.horizon=20 agent.planner.settings.population=200
+agent.model.ensemble_size=7 agent.planner.propagation=ts1 oracle_episodes=0."""
 
 MODEL_CHOICES = ("linear", "d", "p", "de", "pe")
 
@@ -47,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--models", help=f"comma-separated kinds from {','.join(MODEL_CHOICES)} (default all)")
     _add_job_options(compare, "runs/compare-models")
     compare.set_defaults(handler=_compare_models)
+    run = commands.add_parser("run", help="learn to control an environment with an agent",
+                              description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("algo", choices=("pets",), help="the agent to run")
+    run.add_argument("--env", help="environment (default cartpole-swingup)")
+    run.add_argument("--trials", type=int, help="trials (episodes) to run, random ones included (default 15)")
+    run.add_argument("--seed", type=int, help="seed (default 0)")
+    run.add_argument("--out", help="run directory to write (default runs/pets)")
+    run.add_argument("--config", help="YAML file with config values")
+    run.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
+    run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    run.set_defaults(handler=_run)
     return parser
 
 
@@ -108,6 +130,32 @@ def _compare_models(args: argparse.Namespace) -> int:
         table.add_row(kind, *("n/a" if row[c] is None else f"{row[c]:.4g}" for c in columns))
     Console().print(table)
     Console().print(f"run directory: {config.out} (comparison.md, plots/compounding_error.png)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from forethought.config import load_config
+    from forethought.experiments.run_pets import RunPETSConfig, run_pets
+
+    flags = {"env": args.env, "trials": args.trials, "seed": args.seed, "out": args.out}
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
+    config = load_config(RunPETSConfig, args.config, overrides)
+    console, start = Console(), time.perf_counter()
+
+    def line(result) -> None:
+        loss = "   n/a  " if result.model_val_loss is None else f"{result.model_val_loss:.2e}"
+        plan = "  n/a" if result.plan_ms_per_step is None else f"{result.plan_ms_per_step:5.0f}"
+        console.print(f"trial {result.trial:3d}  return {result.total_reward:9.2f}  env steps {result.env_steps:6d}  "
+                      f"model val loss {loss}  plan {plan} ms/step  elapsed {time.perf_counter() - start:7.1f} s")
+
+    summary = run_pets(config, on_trial=line, overwrite=args.overwrite)
+    oracle = summary["oracle_return"]
+    console.print(f"best return {summary['best_return']:.2f}, final {summary['final_return']:.2f}"
+                  + ("" if oracle is None else f", oracle planner {oracle:.2f}; 90 % of it reached after "
+                     f"{summary['steps_to_90pct_oracle']} env steps"))
+    console.print(f"run directory: {config.out}")
     return 0
 
 

@@ -1,0 +1,178 @@
+"""PETS: probabilistic ensembles with trajectory sampling (Chua et al., 2018).
+
+A few random-action trials, then repeat: fit the model on all data so far, run one trial with the
+MPC agent planning in it.
+
+    agent = PETS(envs.make("cartpole-swingup"), PETSConfig())
+    results = agent.learn(trials=10)
+    agent.save("runs/pets/agent"); agent = PETS.load("runs/pets/agent", env)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from forethought.agents.episode import Episode, random_policy, run_episode
+from forethought.agents.mpc import MPCAgent, PlannerConfig
+from forethought.data.buffer import ReplayBuffer
+from forethought.data.collect import flat_dim
+from forethought.envs.analytic import analytic_step, env_task_functions
+from forethought.envs.task_functions import TaskFunctions
+from forethought.config import build
+from forethought.models.base import DynamicsModel
+from forethought.models.config import ModelConfig, TrainConfig, build_model
+from forethought.models.known import KnownDynamics
+from forethought.serialization import atomic_write_text, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class PETSConfig:
+    """PETS settings: the model, its training, the planner, and how many random trials come first.
+
+    With ``oracle`` the agent plans in the environment's exact dynamics instead of a learned model
+    (the ceiling planners are measured against; our own environments only).
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5))
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    random_trials: int = 1
+    oracle: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.random_trials < 0:
+            raise ValueError(f"random_trials must be >= 0, got {self.random_trials}")
+
+
+@dataclass
+class TrialResult:
+    """One trial: its return and length, total real steps so far, the model's best validation loss
+    after the fit that preceded it (None for random or oracle trials), mean planning time per
+    step, and wall-clock seconds of the trial (fit included)."""
+
+    trial: int
+    total_reward: float
+    steps: int
+    env_steps: int
+    model_val_loss: float | None
+    plan_ms_per_step: float | None
+    wall_s: float
+
+
+class PETS:
+    """The PETS agent for one environment (its reward/termination come from
+    :func:`forethought.envs.env_task_functions` unless ``task`` is given)."""
+
+    def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None) -> None:
+        self.env, self.config = env, config or PETSConfig()
+        self.task = task or env_task_functions(env)
+        self.obs_dim, self.act_dim = flat_dim(env.observation_space), flat_dim(env.action_space)
+        self.buffer = ReplayBuffer(self.obs_dim, self.act_dim)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.model = self._make_model()
+        self.history: list[TrialResult] = []
+        self.agent: MPCAgent | None = None
+
+    def _make_model(self) -> DynamicsModel:
+        if not self.config.oracle:
+            return build_model(self.config.model, self.config.train, self.obs_dim, self.act_dim)
+        step = analytic_step(self.env)
+        if step is None:
+            raise ValueError(f"oracle mode needs the exact dynamics of the environment, which only our own "
+                             f"environments provide; {type(self.env.unwrapped).__name__} has none")
+        return KnownDynamics(step, self.obs_dim, self.act_dim)
+
+    @property
+    def trials_done(self) -> int:
+        return len(self.history)
+
+    def learn(self, trials: int, callback: Callable[[TrialResult, Episode], None] | None = None,
+              render_last: bool = False) -> list[TrialResult]:
+        """Run ``trials`` more trials; ``callback(result, episode)`` is called after each one."""
+        if trials < 1:
+            raise ValueError(f"trials must be >= 1, got {trials}")
+        for i in range(trials):
+            result, episode = self.run_trial(render=render_last and i == trials - 1)
+            if callback is not None:
+                callback(result, episode)
+        return self.history[-trials:]
+
+    def run_trial(self, render: bool = False) -> tuple[TrialResult, Episode]:
+        """One trial: random actions during the first ``random_trials`` (never for the oracle),
+        otherwise fit the model on all data and act with MPC."""
+        start = time.perf_counter()
+        index, val_loss = self.trials_done, None
+        seed = self.config.seed + index
+        if index < self.config.random_trials and not self.config.oracle:
+            self.env.action_space.seed(seed)
+            policy, self.agent = random_policy(self.env.action_space), None
+        else:
+            if not self.config.oracle:
+                report = self.model.fit(self.buffer, generator=self.generator)
+                val_loss = report.best_val_loss
+            self.agent = self._mpc()
+            self.agent.reset()
+            policy = self.agent.act
+        episode = run_episode(self.env, policy, seed=seed, buffer=self.buffer, render=render)
+        plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
+        result = TrialResult(index, episode.total_reward, episode.steps, len(self.buffer), val_loss, plan_ms,
+                             time.perf_counter() - start)
+        self.history.append(result)
+        return result, episode
+
+    def _mpc(self) -> MPCAgent:
+        planner = self.config.planner
+        if self.config.oracle:  # exact deterministic dynamics: one particle says everything
+            planner = PlannerConfig(**{**asdict(planner), "particles": 1, "propagation": "expectation"})
+        return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator)
+
+    def act(self, obs: np.ndarray) -> np.ndarray | int:
+        """Act with the current MPC agent (after at least one model-based trial, or in oracle mode)."""
+        if self.agent is None:
+            self.agent = self._mpc()
+            self.agent.reset()
+        return self.agent.act(obs)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the agent to folder ``path``: ``model.*`` (unless oracle), ``buffer.npz``,
+        ``generator.*`` and ``state.json`` (config and trial history)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if not self.config.oracle:
+            self.model.save(path / "model")
+        self.buffer.save(path / "buffer.npz")
+        save_checkpoint(path / "generator", {"state": self.generator.get_state()}, {})
+        state = {"config": asdict(self.config), "history": [asdict(r) for r in self.history],
+                 "model_fitted": self.model.fitted}
+        atomic_write_text(path / "state.json", json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "PETS":
+        """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment)."""
+        path = Path(path)
+        if not (path / "state.json").exists():
+            raise FileNotFoundError(f"{path} holds no saved PETS agent (state.json missing)")
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        agent = cls(env, build(PETSConfig, state["config"]), task)
+        buffer = ReplayBuffer.load(path / "buffer.npz")
+        if (buffer.obs_dim, buffer.act_dim) != (agent.obs_dim, agent.act_dim):
+            raise ValueError(f"the agent in {path} was trained with obs/action sizes {buffer.obs_dim}/{buffer.act_dim}, "
+                             f"but {type(env.unwrapped).__name__} has {agent.obs_dim}/{agent.act_dim}")
+        agent.buffer = buffer
+        if not agent.config.oracle and state["model_fitted"]:
+            agent.model = DynamicsModel.load(path / "model")
+        tensors, _ = load_checkpoint(path / "generator")
+        agent.generator.set_state(tensors["state"])
+        agent.history = [TrialResult(**r) for r in state["history"]]
+        return agent

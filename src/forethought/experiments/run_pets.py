@@ -1,0 +1,121 @@
+"""``forethought run pets``: learn to control an environment with PETS and record everything.
+
+Writes to the run directory: ``metrics.csv`` (one row per trial), TensorBoard events, the agent
+after every trial in ``checkpoints/agent/``, ``summary.json`` (final and best return, the oracle
+planner's return, real steps to reach 90 % of it), ``plots/learning_curve.png`` and a GIF of the
+last trial in ``videos/``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from forethought import envs
+from forethought.agents.episode import Episode
+from forethought.agents.pets import PETS, PETSConfig, TrialResult
+from forethought.envs.analytic import analytic_step
+from forethought.experiments.media import plot_learning_curve, write_gif
+from forethought.experiments.run_dir import RunDir
+
+ORACLE_FRACTION = 0.9
+
+
+@dataclass
+class RunPETSConfig:
+    """A PETS run: environment, number of trials, agent settings, and the oracle reference.
+
+    ``oracle_episodes`` episodes are planned with the environment's exact dynamics and the same
+    planner to give the reference return (our own environments only; 0 skips it).
+    """
+
+    env: str = "cartpole-swingup"
+    env_kwargs: dict = field(default_factory=dict)
+    trials: int = 15
+    seed: int = 0
+    out: str = "runs/pets"
+    oracle_episodes: int = 1
+    video: bool = True
+    agent: PETSConfig = field(default_factory=PETSConfig)
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.oracle_episodes < 0:
+            raise ValueError(f"oracle_episodes must be >= 0, got {self.oracle_episodes}")
+
+
+def _make_env(config: RunPETSConfig, render: bool):
+    kwargs = dict(config.env_kwargs)
+    if render and config.env in envs.OWN_ENVS:
+        kwargs.setdefault("render_mode", "rgb_array")
+    return envs.make(config.env, **kwargs)
+
+
+def oracle_return(config: RunPETSConfig) -> float | None:
+    """Mean return of the same planner with the exact dynamics, or None where there are none."""
+    env = _make_env(config, render=False)
+    if config.oracle_episodes == 0 or analytic_step(env) is None:
+        return None
+    oracle_config = PETSConfig(**{**config.agent.__dict__, "oracle": True, "seed": config.seed + 50_000})
+    oracle = PETS(env, oracle_config)
+    returns = [r.total_reward for r in oracle.learn(config.oracle_episodes)]
+    return float(np.mean(returns))
+
+
+def steps_to_reach(history: list[TrialResult], target: float | None) -> int | None:
+    """Real environment steps after the first trial whose return reaches ``target``."""
+    if target is None:
+        return None
+    for result in history:
+        if result.total_reward >= target:
+            return result.env_steps
+    return None
+
+
+def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | None = None,
+             overwrite: bool = False) -> dict[str, Any]:
+    """Run the whole job; ``on_trial`` is called after every trial (the CLI prints a line)."""
+    torch.manual_seed(config.seed)
+    start = time.perf_counter()
+    env = _make_env(config, render=config.video)
+    agent = PETS(env, PETSConfig(**{**config.agent.__dict__, "seed": config.seed}))
+    with RunDir(config.out, config, overwrite=overwrite) as run:
+        oracle = oracle_return(config)
+
+        def record(result: TrialResult, episode: Episode) -> None:
+            run.log({"trial": result.trial, "env_steps": result.env_steps, "return": result.total_reward,
+                     "model_val_loss": result.model_val_loss, "plan_ms_per_step": result.plan_ms_per_step,
+                     "wall_s": time.perf_counter() - start}, step=result.trial)
+            agent.save(run.checkpoints / "agent")
+            if episode.frames:
+                write_gif(episode.frames, run.path / "videos" / f"trial_{result.trial:03d}.gif",
+                          fps=env.metadata.get("render_fps", 10))
+            if on_trial is not None:
+                on_trial(result)
+
+        history = agent.learn(config.trials, callback=record, render_last=config.video)
+        returns = [r.total_reward for r in history]
+        target = None if oracle is None else _fraction_of(oracle, ORACLE_FRACTION)
+        plot_learning_curve(returns, run.plots / "learning_curve.png", oracle=oracle, title=f"PETS on {config.env}")
+        summary = {
+            "env": config.env, "trials": len(history), "env_steps": history[-1].env_steps,
+            "final_return": returns[-1], "best_return": max(returns), "oracle_return": oracle,
+            "target_return_90pct_oracle": target, "steps_to_90pct_oracle": steps_to_reach(history, target),
+            "plan_ms_per_step": float(np.nanmean([r.plan_ms_per_step for r in history
+                                                  if r.plan_ms_per_step is not None] or [np.nan])),
+            "wall_s": time.perf_counter() - start,
+        }
+        run.write_summary(summary)
+    env.close()
+    return summary
+
+
+def _fraction_of(reference: float, fraction: float) -> float:
+    """``fraction`` of the way from zero to ``reference``, for negative returns too (a return of
+    -200 at 90 % is -222)."""
+    return reference * fraction if reference >= 0 else reference / fraction
