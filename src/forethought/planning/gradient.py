@@ -1,0 +1,106 @@
+"""Gradient-based trajectory optimisation: Adam on the action sequences through a differentiable
+objective (a differentiable model and reward).
+
+A small population of sequences (restarts) is optimised in parallel; because each sequence's
+score depends only on that sequence, the gradient of the summed scores gives every restart its
+own gradient in one backward pass. (An objective that couples the sequences, e.g. by normalising
+scores across the population, would mix them.)
+
+Actions are parametrised in normalised units ``u in [-1, 1]`` (``action = centre + half_range * u``),
+so ``learning_rate`` is a fraction of the half-range whatever the units, and after every Adam step
+``u`` is clamped back to ``[-1, 1]`` (projected gradient ascent). Unlike tanh squashing, this lets
+a sequence reach a bound exactly when the optimum lies on or beyond it. Box action spaces only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import torch
+
+from forethought.planning.optimizer import (BestSoFar, Objective, SearchResult, TrajectoryOptimizer, check_int,
+                                            check_positive, evaluate)
+
+
+class GradientOptimizer(TrajectoryOptimizer):
+    """Adam on ``population`` restarts of an ``[H, act_dim]`` sequence; returns the best scored.
+
+    Args:
+        population: restarts optimised together, ``>= 1`` (default 8). The first restart is the
+            start sequence (``initial`` or the shifted previous plan) when there is one; the
+            others start uniformly at random inside the bounds.
+        iterations: Adam steps (default 50).
+        learning_rate: Adam step size in normalised units (1 = half the action range), ``> 0``
+            (default 0.05).
+        tolerance: stop early once no action moves by more than this (action units) in a step;
+            None (default) always runs ``iterations``.
+
+    The objective must be differentiable: its output must require grad (it is called with grad
+    enabled even inside ``torch.no_grad()``). Vetoed (``-inf``) sequences are left where they are.
+    """
+
+    name = "gradient"
+
+    def __init__(self, action_space: gym.spaces.Box, horizon: int, *, generator: torch.Generator | None = None,
+                 population: int = 8, iterations: int = 50, learning_rate: float = 0.05,
+                 tolerance: float | None = None) -> None:
+        super().__init__(action_space, horizon, generator=generator)
+        self.population = check_int("population", population)
+        self.iterations = check_int("iterations", iterations)
+        self.learning_rate = check_positive("learning_rate", learning_rate)
+        self.tolerance = None if tolerance is None else check_positive("tolerance", tolerance)
+        self._half = self.bounds.range / 2.0
+        self._unit = torch.where(self._half > 0, self._half, torch.ones_like(self._half))  # no division by 0
+
+    def _start_state(self, initial: torch.Tensor | None) -> torch.Tensor | None:
+        return initial
+
+    def _fresh_state_step(self) -> torch.Tensor:
+        return self.bounds.centre
+
+    def _actions(self, u: torch.Tensor) -> torch.Tensor:
+        """Normalised ``u [P, H, a]`` to actions; ``u = +-1`` gives the bound exactly."""
+        inside = self.bounds.centre + self._half * u
+        return torch.where(u >= 1.0, self.bounds.high, torch.where(u <= -1.0, self.bounds.low, inside))
+
+    def _search(self, objective: Objective, start: torch.Tensor | None) -> SearchResult:
+        actions = self.bounds.uniform((self.population, self.horizon), self.generator)
+        if start is not None:
+            actions[0] = start
+        u = ((actions - self.bounds.centre) / self._unit).clamp(-1.0, 1.0).requires_grad_(True)
+        adam = torch.optim.Adam([u], lr=self.learning_rate)
+        best, converged, steps = BestSoFar(), False, 0
+        with torch.enable_grad():
+            for steps in range(1, self.iterations + 1):
+                sequences = self._actions(u)
+                scores = evaluate(objective, sequences, keep_graph=True)
+                if not scores.requires_grad:
+                    raise TypeError("the objective's output does not require grad, so the gradient optimiser "
+                                    "cannot differentiate it: compute the scores with torch operations on the "
+                                    "given actions (no torch.no_grad(), .detach() or NumPy)")
+                best.update(sequences.detach(), scores.detach())
+                kept = scores.detach() > -math.inf
+                adam.zero_grad()
+                (-torch.where(kept, scores, torch.zeros_like(scores)).sum()).backward()
+                if u.grad is None:
+                    raise TypeError("the objective's output does not depend on the actions it was given, so "
+                                    "the gradient optimiser has nothing to follow")
+                u.grad[~kept] = 0.0  # a vetoed sequence has no useful gradient
+                if not torch.isfinite(u.grad).all():
+                    raise ValueError("the gradient of the objective's output with respect to the actions is "
+                                     "not finite (NaN or inf)")
+                before = u.detach().clone()
+                adam.step()
+                with torch.no_grad():
+                    u.clamp_(-1.0, 1.0)
+                moved = float(((u.detach() - before).abs() * self._half).max())
+                if self.tolerance is not None and moved < self.tolerance:
+                    converged = True
+                    break
+        with torch.no_grad():
+            final = self._actions(u.detach())
+            best.update(final, evaluate(objective, final))
+        info = {"iterations": steps, "evaluations": (steps + 1) * self.population, "converged": converged,
+                "last_step": moved}
+        return SearchResult(best.sequence, best.score, best.sequence, info)

@@ -1,0 +1,314 @@
+"""The interface every trajectory optimiser implements, and the action-space handling they share.
+
+An optimiser searches over action sequences ``[H, act_dim]`` for the one an objective scores
+highest. The objective scores a whole population at once:
+
+    def objective(sequences):               # [P, H, act_dim] float32 -> [P], higher is better
+        return rollout_return(model, obs, sequences)
+
+    optimizer = make_optimizer("cem", env.action_space, horizon=15)
+    sequence = optimizer.optimize(objective)     # [H, act_dim], inside the action space
+    action = optimizer.plan(objective)[0]        # MPC: warm-started from the previous call
+
+Conventions:
+
+- Sequences are float32. A Box space of shape ``(act_dim,)`` is searched inside ``[low, high]``;
+  samplers need finite bounds. A Discrete space (where an optimiser supports it) is a float tensor
+  ``[P, H, 1]`` of integer indices ``0 .. n-1``; index ``i`` is the action ``space.start + i``.
+- The objective may return ``-inf`` to veto a sequence: a vetoed sequence is never returned unless
+  every sequence was vetoed, and then ``last_info["all_vetoed"]`` says so. ``NaN`` and ``+inf``
+  are errors.
+- Randomness comes only from the optimiser's ``generator`` (a fixed seed, 0, when none is given).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+Objective = Callable[[torch.Tensor], torch.Tensor]
+"""Scores action sequences: ``[P, H, act_dim]`` float32 -> ``[P]``, higher is better."""
+
+_OPTIMIZERS: dict[str, type["TrajectoryOptimizer"]] = {}
+
+
+# ---------------------------------------------------------------------- setting checks
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum``, or a ValueError that names the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a finite float ``> 0``, or a ValueError that names the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
+        0.0 < float(value) < math.inf
+    ):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """``value`` as a finite float ``>= 0``, or a ValueError that names the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
+        0.0 <= float(value) < math.inf
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_fraction(name: str, value: Any, include_one: bool = False) -> float:
+    """``value`` as a float in ``[0, 1)`` (``[0, 1]`` with ``include_one``)."""
+    upper_ok = value <= 1.0 if include_one else value < 1.0
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (0.0 <= value and upper_ok):
+        raise ValueError(f"{name} must be a number in [0, {'1]' if include_one else '1)'}, got {value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------- action spaces
+@dataclass(frozen=True)
+class ActionBounds:
+    """What an optimiser needs to know about an action space.
+
+    ``low`` and ``high`` are float32 ``[act_dim]``; for a Discrete space they are ``0`` and
+    ``n - 1`` with ``act_dim = 1`` and ``n`` set.
+    """
+
+    low: torch.Tensor
+    high: torch.Tensor
+    n: int | None = None
+
+    @property
+    def discrete(self) -> bool:
+        return self.n is not None
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.low.shape[0])
+
+    @property
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.low).all() and torch.isfinite(self.high).all())
+
+    @property
+    def centre(self) -> torch.Tensor:
+        """``[act_dim]`` middle of the range (finite bounds only)."""
+        return 0.5 * (self.low + self.high)
+
+    @property
+    def range(self) -> torch.Tensor:
+        """``[act_dim]`` width ``high - low``."""
+        return self.high - self.low
+
+    def project(self, sequences: torch.Tensor) -> torch.Tensor:
+        """Clamp ``[..., act_dim]`` into the bounds (and round to an index for Discrete)."""
+        if self.discrete:
+            sequences = sequences.round()
+        return torch.maximum(torch.minimum(sequences, self.high), self.low)
+
+    def uniform(self, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        """``[*shape, act_dim]`` uniform samples (uniform indices for Discrete)."""
+        if self.discrete:
+            return torch.randint(0, self.n, (*shape, 1), generator=generator, device=self.low.device).float()
+        unit = torch.rand((*shape, self.act_dim), generator=generator, device=self.low.device)
+        return self.project(self.low + unit * self.range)
+
+
+def action_bounds(space: Any, device: torch.device | str = "cpu") -> ActionBounds:
+    """Read a Box (1-D) or Discrete space; any other space is a TypeError."""
+    if isinstance(space, gym.spaces.Discrete):
+        return ActionBounds(torch.zeros(1, device=device), torch.full((1,), float(space.n - 1), device=device),
+                            n=int(space.n))
+    if isinstance(space, gym.spaces.Box):
+        if len(space.shape) != 1:
+            raise TypeError(f"action space must be a 1-D Box of shape (act_dim,), got a Box of shape {space.shape}")
+        low = torch.as_tensor(np.asarray(space.low, dtype=np.float32), device=device)
+        high = torch.as_tensor(np.asarray(space.high, dtype=np.float32), device=device)
+        return ActionBounds(low, high)
+    raise TypeError(f"unsupported action space {space!r}: expected gymnasium.spaces.Box (1-D) or "
+                    f"gymnasium.spaces.Discrete")
+
+
+def action_std(name: str, value: Any, bounds: ActionBounds) -> torch.Tensor:
+    """A sampling std ``[act_dim]`` in action units: ``value`` (a number or one per action
+    dimension, each finite and > 0), or a quarter of the action range when ``value`` is None."""
+    if value is None:
+        return bounds.range / 4.0
+    std = torch.as_tensor(value, dtype=torch.float32, device=bounds.low.device).reshape(-1)
+    if std.numel() == 1:
+        std = std.expand(bounds.act_dim)
+    if std.shape != (bounds.act_dim,) or not bool((std > 0).all() and torch.isfinite(std).all()):
+        raise ValueError(f"{name} must be a finite number > 0 or {bounds.act_dim} of them (one per action "
+                         f"dimension), got {value!r}")
+    return std.clone()
+
+
+def shift_steps(sequence: torch.Tensor, fresh_step: torch.Tensor) -> torch.Tensor:
+    """Drop the first step of ``[..., H, d]`` and append ``fresh_step`` ``[d]`` as the last one."""
+    last = fresh_step.expand(*sequence.shape[:-2], 1, sequence.shape[-1])
+    return torch.cat([sequence[..., 1:, :], last.to(sequence.dtype)], dim=-2)
+
+
+# ---------------------------------------------------------------------- scoring
+def evaluate(objective: Objective, sequences: torch.Tensor, keep_graph: bool = False) -> torch.Tensor:
+    """Score ``[P, H, a]`` sequences in one objective call; returns ``[P]`` scores.
+
+    Raises TypeError if the objective does not return a tensor, ValueError if its output is not
+    ``[P]`` or holds NaN or ``+inf`` (``-inf`` is a veto and allowed). The scores are detached
+    unless ``keep_graph``.
+    """
+    scores = objective(sequences)
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"the objective must return a torch.Tensor of shape ({sequences.shape[0]},), "
+                        f"got {type(scores).__name__}")
+    if scores.shape != (sequences.shape[0],):
+        raise ValueError(f"the objective returned scores of shape {tuple(scores.shape)} for "
+                         f"{sequences.shape[0]} sequences of shape {tuple(sequences.shape[1:])}; "
+                         f"expected ({sequences.shape[0]},), one score per sequence")
+    values = scores.detach()
+    bad = torch.isnan(values) | (values == math.inf)
+    if bad.any():
+        row = int(bad.nonzero()[0])
+        raise ValueError(f"the objective's output holds {int(bad.sum())} NaN or +inf score(s) of "
+                         f"{values.shape[0]} (first at row {row}: {float(values[row])}); scores must be "
+                         f"finite, or -inf to veto a sequence")
+    return scores if keep_graph else values
+
+
+class BestSoFar:
+    """The highest-scoring sequence seen over several populations."""
+
+    def __init__(self) -> None:
+        self.sequence: torch.Tensor | None = None
+        self.score = -math.inf
+
+    def update(self, sequences: torch.Tensor, scores: torch.Tensor) -> None:
+        """Consider ``sequences [P, H, a]`` with ``scores [P]``."""
+        index = int(torch.argmax(scores))
+        if self.sequence is None or float(scores[index]) > self.score:
+            self.sequence, self.score = sequences[index].detach().clone(), float(scores[index])
+
+
+@dataclass
+class SearchResult:
+    """What one run of an optimiser's search produced.
+
+    ``best`` is the returned sequence ``[H, a]``; ``state`` is what the next ``plan`` call starts
+    from after shifting (a mean, a nominal sequence or probability vectors, ``[H, d]``).
+    """
+
+    best: torch.Tensor
+    best_score: float
+    state: torch.Tensor
+    info: dict[str, Any]
+
+
+# ---------------------------------------------------------------------- base class
+class TrajectoryOptimizer(ABC):
+    """Base class: action-space checks, objective checks, warm starts and ``last_info``.
+
+    Subclasses set ``name`` and ``supports_discrete`` and implement :meth:`_start_state`,
+    :meth:`_fresh_state_step` and :meth:`_search`.
+
+    Args:
+        action_space: a 1-D ``gymnasium.spaces.Box`` with finite bounds, or (where supported) a
+            ``gymnasium.spaces.Discrete``.
+        horizon: number of steps ``H`` in a sequence, ``>= 1``.
+        generator: source of all randomness; ``torch.Generator().manual_seed(0)`` when None.
+    """
+
+    name: ClassVar[str] = ""
+    supports_discrete: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):  # a class that names itself is what make_optimizer(name) builds
+            _OPTIMIZERS[cls.name] = cls
+
+    def __init__(self, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int, *,
+                 generator: torch.Generator | None = None) -> None:
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.action_space = action_space
+        self.bounds = action_bounds(action_space, self.generator.device)
+        if self.bounds.discrete and not self.supports_discrete:
+            raise TypeError(f"{type(self).__name__} supports Box action spaces only, got {action_space!r}; "
+                            f"for Discrete actions use 'random' or 'cem'")
+        if not self.bounds.finite:
+            raise ValueError(f"{type(self).__name__} samples inside the action bounds, so they must be finite; "
+                             f"got low={self.bounds.low.tolist()}, high={self.bounds.high.tolist()}")
+        self.horizon = check_int("horizon", horizon)
+        self.act_dim = self.bounds.act_dim
+        self.last_info: dict[str, Any] = {}
+        self._warm: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ public API
+    def optimize(self, objective: Objective, initial: torch.Tensor | None = None) -> torch.Tensor:
+        """Best sequence ``[H, act_dim]`` (float32, inside the action space) for ``objective``.
+
+        ``initial`` ``[H, act_dim]``, if given, is where the search starts (a CEM mean, an MPPI
+        nominal, a candidate for random shooting); it is clamped into the action space.
+        """
+        start = None if initial is None else self._check_initial(initial)
+        return self._run(objective, self._start_state(start))
+
+    def plan(self, objective: Objective) -> torch.Tensor:
+        """Like :meth:`optimize`, warm-started from the previous solution shifted one step (its
+        last step re-initialised); the new solution is kept for the next call."""
+        if self._warm is None:
+            return self._run(objective, self._start_state(None))
+        return self._run(objective, shift_steps(self._warm, self._fresh_state_step()))
+
+    def reset(self) -> None:
+        """Forget the warm start (call at the start of an episode)."""
+        self._warm = None
+
+    # ------------------------------------------------------------------ shared machinery
+    def _check_initial(self, initial: Any) -> torch.Tensor:
+        sequence = torch.as_tensor(initial, dtype=torch.float32, device=self.bounds.low.device)
+        if sequence.shape != (self.horizon, self.act_dim):
+            raise ValueError(f"initial has shape {tuple(sequence.shape)}, expected (horizon, act_dim) = "
+                             f"({self.horizon}, {self.act_dim})")
+        if not torch.isfinite(sequence).all():
+            raise ValueError("initial must be finite")
+        return self.bounds.project(sequence)
+
+    def _run(self, objective: Objective, state: torch.Tensor | None) -> torch.Tensor:
+        if not callable(objective):
+            raise TypeError(f"objective must be callable [P, H, act_dim] -> [P], got {objective!r}")
+        result = self._search(objective, state)
+        self._warm = result.state
+        best = self.bounds.project(result.best.detach().to(torch.float32))
+        self.last_info = {"optimizer": self.name, "best_score": result.best_score,
+                          "all_vetoed": result.best_score == -math.inf, **result.info}
+        return best
+
+    # ------------------------------------------------------------------ for subclasses
+    @abstractmethod
+    def _start_state(self, initial: torch.Tensor | None) -> torch.Tensor | None:
+        """The search state ``[H, d]`` to start from, given a clamped ``initial [H, a]`` or None
+        (None: the search has no start state, e.g. random shooting without ``initial``)."""
+
+    @abstractmethod
+    def _fresh_state_step(self) -> torch.Tensor:
+        """The state ``[d]`` for the step appended when a warm start is shifted."""
+
+    @abstractmethod
+    def _search(self, objective: Objective, state: torch.Tensor | None) -> SearchResult:
+        """Run the search from ``state`` ``[H, d]``."""
+
+
+def make_optimizer(name: str, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int,
+                   generator: torch.Generator | None = None, **settings: Any) -> TrajectoryOptimizer:
+    """Build the optimiser called ``name`` ("random", "cem", "icem", "mppi", "gradient");
+    ``settings`` are its keyword arguments (e.g. ``population=500``)."""
+    cls = _OPTIMIZERS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(_OPTIMIZERS)}")
+    return cls(action_space, horizon, generator=generator, **settings)

@@ -1,0 +1,47 @@
+"""Random shooting: score ``population`` uniformly drawn sequences, keep the best."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+
+from forethought.planning.optimizer import (BestSoFar, Objective, SearchResult, TrajectoryOptimizer, check_int,
+                                            evaluate)
+
+
+class RandomShooting(TrajectoryOptimizer):
+    """Best of ``population`` sequences drawn uniformly inside the bounds (uniform indices for a
+    Discrete space), scored in one objective call.
+
+    A start sequence (``initial``, or the shifted previous best in :meth:`plan`) takes the place
+    of the first random draw, so a warm-started plan is never worse than the shifted old one.
+    The step appended when shifting is drawn at random.
+
+    Args:
+        population: sequences scored per call, ``>= 1`` (default 1000).
+    """
+
+    name = "random"
+    supports_discrete = True
+
+    def __init__(self, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int, *,
+                 generator: torch.Generator | None = None, population: int = 1000) -> None:
+        super().__init__(action_space, horizon, generator=generator)
+        self.population = check_int("population", population)
+
+    def _start_state(self, initial: torch.Tensor | None) -> torch.Tensor | None:
+        return initial
+
+    def _fresh_state_step(self) -> torch.Tensor:
+        return self.bounds.uniform((), self.generator)
+
+    def _search(self, objective: Objective, state: torch.Tensor | None) -> SearchResult:
+        sequences = self.bounds.uniform((self.population, self.horizon), self.generator)
+        if state is not None:
+            sequences[0] = state
+        scores = evaluate(objective, sequences)
+        best = BestSoFar()
+        best.update(sequences, scores)
+        info = {"iterations": 1, "evaluations": self.population, "converged": False,
+                "vetoed": int((scores == -float("inf")).sum())}
+        return SearchResult(best.sequence, best.score, best.sequence, info)
