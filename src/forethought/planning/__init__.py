@@ -27,3 +27,7 @@ __all__ = [
     "make_optimizer",
     "softmax_weights",
 ]
+
+from forethought.planning.rollout import PROPAGATIONS, Evaluation, TrajectoryEvaluator  # noqa: E402
+
+__all__ += ["PROPAGATIONS", "Evaluation", "TrajectoryEvaluator"]

@@ -1,0 +1,433 @@
+"""Scoring candidate action sequences in a learned model, under the model's uncertainty.
+
+    evaluator = TrajectoryEvaluator(model, task.reward, task.termination, particles=20, propagation="ts1")
+    evaluation = evaluator.evaluate(obs, actions)      # obs [o], actions [P, H, a]
+    evaluation.score                                   # [P], what an optimiser maximises
+    optimiser(evaluator.objective(obs))                # the same, as an ``actions -> score`` closure
+
+Each of the ``P`` candidates is rolled out from ``obs`` by ``particles`` particles; all ``P *
+particles`` rows advance together, one batched model call per step. Rows are candidate-major
+(row ``p * particles + j`` is particle ``j`` of candidate ``p``; in "all-members" mode member
+``k``'s rows come before member ``k + 1``'s), and the reward and termination functions see
+exactly those rows, never padding.
+
+Propagation (ensembles with more than one member; only the elites are used):
+
+* ``"ts1"``: every particle draws its member uniformly at random at every step (rows are shuffled
+  into equal member blocks each step, so one call serves every member);
+* ``"tsinf"``: every particle keeps one member for the whole horizon (particle ``j`` of candidate
+  ``p`` uses member ``(j + u_p) mod E``, ``u_p`` random per candidate and call);
+* ``"expectation"``: the next state is the average of the members' mean predictions, with no
+  sampling (PETS's "E"), so a candidate's particles would coincide and one is propagated;
+* ``"all-members"``: every member rolls out every candidate with ``particles`` particles of its
+  own (so ``E * particles`` rollouts per candidate) and the return is averaged over all of them.
+
+Probabilistic members add Gaussian noise drawn from their predicted variance with the evaluator's
+generator; deterministic members give their mean (in "all-members" mode their particles would
+coincide, so one per member is propagated). A model without members (linear-Gaussian,
+single MLP, residual, a one-member ensemble, anything without ``predict_members``) draws every
+step with ``model.sample(..., generator)`` in "ts1", "tsinf" and "all-members" mode (the mean for
+a model without predicted noise), and propagates ``model.predict(...).mean`` in "expectation" mode.
+
+Disagreement. For a candidate, it is measured along its *reference trajectory*: the
+expected-state rollout (the "expectation" propagation, whichever mode scores the return), so it
+is a deterministic function of the candidate, free of sampling noise. At each step ``t`` the
+elite members predict the next state from the reference state; with ``std_d`` the standard
+deviation over members (population, i.e. ``sqrt(Prediction.epistemic_var)``) of their mean
+predictions in dimension ``d`` and ``sigma_d`` the model's delta-normaliser std (the spread of
+one-step changes in the training data; 1 when the model has none),
+
+    disagreement = mean over t = 0..H-1 of  mean over d of  std_d(t) / sigma_d
+
+i.e. member spread in units of a typical one-step change, comparable across dimensions. Models
+without members use ``sqrt(epistemic_var)`` from ``predict`` (0 when they report none).
+Termination does not shorten this average. Measuring it costs one extra row per candidate for
+every member each step (about ``E / particles`` more compute); by default it is measured only
+when the score uses it (``risk_penalty > 0`` or a ``veto_threshold``) or when it is free
+("expectation" mode), and is NaN otherwise.
+
+Returns. ``return = sum_t discount^t * alive_t * r_t``: a particle earns the reward of the step on
+which it terminates and nothing afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from forethought.planning.optimizer import Objective
+from forethought.planning.propagation import (PROPAGATIONS, MemberPredictor, fixed_slots, member_predictor,
+                                              shuffled_slots)
+
+__all__ = ["PROPAGATIONS", "Evaluation", "TrajectoryEvaluator"]
+
+
+@dataclass
+class Evaluation:
+    """How a population of ``P`` candidate action sequences scored.
+
+    Attributes:
+        score: ``[P]`` what an optimiser maximises: ``mean_return - risk_penalty * disagreement``,
+            ``-inf`` for vetoed candidates.
+        mean_return: ``[P]`` predicted (discounted) return averaged over the candidate's particles.
+        disagreement: ``[P]`` members' disagreement along the candidate's reference trajectory (see
+            the module docstring); NaN when not measured.
+        vetoed: ``[P]`` bool, disagreement above the veto threshold.
+        all_vetoed: every candidate was over the threshold, so the least uncertain one kept its
+            mean return as score (its ``vetoed`` entry stays True) and the others got ``-inf``.
+        member_indices: with ``evaluate(..., record_members=True)`` for a model with members in a
+            sampling mode, ``[P, particles, H]`` long: the model member that predicted each step of
+            each particle (``[P, E * particles', H]`` in "all-members" mode, member-major); else None.
+    """
+
+    score: torch.Tensor
+    mean_return: torch.Tensor
+    disagreement: torch.Tensor
+    vetoed: torch.Tensor
+    all_vetoed: bool
+    member_indices: torch.Tensor | None = None
+
+
+def _name(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def _delta_scale(model: Any, obs_dim: int) -> torch.Tensor:
+    """Per-dimension std of one-step changes ``[o]`` from the model's delta normaliser (a residual
+    model's learned part's), or ones."""
+    for owner in (model, getattr(model, "learned", None)):
+        std = getattr(getattr(owner, "delta_norm", None), "std", None)
+        if isinstance(std, torch.Tensor) and std.shape == (obs_dim,):
+            return std.detach().float()
+    return torch.ones(obs_dim)
+
+
+class TrajectoryEvaluator:
+    """Scores action sequences ``[P, H, a]`` from one observation by rolling them out in a model.
+
+    Args:
+        model: a :class:`~forethought.models.DynamicsModel` (or anything with ``obs_dim``,
+            ``act_dim``, ``predict`` and ``sample``; ``predict_members`` makes it an ensemble).
+        reward_fn: ``(obs [B, o], action [B, a], next_obs [B, o]) -> [B]`` float, e.g.
+            ``envs.task_functions(name).reward`` or a :class:`~forethought.models.RewardModel`.
+        termination_fn: same arguments ``-> [B]`` bool, or None for a task that never terminates.
+        particles: rollouts per candidate (per member in "all-members" mode).
+        propagation: one of :data:`PROPAGATIONS` (see the module docstring).
+        risk_penalty: weight of the disagreement subtracted from the mean return (>= 0).
+        veto_threshold: candidates whose disagreement exceeds it score ``-inf`` (None: no veto).
+        discount: per-step discount in ``(0, 1]``.
+        generator: drives member assignment and sampling (a fixed seed when omitted).
+        differentiable: keep the autograd graph so scores can be differentiated w.r.t. actions
+            (for gradient-based planners); otherwise rollouts run under ``torch.no_grad()``.
+        measure_disagreement: True/False to force; None measures it only when the score uses it
+            or it is free.
+
+    ``last_evaluation`` holds the most recent :class:`Evaluation`.
+    """
+
+    def __init__(self, model: Any, reward_fn: Callable, termination_fn: Callable | None = None, *,
+                 particles: int = 20, propagation: str = "ts1", risk_penalty: float = 0.0,
+                 veto_threshold: float | None = None, discount: float = 1.0,
+                 generator: torch.Generator | None = None, differentiable: bool = False,
+                 measure_disagreement: bool | None = None) -> None:
+        if not isinstance(getattr(model, "obs_dim", None), int) or not isinstance(getattr(model, "act_dim", None), int):
+            raise TypeError(f"model must be a dynamics model with integer obs_dim and act_dim, got {type(model).__name__}")
+        if not callable(reward_fn):
+            raise TypeError(f"reward_fn must be callable (obs, action, next_obs) -> [B], got {reward_fn!r}")
+        if termination_fn is not None and not callable(termination_fn):
+            raise TypeError(f"termination_fn must be callable (obs, action, next_obs) -> [B] bool or None, "
+                            f"got {termination_fn!r}")
+        if propagation not in PROPAGATIONS:
+            raise ValueError(f"unknown propagation {propagation!r}; choose one of {list(PROPAGATIONS)}")
+        if isinstance(particles, bool) or int(particles) != particles or particles < 1:
+            raise ValueError(f"particles must be an integer >= 1, got {particles!r}")
+        if not (math.isfinite(risk_penalty) and risk_penalty >= 0):
+            raise ValueError(f"risk_penalty must be finite and >= 0, got {risk_penalty!r}")
+        if veto_threshold is not None and not (math.isfinite(veto_threshold) and veto_threshold >= 0):
+            raise ValueError(f"veto_threshold must be None or finite and >= 0, got {veto_threshold!r}")
+        if not 0.0 < discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {discount!r}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.model, self.reward_fn, self.termination_fn = model, reward_fn, termination_fn
+        self.particles, self.propagation = int(particles), propagation
+        self.risk_penalty, self.veto_threshold = float(risk_penalty), veto_threshold
+        self.discount, self.differentiable = float(discount), bool(differentiable)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        if measure_disagreement is None:
+            measure_disagreement = risk_penalty > 0 or veto_threshold is not None or propagation == "expectation"
+        self.measure_disagreement = bool(measure_disagreement)
+        self.last_evaluation: Evaluation | None = None
+        self._network_cache: dict = {}
+
+    # ------------------------------------------------------------------ public API
+    def evaluate(self, obs: Any, actions: Any, *, record_members: bool = False) -> Evaluation:
+        """Score candidates ``actions [P, H, a]`` from one observation ``obs [o]`` (raw units).
+
+        ``record_members`` fills :attr:`Evaluation.member_indices` (for tests and diagnostics)."""
+        obs_t, actions_t = self._check_obs(obs), self._check_actions(actions)
+        if getattr(self.model, "fitted", True) is False:
+            raise RuntimeError(f"{type(self.model).__name__} has not been fitted: call fit(...) first")
+        with contextlib.nullcontext() if self.differentiable else torch.no_grad():
+            rollout = self._rollout(obs_t, actions_t, record_members)
+            mean_return, disagreement = self._run(rollout, actions_t)
+            evaluation = self._score(mean_return, disagreement)
+        if record_members and rollout.member_log:
+            evaluation.member_indices = torch.stack(rollout.member_log, dim=-1)
+        self.last_evaluation = evaluation
+        return evaluation
+
+    def objective(self, obs: Any) -> Objective:
+        """``actions [P, H, a] -> evaluate(obs, actions).score [P]``, for any optimiser."""
+        obs_t = self._check_obs(obs)
+        return lambda actions: self.evaluate(obs_t, actions).score
+
+    # ------------------------------------------------------------------ validation
+    def _check_obs(self, obs: Any) -> torch.Tensor:
+        o = self.model.obs_dim
+        obs_t = obs if isinstance(obs, torch.Tensor) else torch.as_tensor(obs, dtype=torch.float32)
+        if obs_t.shape != (o,):
+            raise ValueError(f"obs has shape {tuple(obs_t.shape)}, expected ({o},): one observation of the "
+                             f"model's obs_dim={o}")
+        if not torch.isfinite(obs_t).all():
+            raise ValueError(f"obs has a non-finite value: {obs_t.tolist()}")
+        return obs_t.float()
+
+    def _check_actions(self, actions: Any) -> torch.Tensor:
+        a = self.model.act_dim
+        act_t = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(actions, dtype=torch.float32)
+        if act_t.ndim != 3 or act_t.shape[2] != a or act_t.shape[0] < 1 or act_t.shape[1] < 1:
+            raise ValueError(f"actions has shape {tuple(act_t.shape)}, expected (P, H, {a}) = (population >= 1, "
+                             f"horizon >= 1, the model's act_dim={a})")
+        if not torch.isfinite(act_t).all():
+            bad = int((~torch.isfinite(act_t)).flatten(1).any(1).nonzero()[0])
+            raise ValueError(f"actions has a non-finite value in candidate {bad}")
+        return act_t.float()
+
+    def _reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        reward = self.reward_fn(obs, action, next_obs)
+        rows = obs.shape[0]
+        if not isinstance(reward, torch.Tensor) or reward.shape != (rows,):
+            got = tuple(reward.shape) if isinstance(reward, torch.Tensor) else type(reward).__name__
+            raise ValueError(f"reward function {_name(self.reward_fn)} returned {got}, expected shape ({rows},): "
+                             f"one reward per transition ([B] for B={rows})")
+        return reward.float()
+
+    def _check_finite_reward(self, reward: torch.Tensor, next_obs: torch.Tensor) -> None:
+        if torch.isfinite(reward).all():
+            return
+        bad = int((~torch.isfinite(reward)).sum())
+        why = (" (the model predicted non-finite next observations)" if not torch.isfinite(next_obs).all() else "")
+        raise ValueError(f"reward function {_name(self.reward_fn)} returned non-finite rewards for {bad} of "
+                         f"{reward.shape[0]} transitions{why}")
+
+    def _terminated(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        done = self.termination_fn(obs, action, next_obs)
+        rows = obs.shape[0]
+        if not isinstance(done, torch.Tensor) or done.shape != (rows,) or done.dtype != torch.bool:
+            got = (f"{done.dtype} of shape {tuple(done.shape)}" if isinstance(done, torch.Tensor)
+                   else type(done).__name__)
+            raise ValueError(f"termination function {_name(self.termination_fn)} returned {got}, expected a "
+                             f"torch.bool tensor of shape ({rows},)")
+        return done
+
+    # ------------------------------------------------------------------ rollout
+    def _rollout(self, obs: torch.Tensor, actions: torch.Tensor, record: bool) -> "_Rollout":
+        predictor = member_predictor(self.model, self._network_cache)
+        scale = _delta_scale(self.model, self.model.obs_dim)
+        if predictor is None:
+            return _SingleModelRollout(self, obs, actions, scale, record)
+        return _MemberRollout(self, predictor, obs, actions, scale, record)
+
+    def _run(self, rollout: "_Rollout", actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step ``rollout`` over the horizon; ``(mean_return [P], disagreement [P])``."""
+        population, horizon = actions.shape[:2]
+        total = torch.zeros(rollout.rows)
+        alive: torch.Tensor | None = None
+        disagreement = torch.zeros(population) if self.measure_disagreement else None
+        for t in range(horizon):
+            obs_rows, action_rows = rollout.visible(), rollout.actions[t, :rollout.rows]
+            step_disagreement = rollout.advance(t)
+            next_rows = rollout.visible()
+            reward = self._reward(obs_rows, action_rows, next_rows)
+            if alive is not None:
+                reward = torch.where(alive, reward, torch.zeros(()))
+            self._check_finite_reward(reward, next_rows)
+            total = total + reward if t == 0 else total + self.discount ** t * reward
+            if self.termination_fn is not None:
+                done = self._terminated(obs_rows, action_rows, next_rows)
+                alive = ~done if alive is None else alive & ~done
+            if disagreement is not None:
+                disagreement = disagreement + step_disagreement
+        mean_return = total.view(rollout.groups, population, rollout.particles).mean(dim=(0, 2))
+        if disagreement is None:
+            return mean_return, torch.full((population,), math.nan)
+        return mean_return, torch.nan_to_num(disagreement / horizon, nan=math.inf)
+
+    def _score(self, mean_return: torch.Tensor, disagreement: torch.Tensor) -> Evaluation:
+        score = mean_return - self.risk_penalty * disagreement if self.risk_penalty > 0 else mean_return
+        vetoed = torch.zeros(mean_return.shape, dtype=torch.bool)
+        all_vetoed = False
+        if self.veto_threshold is not None:
+            vetoed = disagreement > self.veto_threshold
+            minus_inf = torch.full_like(mean_return, -math.inf)
+            if bool(vetoed.all()):
+                all_vetoed = True
+                keep = torch.arange(len(vetoed)) == torch.argmin(disagreement)
+                score = torch.where(keep, mean_return, minus_inf)
+            else:
+                score = torch.where(vetoed, minus_inf, score)
+        return Evaluation(score, mean_return, disagreement, vetoed, all_vetoed)
+
+
+class _Rollout:
+    """The particles of one ``evaluate`` call and how they advance.
+
+    ``state`` is the propagated tensor, ``visible()`` the ``[rows, o]`` rows the reward sees
+    (laid out as ``[groups, P, particles]``), ``actions [H, >= rows, a]`` their actions per step,
+    ``advance(t)`` moves one step and returns that step's disagreement ``[P]`` (or None when not
+    measured), ``member_log`` collects member indices when recording."""
+
+    groups = 1
+
+    def __init__(self, evaluator: TrajectoryEvaluator, obs: torch.Tensor, actions: torch.Tensor,
+                 scale: torch.Tensor, record: bool, particles: int) -> None:
+        self.generator, self.scale, self.record = evaluator.generator, scale, record
+        self.measure = evaluator.measure_disagreement
+        self.candidates, self.particles = actions.shape[0], particles
+        self.rows = self.groups * self.candidates * particles
+        self.step_actions = actions.transpose(0, 1)  # [H, P, a]
+        horizon, act_dim = self.step_actions.shape[0], actions.shape[2]
+        self.actions = (self.step_actions[:, None, :, None, :]
+                        .expand(horizon, self.groups, self.candidates, particles, act_dim)
+                        .reshape(horizon, self.rows, act_dim))
+        self.member_log: list[torch.Tensor] = []
+
+    def visible(self) -> torch.Tensor:
+        return self.state
+
+    def advance(self, t: int) -> torch.Tensor | None:
+        raise NotImplementedError
+
+    def _spread(self, std: torch.Tensor | None) -> torch.Tensor:
+        """Step disagreement ``[P]`` from a per-dimension std ``[P, o]`` (None: zeros)."""
+        if std is None:
+            return torch.zeros(self.candidates)
+        return (std / self.scale).mean(dim=-1)
+
+
+class _SingleModelRollout(_Rollout):
+    """A model without members: ``model.sample`` per step, or ``predict().mean`` in expectation mode."""
+
+    def __init__(self, evaluator: TrajectoryEvaluator, obs: torch.Tensor, actions: torch.Tensor,
+                 scale: torch.Tensor, record: bool) -> None:
+        self.model, self.expectation = evaluator.model, evaluator.propagation == "expectation"
+        super().__init__(evaluator, obs, actions, scale, record, 1 if self.expectation else evaluator.particles)
+        self.state = obs.expand(self.rows, -1)
+        self.reference = obs.expand(self.candidates, -1) if self.measure and not self.expectation else None
+
+    def advance(self, t: int) -> torch.Tensor | None:
+        if self.expectation:
+            prediction = self.model.predict(self.state, self.actions[t])
+            self.state = prediction.mean
+            return self._epistemic(prediction) if self.measure else None
+        self.state = self.model.sample(self.state, self.actions[t], self.generator)
+        if self.reference is None:
+            return None
+        prediction = self.model.predict(self.reference, self.step_actions[t])
+        self.reference = prediction.mean
+        return self._epistemic(prediction)
+
+    def _epistemic(self, prediction: Any) -> torch.Tensor:
+        var = prediction.epistemic_var
+        return self._spread(None if var is None else var.clamp_min(0.0).sqrt())
+
+
+class _MemberRollout(_Rollout):
+    """An ensemble: one call per step on ``[E, B, .]`` member blocks, plus the shared reference
+    rows ``[P, .]`` (given to every member) when disagreement is measured."""
+
+    def __init__(self, evaluator: TrajectoryEvaluator, predictor: MemberPredictor, obs: torch.Tensor,
+                 actions: torch.Tensor, scale: torch.Tensor, record: bool) -> None:
+        self.predictor, self.mode, members = predictor, evaluator.propagation, predictor.size
+        self.groups = members if self.mode == "all-members" else 1
+        deterministic = self.mode == "expectation" or (self.mode == "all-members" and not predictor.probabilistic)
+        super().__init__(evaluator, obs, actions, scale, record, 1 if deterministic else evaluator.particles)
+        self.member_ids = torch.tensor(predictor.members)
+        self.order, self.block = None, 0
+        if self.mode == "expectation":
+            self.state = obs.expand(self.candidates, -1)
+        elif self.mode == "all-members":
+            self.state = obs.expand(members, self.rows // members, -1)
+            if record:
+                self.member_log_static = self.member_ids[:, None, None].expand(
+                    members, self.candidates, self.particles).permute(1, 0, 2).reshape(self.candidates, -1)
+        else:
+            if self.mode == "tsinf":
+                self.order, self.block = fixed_slots(self.candidates, self.particles, members, self.generator)
+            else:
+                self.block = -(-self.rows // members)
+            padded = members * self.block
+            self.state = obs.expand(padded, -1)
+            pad = torch.zeros(self.actions.shape[0], padded - self.rows, self.actions.shape[2])
+            self.actions = torch.cat([self.actions, pad], dim=1)
+        self.reference = obs.expand(self.candidates, -1) if self.measure and self.mode != "expectation" else None
+
+    def visible(self) -> torch.Tensor:
+        if self.mode == "all-members":
+            return self.state.reshape(self.rows, -1)
+        return self.state[:self.rows] if self.state.shape[0] != self.rows else self.state
+
+    def advance(self, t: int) -> torch.Tensor | None:
+        members = self.predictor.size
+        if self.mode == "expectation":
+            means, _ = self._predict(None, None, self.state, self.step_actions[t])
+            self.state = means.mean(dim=0)
+            return self._spread(means.std(dim=0, unbiased=False)) if self.measure else None
+        if self.mode == "all-members":
+            obs_blocks, act_blocks = self.state, self.actions[t].view(members, -1, self.actions.shape[2])
+        else:
+            order = self.order
+            if order is None:
+                order, _ = shuffled_slots(self.rows, members, self.generator)
+            obs_blocks = self.state.index_select(0, order).view(members, self.block, -1)
+            act_blocks = self.actions[t].index_select(0, order).view(members, self.block, -1)
+        means, stds = self._predict(obs_blocks, act_blocks, self.reference, self.step_actions[t])
+        blocks = obs_blocks.shape[1]
+        next_blocks = means[:, :blocks]
+        if stds is not None:
+            noise = torch.randn(next_blocks.shape, generator=self.generator)
+            next_blocks = next_blocks + stds[:, :blocks] * noise
+        if self.mode == "all-members":
+            self.state = next_blocks
+            if self.record:
+                self.member_log.append(self.member_log_static)
+        else:
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(order.shape[0])
+            self.state = next_blocks.reshape(-1, next_blocks.shape[-1]).index_select(0, inverse)
+            if self.record:
+                slot_member = self.member_ids[inverse[:self.rows] // self.block]
+                self.member_log.append(slot_member.view(self.candidates, self.particles))
+        if self.reference is None:
+            return None
+        reference = means[:, blocks:]
+        self.reference = reference.mean(dim=0)
+        return self._spread(reference.std(dim=0, unbiased=False))
+
+    def _predict(self, obs_blocks: torch.Tensor | None, act_blocks: torch.Tensor | None,
+                 reference: torch.Tensor | None, reference_actions: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One member call on ``[E, B + P, .]``: the member blocks, then the shared reference rows."""
+        members = self.predictor.size
+        if reference is None:
+            return self.predictor(obs_blocks, act_blocks)
+        shared_obs = reference.expand(members, -1, -1)
+        shared_act = reference_actions.expand(members, -1, -1)
+        if obs_blocks is None:
+            return self.predictor(shared_obs, shared_act)
+        return self.predictor(torch.cat([obs_blocks, shared_obs], dim=1), torch.cat([act_blocks, shared_act], dim=1))
