@@ -8,10 +8,12 @@ Choices, stated once:
 
 - The first Gaussian is centred on the middle of the action range with a std of a quarter of the
   range (so +-2 std spans it), as in PETS.
-- Samples are clipped to the bounds rather than drawn from a truncated normal: when the optimum
-  lies on a bound, clipped samples hit it exactly, and the returned plan sits exactly on it.
-- The current mean is always one of the scored sequences (it replaces one random draw), so the
-  result is never worse than the distribution's centre.
+- Samples are clipped to the bounds rather than drawn from a truncated normal, and the Gaussian
+  is refitted to the elites' unclipped draws. The mean may then move past a bound, so that most
+  draws clip onto it: when the optimum lies on or beyond a bound, the returned plan sits exactly
+  on it (a truncated normal, or a refit on clipped values, only approaches the bound).
+- The current mean (clipped) is always one of the scored sequences (it replaces one random
+  draw), so the result is never worse than the distribution's centre.
 - The returned sequence is the best one scored over all iterations; the warm start for the next
   :meth:`~TrajectoryOptimizer.plan` is the final mean (shifted), as in PETS.
 
@@ -91,20 +93,25 @@ class CEM(TrajectoryOptimizer):
         for iteration in range(1, self.iterations + 1):
             noise = torch.randn((self.population, self.horizon, self.act_dim), generator=self.generator,
                                 device=mean.device)
-            samples = self.bounds.project(mean + std * noise)
-            samples[0] = mean
+            raw = mean + std * noise
+            raw[0] = mean
+            samples = self.bounds.project(raw)
             scores = evaluate(objective, samples)
             best.update(samples, scores)
-            elite = samples[torch.topk(scores, self.elites).indices]
-            mean = self.momentum * mean + (1.0 - self.momentum) * elite.mean(dim=0)
-            elite_std = elite.std(dim=0, unbiased=False)
-            std = (self.momentum * std + (1.0 - self.momentum) * elite_std).clamp_min(self.min_std)
+            mean, std = self._refit(raw[torch.topk(scores, self.elites).indices], mean, std)
             if self.stop_std is not None and float(std.max()) < self.stop_std:
                 converged = True
                 break
         info = {"iterations": iteration, "evaluations": iteration * self.population, "converged": converged,
                 "final_std": float(std.max()), "vetoed": int((scores == -float("inf")).sum())}
         return SearchResult(best.sequence, best.score, self.bounds.project(mean), info)
+
+    def _refit(self, raw_elites: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """New mean and std ``[H, a]`` from the elites' unclipped draws ``[elites, H, a]``."""
+        elite_std = raw_elites.std(dim=0, unbiased=False)
+        return (torch.lerp(mean, raw_elites.mean(dim=0), 1.0 - self.momentum),
+                torch.lerp(std, elite_std, 1.0 - self.momentum).clamp_min(self.min_std))
 
     # ------------------------------------------------------------------ Discrete
     def _search_discrete(self, objective: Objective, probs: torch.Tensor) -> SearchResult:
@@ -119,7 +126,7 @@ class CEM(TrajectoryOptimizer):
             best.update(samples, scores)
             elite = indices[:, torch.topk(scores, self.elites).indices]  # [H, elites]
             frequency = torch.nn.functional.one_hot(elite, n).float().mean(dim=1)  # [H, n]
-            probs = self.momentum * probs + (1.0 - self.momentum) * frequency
+            probs = torch.lerp(probs, frequency, 1.0 - self.momentum)
             index_mean = (probs * values).sum(-1, keepdim=True)
             index_std = float((probs * (values - index_mean) ** 2).sum(-1).sqrt().max())
             if self.stop_std is not None and index_std < self.stop_std:

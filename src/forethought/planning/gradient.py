@@ -6,10 +6,11 @@ score depends only on that sequence, the gradient of the summed scores gives eve
 own gradient in one backward pass. (An objective that couples the sequences, e.g. by normalising
 scores across the population, would mix them.)
 
-Actions are parametrised in normalised units ``u in [-1, 1]`` (``action = centre + half_range * u``),
-so ``learning_rate`` is a fraction of the half-range whatever the units, and after every Adam step
-``u`` is clamped back to ``[-1, 1]`` (projected gradient ascent). Unlike tanh squashing, this lets
-a sequence reach a bound exactly when the optimum lies on or beyond it. Box action spaces only.
+Actions are parametrised in normalised units, ``action = start + half_range * u`` with ``u = 0`` at
+the start, so ``learning_rate`` is a fraction of the half-range whatever the units; after every
+Adam step ``u`` is clamped back into the box that keeps the actions inside the bounds (projected
+gradient ascent). Unlike tanh squashing, this lets a sequence reach a bound exactly when the
+optimum lies on or beyond it. Box action spaces only.
 """
 
 from __future__ import annotations
@@ -59,21 +60,26 @@ class GradientOptimizer(TrajectoryOptimizer):
     def _fresh_state_step(self) -> torch.Tensor:
         return self.bounds.centre
 
-    def _actions(self, u: torch.Tensor) -> torch.Tensor:
-        """Normalised ``u [P, H, a]`` to actions; ``u = +-1`` gives the bound exactly."""
-        inside = self.bounds.centre + self._half * u
-        return torch.where(u >= 1.0, self.bounds.high, torch.where(u <= -1.0, self.bounds.low, inside))
-
     def _search(self, objective: Objective, start: torch.Tensor | None) -> SearchResult:
-        actions = self.bounds.uniform((self.population, self.horizon), self.generator)
+        first = self.bounds.uniform((self.population, self.horizon), self.generator)
         if start is not None:
-            actions[0] = start
-        u = ((actions - self.bounds.centre) / self._unit).clamp(-1.0, 1.0).requires_grad_(True)
+            first[0] = start
+        # u is the normalised move away from the first sequences; its box keeps the actions in bounds.
+        u_low, u_high = (self.bounds.low - first) / self._unit, (self.bounds.high - first) / self._unit
+        u = torch.zeros_like(first, requires_grad=True)
+
+        def actions(u: torch.Tensor) -> torch.Tensor:
+            """``[P, H, a]`` actions: exactly the first sequences at u = 0 and exactly on a bound at
+            the edge of u's box (where rounding could miss it), with the gradient of the linear map."""
+            linear = first + self._half * u
+            snapped = torch.where(u >= u_high, self.bounds.high, torch.where(u <= u_low, self.bounds.low, linear))
+            return snapped.detach() + (linear - linear.detach())  # the added term is exactly 0
+
         adam = torch.optim.Adam([u], lr=self.learning_rate)
         best, converged, steps = BestSoFar(), False, 0
         with torch.enable_grad():
             for steps in range(1, self.iterations + 1):
-                sequences = self._actions(u)
+                sequences = actions(u)
                 scores = evaluate(objective, sequences, keep_graph=True)
                 if not scores.requires_grad:
                     raise TypeError("the objective's output does not require grad, so the gradient optimiser "
@@ -93,13 +99,13 @@ class GradientOptimizer(TrajectoryOptimizer):
                 before = u.detach().clone()
                 adam.step()
                 with torch.no_grad():
-                    u.clamp_(-1.0, 1.0)
+                    u.copy_(torch.minimum(torch.maximum(u, u_low), u_high))
                 moved = float(((u.detach() - before).abs() * self._half).max())
                 if self.tolerance is not None and moved < self.tolerance:
                     converged = True
                     break
         with torch.no_grad():
-            final = self._actions(u.detach())
+            final = actions(u.detach())
             best.update(final, evaluate(objective, final))
         info = {"iterations": steps, "evaluations": (steps + 1) * self.population, "converged": converged,
                 "last_step": moved}

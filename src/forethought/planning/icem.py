@@ -112,25 +112,24 @@ class ICEM(CEM):
     def _search_box(self, objective: Objective, mean: torch.Tensor) -> SearchResult:
         std = self.init_std.expand(self.horizon, -1).clone()
         best, converged, iteration, evaluations, sizes = BestSoFar(), False, 0, 0, []
-        kept = self._carried
+        kept = self._carried  # unclipped draws of the elites carried into this iteration
         for iteration in range(1, self.iterations + 1):
             noise = colored_noise(self.population_size(iteration - 1), self.horizon, self.act_dim, self.beta,
                                   self.generator)
-            parts = [self.bounds.project(mean + std * noise)]
+            parts = [mean + std * noise]
             if kept is not None and kept.shape[0] > 0:
                 parts.append(kept)
             if iteration == self.iterations:
                 parts.append(mean.unsqueeze(0))
-            samples = torch.cat(parts)
+            raw = torch.cat(parts)
+            samples = self.bounds.project(raw)
             scores = evaluate(objective, samples)
             evaluations += samples.shape[0]
             sizes.append(samples.shape[0])
             best.update(samples, scores)
-            elite = samples[torch.topk(scores, self.elites).indices]  # best first
-            kept = elite[: self.keep_count]
-            mean = self.momentum * mean + (1.0 - self.momentum) * elite.mean(dim=0)
-            elite_std = elite.std(dim=0, unbiased=False)
-            std = (self.momentum * std + (1.0 - self.momentum) * elite_std).clamp_min(self.min_std)
+            order = torch.topk(scores, self.elites).indices  # best first
+            kept, elite = raw[order[: self.keep_count]], samples[order]
+            mean, std = self._refit(raw[order], mean, std)
             if self.stop_std is not None and float(std.max()) < self.stop_std:
                 converged = True
                 break

@@ -265,6 +265,10 @@ def lqr_from_model(model: Any, Q: Any, R: Any, horizon: int, *, Qf: Any = None, 
 
 
 # ---------------------------------------------------------------------- iterative LQR
+# Regularisation below this is dropped to 0 after a success, and a failure restarts from it.
+_SMALLEST_REGULARIZATION = 1e-6
+
+
 def _jacobian_rows(outputs: torch.Tensor, inputs: tuple[torch.Tensor, ...],
                    create_graph: bool = False) -> list[torch.Tensor]:
     """Per-row Jacobians of ``outputs [T, m]`` with respect to each of ``inputs`` ``[T, n_i]``,
@@ -493,7 +497,7 @@ class ILQR:
             expansion = self._expand(X, U)
             gains = self._backward(expansion, mu)
             while gains is None and mu <= self.max_regularization:
-                mu = max(10.0 * mu, 1e-6)
+                mu = max(10.0 * mu, _SMALLEST_REGULARIZATION)
                 gains = self._backward(expansion, mu)
             if gains is None:
                 break
@@ -506,14 +510,14 @@ class ILQR:
             decrease = cost - costs
             good = torch.isfinite(costs) & (decrease > 1e-4 * expected)
             if not good.any():
-                mu = max(10.0 * mu, 1e-6)
+                mu = max(10.0 * mu, _SMALLEST_REGULARIZATION)
                 if mu > self.max_regularization:
                     break
                 continue
             best = int(good.nonzero()[0])  # the largest step that decreases the cost enough
             X, U, improvement, cost = X_try[best], U_try[best], float(decrease[best]), float(costs[best])
             accepted += 1
-            mu = mu / 10.0 if mu > 1e-6 else 0.0
+            mu = mu / 10.0 if mu / 10.0 >= _SMALLEST_REGULARIZATION else 0.0
             if improvement <= self.tolerance * (1.0 + abs(cost)):
                 converged = True
                 break
