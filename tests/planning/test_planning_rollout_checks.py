@@ -27,7 +27,8 @@ def test_propagations_are_the_four_documented_modes():
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"propagation": "ts2"}, r"unknown propagation 'ts2'; choose one of \['ts1', 'tsinf', 'expectation', 'all-members'\]"),
+    ({"propagation": "ts2"},
+     r"unknown propagation 'ts2'; choose one of \['ts1', 'tsinf', 'expectation', 'all-members'\]"),
     ({"particles": 0}, "particles must be an integer >= 1, got 0"),
     ({"particles": 2.5}, "particles must be an integer >= 1, got 2.5"),
     ({"risk_penalty": -0.1}, "risk_penalty must be finite and >= 0, got -0.1"),

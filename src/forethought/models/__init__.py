@@ -11,3 +11,7 @@ from forethought.models.residual import ResidualModel, Simulator
 __all__ = ["ConstantDelta", "DynamicsModel", "FitReport", "KnownDynamics", "LinearGaussian", "Prediction",
            "MLPDynamics", "DeterministicMLP", "ProbabilisticMLP", "DeterministicEnsemble", "ProbabilisticEnsemble",
            "ResidualModel", "Simulator", "make_model"]
+
+from forethought.models.reward import RewardModel, TerminationClassifier  # noqa: E402
+
+__all__ += ["RewardModel", "TerminationClassifier"]

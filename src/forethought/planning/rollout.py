@@ -135,7 +135,8 @@ class TrajectoryEvaluator:
                  generator: torch.Generator | None = None, differentiable: bool = False,
                  measure_disagreement: bool | None = None) -> None:
         if not isinstance(getattr(model, "obs_dim", None), int) or not isinstance(getattr(model, "act_dim", None), int):
-            raise TypeError(f"model must be a dynamics model with integer obs_dim and act_dim, got {type(model).__name__}")
+            raise TypeError(f"model must be a dynamics model with integer obs_dim and act_dim, "
+                            f"got {type(model).__name__}")
         if not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable (obs, action, next_obs) -> [B], got {reward_fn!r}")
         if termination_fn is not None and not callable(termination_fn):
