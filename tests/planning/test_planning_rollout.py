@@ -9,7 +9,7 @@ from forethought.envs.task_functions import linear_reward
 from forethought.models import LinearGaussian, ProbabilisticEnsemble
 from forethought.models.neural import MLPDynamics
 from forethought.planning.propagation import fixed_slots, member_predictor
-from forethought.planning.rollout import TrajectoryEvaluator
+from forethought.planning.rollout import PROPAGATIONS, TrajectoryEvaluator
 
 
 def gen(seed: int) -> torch.Generator:
@@ -265,6 +265,19 @@ def test_perfect_linear_model_returns_equal_the_analytic_sum_of_rewards(propagat
         expected.append(total)
     assert torch.allclose(evaluation.mean_return, torch.tensor(expected), atol=1e-5)
     assert torch.equal(evaluation.score, evaluation.mean_return)
+
+
+def test_a_one_member_ensemble_is_scored_as_a_single_model():
+    single = linear_members(torch.tensor([[[-0.5], [1.0]]]), torch.zeros(1, 1))  # s' = 0.5 s + a
+    assert member_predictor(single, {}) is None
+    actions, obs = torch.rand(5, 4, 1, generator=gen(6)) * 2 - 1, torch.tensor([0.7])
+    expected = TrajectoryEvaluator(known_linear_model(), linear_reward, propagation="expectation").evaluate(
+        obs, actions).mean_return
+    for propagation in PROPAGATIONS:
+        evaluation = TrajectoryEvaluator(single, linear_reward, propagation=propagation, particles=2,
+                                         measure_disagreement=True).evaluate(obs, actions)
+        assert torch.allclose(evaluation.mean_return, expected, atol=1e-5)
+        assert torch.equal(evaluation.disagreement, torch.zeros(5))  # nothing to disagree with
 
 
 def test_single_stochastic_model_samples_and_expectation_does_not():

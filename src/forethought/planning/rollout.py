@@ -355,7 +355,7 @@ class _MemberRollout(_Rollout):
     def __init__(self, evaluator: TrajectoryEvaluator, predictor: MemberPredictor, obs: torch.Tensor,
                  actions: torch.Tensor, scale: torch.Tensor, record: bool) -> None:
         self.predictor, self.mode, members = predictor, evaluator.propagation, predictor.size
-        self.groups = members if self.mode == "all-members" else 1
+        self.groups = members if self.mode == "all-members" else 1  # read by _Rollout.__init__
         deterministic = self.mode == "expectation" or (self.mode == "all-members" and not predictor.probabilistic)
         super().__init__(evaluator, obs, actions, scale, record, 1 if deterministic else evaluator.particles)
         self.member_ids = torch.tensor(predictor.members)
@@ -370,6 +370,8 @@ class _MemberRollout(_Rollout):
         else:
             if self.mode == "tsinf":
                 self.order, self.block = fixed_slots(self.candidates, self.particles, members, self.generator)
+                self.inverse = torch.empty_like(self.order)
+                self.inverse[self.order] = torch.arange(self.order.shape[0])
             else:
                 self.block = -(-self.rows // members)
             padded = members * self.block
@@ -384,41 +386,48 @@ class _MemberRollout(_Rollout):
         return self.state[:self.rows] if self.state.shape[0] != self.rows else self.state
 
     def advance(self, t: int) -> torch.Tensor | None:
-        members = self.predictor.size
         if self.mode == "expectation":
             means, _ = self._predict(None, None, self.state, self.step_actions[t])
             self.state = means.mean(dim=0)
             return self._spread(means.std(dim=0, unbiased=False)) if self.measure else None
-        if self.mode == "all-members":
-            obs_blocks, act_blocks = self.state, self.actions[t].view(members, -1, self.actions.shape[2])
-        else:
-            order = self.order
-            if order is None:
-                order, _ = shuffled_slots(self.rows, members, self.generator)
-            obs_blocks = self.state.index_select(0, order).view(members, self.block, -1)
-            act_blocks = self.actions[t].index_select(0, order).view(members, self.block, -1)
+        order = self.order if self.mode != "ts1" else shuffled_slots(self.rows, self.predictor.size, self.generator)[0]
+        obs_blocks, act_blocks = self._blocks(self.state, order), self._blocks(self.actions[t], order)
         means, stds = self._predict(obs_blocks, act_blocks, self.reference, self.step_actions[t])
         blocks = obs_blocks.shape[1]
         next_blocks = means[:, :blocks]
         if stds is not None:
-            noise = torch.randn(next_blocks.shape, generator=self.generator)
-            next_blocks = next_blocks + stds[:, :blocks] * noise
-        if self.mode == "all-members":
-            self.state = next_blocks
-            if self.record:
-                self.member_log.append(self.member_log_static)
-        else:
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(order.shape[0])
-            self.state = next_blocks.reshape(-1, next_blocks.shape[-1]).index_select(0, inverse)
-            if self.record:
-                slot_member = self.member_ids[inverse[:self.rows] // self.block]
-                self.member_log.append(slot_member.view(self.candidates, self.particles))
+            next_blocks = next_blocks + stds[:, :blocks] * torch.randn(next_blocks.shape, generator=self.generator)
+        self._store(next_blocks, order)
         if self.reference is None:
             return None
         reference = means[:, blocks:]
         self.reference = reference.mean(dim=0)
         return self._spread(reference.std(dim=0, unbiased=False))
+
+    def _blocks(self, rows: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+        """``[E, B, .]`` member blocks of ``rows``: as they are in "all-members" mode (``[E, B, .]``
+        state, or ``[E * B, .]`` actions), else row ``order[s]`` in slot ``s``."""
+        members = self.predictor.size
+        if order is None:
+            return rows.reshape(members, -1, rows.shape[-1])
+        return rows.index_select(0, order).view(members, self.block, -1)
+
+    def _store(self, next_blocks: torch.Tensor, order: torch.Tensor | None) -> None:
+        """Make ``next_blocks [E, B, o]`` the new state (back in row order) and log the members."""
+        if order is None:
+            self.state = next_blocks
+            if self.record:
+                self.member_log.append(self.member_log_static)
+            return
+        if order is self.order:  # TS-infinity: the same slots every step
+            inverse = self.inverse
+        else:
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(order.shape[0])
+        self.state = next_blocks.reshape(-1, next_blocks.shape[-1]).index_select(0, inverse)
+        if self.record:
+            self.member_log.append(self.member_ids[inverse[:self.rows] // self.block].view(self.candidates,
+                                                                                          self.particles))
 
     def _predict(self, obs_blocks: torch.Tensor | None, act_blocks: torch.Tensor | None,
                  reference: torch.Tensor | None, reference_actions: torch.Tensor
