@@ -78,16 +78,21 @@ def _symmetric(matrix: torch.Tensor) -> torch.Tensor:
     return 0.5 * (matrix + matrix.transpose(-1, -2))
 
 
+def _positive_definite(S: torch.Tensor) -> bool:
+    """Whether the symmetric ``S`` is positive definite. (An eigenvalue test rather than a
+    Cholesky factorisation: on some CPU builds the factorisation of tiny matrices is slow.)"""
+    return bool(torch.isfinite(S).all()) and float(torch.linalg.eigvalsh(S)[0]) > 0.0
+
+
 def _riccati_step(P: torch.Tensor, A: torch.Tensor, B: torch.Tensor, Q: torch.Tensor, R: torch.Tensor,
                   N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One backward step: the gain ``K`` (``u = K x``) and the cost-to-go matrix before it."""
-    S = R + B.T @ P @ B
-    factor, info = torch.linalg.cholesky_ex(S)
-    if int(info) != 0:
+    S = _symmetric(R + B.T @ P @ B)
+    if not _positive_definite(S):
         raise ValueError("R + B^T P B is not positive definite: R must be positive definite (and Q, Qf "
                          "positive semi-definite)")
     G = B.T @ P @ A + N.T
-    K = -torch.cholesky_solve(G, factor)
+    K = -torch.linalg.solve(S, G)
     return K, _symmetric(Q + A.T @ P @ A + G.T @ K)
 
 
@@ -174,20 +179,25 @@ def infinite_horizon_lqr(A: Any, B: Any, Q: Any, R: Any, N: Any = None, *, toler
             (``(A, B)`` not stabilisable or ``(A, Q)`` not detectable).
     """
     A, B, Q, R, N = _system(A, B, Q, R, N)
+    if not _positive_definite(_symmetric(R)):
+        raise ValueError("R must be positive definite")
     R_inv_Nt = torch.linalg.solve(R, N.T)
     A_k, H_k = A - B @ R_inv_Nt, _symmetric(Q - N @ R_inv_Nt)
     G_k = _symmetric(B @ torch.linalg.solve(R, B.T))
-    identity = torch.eye(A.shape[0], dtype=torch.float64)
+    identity, o = torch.eye(A.shape[0], dtype=torch.float64), A.shape[0]
+    converged = False
     for _ in range(max_doublings):
         W = torch.linalg.solve(identity + G_k @ H_k, torch.cat([A_k, G_k @ A_k.T], dim=1))
-        W_A, W_G = W[:, : A.shape[0]], W[:, A.shape[0]:]  # (I + G H)^-1 A and (I + G H)^-1 G A^T
+        W_A, W_G = W[:, :o], W[:, o:]  # (I + G H)^-1 A and (I + G H)^-1 G A^T
         H_next = _symmetric(H_k + A_k.T @ H_k @ W_A)
         G_k, A_k = _symmetric(G_k + A_k @ W_G), A_k @ W_A
+        if not torch.isfinite(H_next).all():
+            break
         converged = float((H_next - H_k).abs().max()) <= tolerance * max(1.0, float(H_next.abs().max()))
         H_k = H_next
         if converged:
             break
-    else:
+    if not converged:
         raise ValueError(f"the Riccati equation did not converge in {max_doublings} doubling steps: check that "
                          f"(A, B) is stabilisable and (A, Q) detectable")
     K, _ = _riccati_step(H_k, A, B, Q, R, N)
@@ -469,11 +479,11 @@ class ILQR:
             Q_xx = e.l_xx[t] + f_x.T @ V_xx @ f_x
             Q_uu = e.l_uu[t] + f_u.T @ V_xx @ f_u
             Q_ux = e.l_ux[t] + f_u.T @ V_xx @ f_x
-            factor, info = torch.linalg.cholesky_ex(_symmetric(Q_uu) + mu * identity)
-            if int(info) != 0:
+            regularized = _symmetric(Q_uu) + mu * identity
+            if not _positive_definite(regularized):
                 return None
-            k = -torch.cholesky_solve(Q_u.unsqueeze(-1), factor)[:, 0]
-            K = -torch.cholesky_solve(Q_ux, factor)
+            gains = -torch.linalg.solve(regularized, torch.cat([Q_u.unsqueeze(-1), Q_ux], dim=1))
+            k, K = gains[:, 0], gains[:, 1:]
             V_x = Q_x + K.T @ Q_uu @ k + K.T @ Q_u + Q_ux.T @ k
             V_xx = _symmetric(Q_xx + K.T @ Q_uu @ K + K.T @ Q_ux + Q_ux.T @ K)
             linear += float(k @ Q_u)
