@@ -236,7 +236,7 @@ def test_ilqr_converges_to_a_stationary_plan_on_a_nonlinear_system():
     U = U.clone().requires_grad_(True)
     cost = total_cost(x0, U)
     (gradient,) = torch.autograd.grad(cost, U)
-    assert abs(float(cost) - info["cost"]) < 1e-9 and float(gradient.abs().max()) < 1e-3
+    assert abs(float(cost.detach()) - info["cost"]) < 1e-9 and float(gradient.abs().max()) < 1e-3
     torch.testing.assert_close(ilqr.states[0], x0)
 
 

@@ -86,6 +86,11 @@ def test_unknown_optimizer_lists_the_valid_names():
         make_optimizer("ilqr", BOX, 5)
 
 
+def test_unknown_settings_are_named_with_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['elite'\] for optimizer 'cem'.*'elites'"):
+        make_optimizer("cem", BOX, 5, elite=3)
+
+
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("horizon", [0, -3, 2.5])
 def test_horizon_must_be_a_positive_integer(name, horizon):
@@ -217,6 +222,13 @@ def test_plans_never_leave_the_bounds_and_reach_a_bound_when_the_optimum_is_beyo
         assert bool((sequence[:, 1] == 3.0).all())
     else:  # near the bound: well above the middle of the range
         assert float(sequence[:, 1].mean()) > 2.5
+
+
+def test_float64_bounds_are_rounded_inwards_so_float32_plans_stay_inside():
+    space = Box(np.array([-0.3]), np.array([0.7]), dtype=np.float64)  # neither is a float32 number
+    plan = CEM(space, 3, generator=seeded()).optimize(lambda seqs: -seqs.sum(dim=(1, 2)))
+    assert bool((plan == plan.new_tensor(-0.3).nextafter(plan.new_tensor(0.0))).all())
+    assert all(space.contains(step.double().numpy()) for step in plan)
 
 
 # ---------------------------------------------------------------------- random shooting

@@ -23,6 +23,8 @@ refitted on the elites' action frequencies with the same ``momentum`` smoothing,
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import torch
 
@@ -103,7 +105,7 @@ class CEM(TrajectoryOptimizer):
                 converged = True
                 break
         info = {"iterations": iteration, "evaluations": iteration * self.population, "converged": converged,
-                "final_std": float(std.max()), "vetoed": int((scores == -float("inf")).sum())}
+                "final_std": float(std.max()), "vetoed": int((scores == -math.inf).sum())}
         return SearchResult(best.sequence, best.score, self.bounds.project(mean), info)
 
     def _refit(self, raw_elites: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
@@ -117,7 +119,7 @@ class CEM(TrajectoryOptimizer):
     def _search_discrete(self, objective: Objective, probs: torch.Tensor) -> SearchResult:
         n = self.bounds.n
         values = torch.arange(n, dtype=torch.float32, device=probs.device)
-        best, converged, iteration, index_std = BestSoFar(), False, 0, float("nan")
+        best, converged, iteration, index_std = BestSoFar(), False, 0, math.nan
         for iteration in range(1, self.iterations + 1):
             indices = torch.multinomial(probs, self.population, replacement=True, generator=self.generator)  # [H, P]
             indices[:, 0] = probs.argmax(dim=-1)  # the most likely sequence is always a candidate
@@ -133,5 +135,5 @@ class CEM(TrajectoryOptimizer):
                 converged = True
                 break
         info = {"iterations": iteration, "evaluations": iteration * self.population, "converged": converged,
-                "final_std": index_std, "vetoed": int((scores == -float("inf")).sum())}
+                "final_std": index_std, "vetoed": int((scores == -math.inf).sum())}
         return SearchResult(best.sequence, best.score, probs, info)

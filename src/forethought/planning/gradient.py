@@ -108,5 +108,5 @@ class GradientOptimizer(TrajectoryOptimizer):
             final = actions(u.detach())
             best.update(final, evaluate(objective, final))
         info = {"iterations": steps, "evaluations": (steps + 1) * self.population, "converged": converged,
-                "last_step": moved}
+                "last_step": moved, "vetoed": int((~kept).sum())}
         return SearchResult(best.sequence, best.score, best.sequence, info)

@@ -3,8 +3,8 @@
 An optimiser searches over action sequences ``[H, act_dim]`` for the one an objective scores
 highest. The objective scores a whole population at once:
 
-    def objective(sequences):               # [P, H, act_dim] float32 -> [P], higher is better
-        return rollout_return(model, obs, sequences)
+    evaluator = TrajectoryEvaluator(model, task.reward, task.termination)
+    objective = evaluator.objective(obs)         # [P, H, act_dim] float32 -> [P], higher is better
 
     optimizer = make_optimizer("cem", env.action_space, horizon=15)
     sequence = optimizer.optimize(objective)     # [H, act_dim], inside the action space
@@ -23,6 +23,7 @@ Conventions:
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -66,8 +67,8 @@ def check_nonnegative(name: str, value: Any) -> float:
 
 def check_fraction(name: str, value: Any, include_one: bool = False) -> float:
     """``value`` as a float in ``[0, 1)`` (``[0, 1]`` with ``include_one``)."""
-    upper_ok = value <= 1.0 if include_one else value < 1.0
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (0.0 <= value and upper_ok):
+    numeric = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer))
+    if not numeric or not (0.0 <= value and (value <= 1.0 if include_one else value < 1.0)):
         raise ValueError(f"{name} must be a number in [0, {'1]' if include_one else '1)'}, got {value!r}")
     return float(value)
 
@@ -121,6 +122,15 @@ class ActionBounds:
         return self.project(self.low + unit * self.range)
 
 
+def _float32_inside(bound: np.ndarray, up: bool) -> np.ndarray:
+    """``bound`` in float32, rounded towards the inside of the space (``up`` for a lower bound),
+    so a float32 action never lies outside a float64 Box."""
+    rounded = np.asarray(bound, dtype=np.float32)
+    outside = rounded.astype(np.float64) < bound if up else rounded.astype(np.float64) > bound
+    towards = np.float32(np.inf if up else -np.inf)
+    return np.where(outside, np.nextafter(rounded, towards), rounded).astype(np.float32)
+
+
 def action_bounds(space: Any, device: torch.device | str = "cpu") -> ActionBounds:
     """Read a Box (1-D) or Discrete space; any other space is a TypeError."""
     if isinstance(space, gym.spaces.Discrete):
@@ -129,9 +139,8 @@ def action_bounds(space: Any, device: torch.device | str = "cpu") -> ActionBound
     if isinstance(space, gym.spaces.Box):
         if len(space.shape) != 1:
             raise TypeError(f"action space must be a 1-D Box of shape (act_dim,), got a Box of shape {space.shape}")
-        low = torch.as_tensor(np.asarray(space.low, dtype=np.float32), device=device)
-        high = torch.as_tensor(np.asarray(space.high, dtype=np.float32), device=device)
-        return ActionBounds(low, high)
+        low, high = _float32_inside(space.low, up=True), _float32_inside(space.high, up=False)
+        return ActionBounds(torch.as_tensor(low, device=device), torch.as_tensor(high, device=device))
     raise TypeError(f"unsupported action space {space!r}: expected gymnasium.spaces.Box (1-D) or "
                     f"gymnasium.spaces.Discrete")
 
@@ -311,4 +320,9 @@ def make_optimizer(name: str, action_space: gym.spaces.Box | gym.spaces.Discrete
     cls = _OPTIMIZERS.get(name)
     if cls is None:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(_OPTIMIZERS)}")
+    known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "action_space", "horizon",
+                                                                                 "generator")]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} for optimizer {name!r}; expected some of {known}")
     return cls(action_space, horizon, generator=generator, **settings)
