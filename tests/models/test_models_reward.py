@@ -57,6 +57,20 @@ def linear_buffer():
     return collect(envs.make("linear"), steps=1000, seed=0)
 
 
+@pytest.fixture(scope="module")
+def linear_reward_model(linear_buffer):
+    model = RewardModel(1, 1, hidden_size=64, max_epochs=60)
+    model.fit(linear_buffer, generator=gen(0))
+    return model
+
+
+@pytest.fixture(scope="module")
+def pendulum_classifier():
+    classifier = TerminationClassifier(4, 1, hidden_size=64, max_epochs=40)
+    classifier.fit(*pendulum_transitions(2500, 0), generator=gen(0))
+    return classifier
+
+
 def test_reward_model_fits_the_cartpole_swingup_reward():
     model = RewardModel(5, 1, hidden_size=128, hidden_layers=2, max_epochs=30, learning_rate=3e-3)
     report = model.fit(*cartpole_transitions(3000, 0), generator=gen(0))
@@ -67,9 +81,8 @@ def test_reward_model_fits_the_cartpole_swingup_reward():
     assert float(error.pow(2).mean().sqrt()) < 0.3 * float(reward.std())  # R^2 above 0.91 on held-out rows
 
 
-def test_reward_model_fits_the_linear_reward_from_a_buffer(linear_buffer):
-    model = RewardModel(1, 1, hidden_size=64, max_epochs=60)
-    model.fit(linear_buffer, generator=gen(0))
+def test_reward_model_fits_the_linear_reward_from_a_buffer(linear_reward_model):
+    model = linear_reward_model
     held_out = collect(envs.make("linear"), steps=300, seed=1).all()
     with torch.no_grad():
         predicted = model(held_out.obs, held_out.action, held_out.next_obs)
@@ -77,11 +90,10 @@ def test_reward_model_fits_the_linear_reward_from_a_buffer(linear_buffer):
     assert float((predicted - held_out.reward).abs().mean()) < 0.1 * float(held_out.reward.std())
 
 
-def test_termination_classifier_recovers_the_pendulum_angle_limit():
+def test_termination_classifier_recovers_the_pendulum_angle_limit(pendulum_classifier):
+    classifier = pendulum_classifier
     obs, action, next_obs, terminated = pendulum_transitions(2500, 0)
-    assert 0.04 < float(terminated.float().mean()) < 0.12  # terminations are rare
-    classifier = TerminationClassifier(4, 1, hidden_size=64, max_epochs=40)
-    classifier.fit(obs, action, next_obs, terminated, generator=gen(0))
+    assert 0.04 < float(terminated.float().mean()) < 0.12  # terminations are rare in the training data
     obs, action, next_obs, terminated = pendulum_transitions(2000, 1)
     with torch.no_grad():
         predicted = classifier(obs, action, next_obs)
@@ -96,9 +108,8 @@ def test_termination_classifier_recovers_the_pendulum_angle_limit():
     assert bool(classifier(obs, action, diverged)[0])  # a non-finite next observation terminates
 
 
-def test_learned_reward_drives_the_planner_like_the_true_reward(linear_buffer):
-    reward_model = RewardModel(1, 1, hidden_size=64, max_epochs=60)
-    reward_model.fit(linear_buffer, generator=gen(0))
+def test_learned_reward_drives_the_planner_like_the_true_reward(linear_reward_model):
+    reward_model = linear_reward_model
     model = known_linear_model()
     actions = torch.rand(16, 5, 1, generator=gen(2)) * 2 - 1
     learned = TrajectoryEvaluator(model, reward_model, propagation="expectation").evaluate(torch.tensor([0.5]), actions)
@@ -107,10 +118,7 @@ def test_learned_reward_drives_the_planner_like_the_true_reward(linear_buffer):
     assert int(torch.argmax(learned.score)) in torch.topk(true.score, 3).indices.tolist()
 
 
-def test_learned_termination_works_as_a_planner_termination_function():
-    classifier = TerminationClassifier(4, 1, hidden_size=64, max_epochs=40)
-    classifier.fit(*pendulum_transitions(2500, 0), generator=gen(0))
-
+def test_learned_termination_works_as_a_planner_termination_function(pendulum_classifier):
     class Drift:  # the angle grows by the action each step
         obs_dim, act_dim = 4, 1
 
@@ -121,7 +129,7 @@ def test_learned_termination_works_as_a_planner_termination_function():
             return obs + torch.nn.functional.pad(action, (1, 2))
 
     actions = torch.tensor([0.05, 0.15])[:, None, None].expand(2, 3, 1)
-    evaluation = TrajectoryEvaluator(Drift(), lambda o, a, n: torch.ones(n.shape[0]), classifier,
+    evaluation = TrajectoryEvaluator(Drift(), lambda o, a, n: torch.ones(n.shape[0]), pendulum_classifier,
                                      particles=1).evaluate(torch.zeros(4), actions)
     # angles 0.05, 0.10, 0.15 never leave the limit; 0.15, 0.30 ends on step 2
     assert torch.allclose(evaluation.mean_return, torch.tensor([3.0, 2.0]))
