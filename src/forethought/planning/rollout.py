@@ -60,8 +60,7 @@ from typing import Any, Callable
 import torch
 
 from forethought.planning.optimizer import Objective
-from forethought.planning.propagation import (PROPAGATIONS, MemberPredictor, fixed_slots, member_predictor,
-                                              shuffled_slots)
+from forethought.planning.propagation import PROPAGATIONS, Rollout, RolloutSettings, start_rollout
 
 __all__ = ["PROPAGATIONS", "Evaluation", "TrajectoryEvaluator"]
 
@@ -237,14 +236,12 @@ class TrajectoryEvaluator:
         return done
 
     # ------------------------------------------------------------------ rollout
-    def _rollout(self, obs: torch.Tensor, actions: torch.Tensor, record: bool) -> "_Rollout":
-        predictor = member_predictor(self.model, self._network_cache)
-        scale = _delta_scale(self.model, self.model.obs_dim)
-        if predictor is None:
-            return _SingleModelRollout(self, obs, actions, scale, record)
-        return _MemberRollout(self, predictor, obs, actions, scale, record)
+    def _rollout(self, obs: torch.Tensor, actions: torch.Tensor, record: bool) -> Rollout:
+        settings = RolloutSettings(self.propagation, self.particles, self.generator, self.measure_disagreement,
+                                   _delta_scale(self.model, self.model.obs_dim), record)
+        return start_rollout(self.model, obs, actions, settings, self._network_cache)
 
-    def _run(self, rollout: "_Rollout", actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _run(self, rollout: Rollout, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Step ``rollout`` over the horizon; ``(mean_return [P], disagreement [P])``."""
         population, horizon = actions.shape[:2]
         total = torch.zeros(rollout.rows)
@@ -283,161 +280,3 @@ class TrajectoryEvaluator:
             else:
                 score = torch.where(vetoed, minus_inf, score)
         return Evaluation(score, mean_return, disagreement, vetoed, all_vetoed)
-
-
-class _Rollout:
-    """The particles of one ``evaluate`` call and how they advance.
-
-    ``state`` is the propagated tensor, ``visible()`` the ``[rows, o]`` rows the reward sees
-    (laid out as ``[groups, P, particles]``), ``actions [H, >= rows, a]`` their actions per step,
-    ``advance(t)`` moves one step and returns that step's disagreement ``[P]`` (or None when not
-    measured), ``member_log`` collects member indices when recording."""
-
-    groups = 1
-
-    def __init__(self, evaluator: TrajectoryEvaluator, obs: torch.Tensor, actions: torch.Tensor,
-                 scale: torch.Tensor, record: bool, particles: int) -> None:
-        self.generator, self.scale, self.record = evaluator.generator, scale, record
-        self.measure = evaluator.measure_disagreement
-        self.candidates, self.particles = actions.shape[0], particles
-        self.rows = self.groups * self.candidates * particles
-        self.step_actions = actions.transpose(0, 1)  # [H, P, a]
-        horizon, act_dim = self.step_actions.shape[0], actions.shape[2]
-        self.actions = (self.step_actions[:, None, :, None, :]
-                        .expand(horizon, self.groups, self.candidates, particles, act_dim)
-                        .reshape(horizon, self.rows, act_dim))
-        self.member_log: list[torch.Tensor] = []
-
-    def visible(self) -> torch.Tensor:
-        return self.state
-
-    def advance(self, t: int) -> torch.Tensor | None:
-        raise NotImplementedError
-
-    def _spread(self, std: torch.Tensor | None) -> torch.Tensor:
-        """Step disagreement ``[P]`` from a per-dimension std ``[P, o]`` (None: zeros)."""
-        if std is None:
-            return torch.zeros(self.candidates)
-        return (std / self.scale).mean(dim=-1)
-
-
-class _SingleModelRollout(_Rollout):
-    """A model without members: ``model.sample`` per step, or ``predict().mean`` in expectation mode."""
-
-    def __init__(self, evaluator: TrajectoryEvaluator, obs: torch.Tensor, actions: torch.Tensor,
-                 scale: torch.Tensor, record: bool) -> None:
-        self.model, self.expectation = evaluator.model, evaluator.propagation == "expectation"
-        super().__init__(evaluator, obs, actions, scale, record, 1 if self.expectation else evaluator.particles)
-        self.state = obs.expand(self.rows, -1)
-        self.reference = obs.expand(self.candidates, -1) if self.measure and not self.expectation else None
-
-    def advance(self, t: int) -> torch.Tensor | None:
-        if self.expectation:
-            prediction = self.model.predict(self.state, self.actions[t])
-            self.state = prediction.mean
-            return self._epistemic(prediction) if self.measure else None
-        self.state = self.model.sample(self.state, self.actions[t], self.generator)
-        if self.reference is None:
-            return None
-        prediction = self.model.predict(self.reference, self.step_actions[t])
-        self.reference = prediction.mean
-        return self._epistemic(prediction)
-
-    def _epistemic(self, prediction: Any) -> torch.Tensor:
-        var = prediction.epistemic_var
-        return self._spread(None if var is None else var.clamp_min(0.0).sqrt())
-
-
-class _MemberRollout(_Rollout):
-    """An ensemble: one call per step on ``[E, B, .]`` member blocks, plus the shared reference
-    rows ``[P, .]`` (given to every member) when disagreement is measured."""
-
-    def __init__(self, evaluator: TrajectoryEvaluator, predictor: MemberPredictor, obs: torch.Tensor,
-                 actions: torch.Tensor, scale: torch.Tensor, record: bool) -> None:
-        self.predictor, self.mode, members = predictor, evaluator.propagation, predictor.size
-        self.groups = members if self.mode == "all-members" else 1  # read by _Rollout.__init__
-        deterministic = self.mode == "expectation" or (self.mode == "all-members" and not predictor.probabilistic)
-        super().__init__(evaluator, obs, actions, scale, record, 1 if deterministic else evaluator.particles)
-        self.member_ids = torch.tensor(predictor.members)
-        self.order, self.block = None, 0
-        if self.mode == "expectation":
-            self.state = obs.expand(self.candidates, -1)
-        elif self.mode == "all-members":
-            self.state = obs.expand(members, self.rows // members, -1)
-            if record:
-                self.member_log_static = self.member_ids[:, None, None].expand(
-                    members, self.candidates, self.particles).permute(1, 0, 2).reshape(self.candidates, -1)
-        else:
-            if self.mode == "tsinf":
-                self.order, self.block = fixed_slots(self.candidates, self.particles, members, self.generator)
-                self.inverse = torch.empty_like(self.order)
-                self.inverse[self.order] = torch.arange(self.order.shape[0])
-            else:
-                self.block = -(-self.rows // members)
-            padded = members * self.block
-            self.state = obs.expand(padded, -1)
-            pad = torch.zeros(self.actions.shape[0], padded - self.rows, self.actions.shape[2])
-            self.actions = torch.cat([self.actions, pad], dim=1)
-        self.reference = obs.expand(self.candidates, -1) if self.measure and self.mode != "expectation" else None
-
-    def visible(self) -> torch.Tensor:
-        if self.mode == "all-members":
-            return self.state.reshape(self.rows, -1)
-        return self.state[:self.rows] if self.state.shape[0] != self.rows else self.state
-
-    def advance(self, t: int) -> torch.Tensor | None:
-        if self.mode == "expectation":
-            means, _ = self._predict(None, None, self.state, self.step_actions[t])
-            self.state = means.mean(dim=0)
-            return self._spread(means.std(dim=0, unbiased=False)) if self.measure else None
-        order = self.order if self.mode != "ts1" else shuffled_slots(self.rows, self.predictor.size, self.generator)[0]
-        obs_blocks, act_blocks = self._blocks(self.state, order), self._blocks(self.actions[t], order)
-        means, stds = self._predict(obs_blocks, act_blocks, self.reference, self.step_actions[t])
-        blocks = obs_blocks.shape[1]
-        next_blocks = means[:, :blocks]
-        if stds is not None:
-            next_blocks = next_blocks + stds[:, :blocks] * torch.randn(next_blocks.shape, generator=self.generator)
-        self._store(next_blocks, order)
-        if self.reference is None:
-            return None
-        reference = means[:, blocks:]
-        self.reference = reference.mean(dim=0)
-        return self._spread(reference.std(dim=0, unbiased=False))
-
-    def _blocks(self, rows: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
-        """``[E, B, .]`` member blocks of ``rows``: as they are in "all-members" mode (``[E, B, .]``
-        state, or ``[E * B, .]`` actions), else row ``order[s]`` in slot ``s``."""
-        members = self.predictor.size
-        if order is None:
-            return rows.reshape(members, -1, rows.shape[-1])
-        return rows.index_select(0, order).view(members, self.block, -1)
-
-    def _store(self, next_blocks: torch.Tensor, order: torch.Tensor | None) -> None:
-        """Make ``next_blocks [E, B, o]`` the new state (back in row order) and log the members."""
-        if order is None:
-            self.state = next_blocks
-            if self.record:
-                self.member_log.append(self.member_log_static)
-            return
-        if order is self.order:  # TS-infinity: the same slots every step
-            inverse = self.inverse
-        else:
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(order.shape[0])
-        self.state = next_blocks.reshape(-1, next_blocks.shape[-1]).index_select(0, inverse)
-        if self.record:
-            self.member_log.append(self.member_ids[inverse[:self.rows] // self.block].view(self.candidates,
-                                                                                          self.particles))
-
-    def _predict(self, obs_blocks: torch.Tensor | None, act_blocks: torch.Tensor | None,
-                 reference: torch.Tensor | None, reference_actions: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One member call on ``[E, B + P, .]``: the member blocks, then the shared reference rows."""
-        members = self.predictor.size
-        if reference is None:
-            return self.predictor(obs_blocks, act_blocks)
-        shared_obs = reference.expand(members, -1, -1)
-        shared_act = reference_actions.expand(members, -1, -1)
-        if obs_blocks is None:
-            return self.predictor(shared_obs, shared_act)
-        return self.predictor(torch.cat([obs_blocks, shared_obs], dim=1), torch.cat([act_blocks, shared_act], dim=1))
