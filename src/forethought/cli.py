@@ -92,7 +92,13 @@ def _job_overrides(args: argparse.Namespace, flags: dict[str, object]) -> list[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # key=value overrides may follow the options too (argparse only collects them before)
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides = list(getattr(args, "overrides", [])) + extra
     try:
         return args.handler(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

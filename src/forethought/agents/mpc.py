@@ -65,7 +65,8 @@ class MPCAgent:
                                              propagation=self.config.propagation,
                                              risk_penalty=self.config.risk_penalty,
                                              veto_threshold=self.config.veto_threshold,
-                                             generator=self.generator)
+                                             generator=self.generator,
+                                             differentiable=self.config.optimizer == "gradient")
         self.optimizer = make_optimizer(self.config.optimizer, action_space, self.config.horizon,
                                         generator=self.generator, **self.config.settings)
         self.plan_ms: list[float] = []
@@ -103,6 +104,6 @@ class MPCAgent:
 
     def _to_env_action(self, action: torch.Tensor) -> np.ndarray | int:
         if isinstance(self.action_space, gym.spaces.Discrete):
-            return int(action.round().item())
+            return int(self.action_space.start) + int(action.round().item())
         low, high = self.action_space.low, self.action_space.high
         return np.clip(action.numpy().astype(self.action_space.dtype), low, high).reshape(self.action_space.shape)
