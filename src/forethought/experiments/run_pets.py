@@ -50,10 +50,13 @@ class RunPETSConfig:
 
 
 def _make_env(config: RunPETSConfig, render: bool):
-    kwargs = dict(config.env_kwargs)
-    if render and config.env in envs.OWN_ENVS:
-        kwargs.setdefault("render_mode", "rgb_array")
-    return envs.make(config.env, **kwargs)
+    """The environment; with ``render``, in ``rgb_array`` mode where it supports that without a display
+    (our own environments; MuJoCo rendering needs an OpenGL context, so Gymnasium tasks are not filmed)."""
+    env = envs.make(config.env, **config.env_kwargs)
+    if render and config.env in envs.OWN_ENVS and "rgb_array" in env.metadata.get("render_modes", []):
+        env.close()
+        env = envs.make(config.env, **{"render_mode": "rgb_array", **config.env_kwargs})
+    return env
 
 
 def oracle_return(config: RunPETSConfig) -> float | None:
@@ -98,7 +101,7 @@ def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | No
             if on_trial is not None:
                 on_trial(result)
 
-        history = agent.learn(config.trials, callback=record, render_last=config.video)
+        history = agent.learn(config.trials, callback=record, render_last=env.render_mode == "rgb_array")
         returns = [r.total_reward for r in history]
         target = None if oracle is None else _fraction_of(oracle, ORACLE_FRACTION)
         plot_learning_curve(returns, run.plots / "learning_curve.png", oracle=oracle, title=f"PETS on {config.env}")

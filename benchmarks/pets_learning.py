@@ -1,0 +1,61 @@
+"""PETS sample efficiency over seeds: trials (and real steps) until a target return.
+
+The target is 90 % of the oracle planner's return (same planner, exact dynamics; our own
+environments) unless ``--target`` gives an absolute return (Gymnasium tasks).
+
+    python benchmarks/pets_learning.py --env cartpole-swingup --seeds 0,1,2,3,4 --trials 10
+    python benchmarks/pets_learning.py --env InvertedPendulum-v5 --trials 5 --target 950
+    python benchmarks/pets_learning.py --env Pendulum-v1 --trials 10 --target -200
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from forethought import envs
+from forethought.agents import PETS, PETSConfig
+from forethought.config import load_config
+from forethought.experiments.run_pets import ORACLE_FRACTION, _fraction_of
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="cartpole-swingup")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--target", type=float, default=None, help="absolute target return (default: 90 %% of oracle)")
+    parser.add_argument("--oracle-episodes", type=int, default=3)
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="PETSConfig overrides")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    config = load_config(PETSConfig, None, args.overrides)
+    target = args.target
+    if target is None:
+        start = time.perf_counter()
+        oracle = PETS(envs.make(args.env), PETSConfig(**{**config.__dict__, "oracle": True, "seed": 50_000}))
+        returns = [r.total_reward for r in oracle.learn(args.oracle_episodes)]
+        target = _fraction_of(float(np.mean(returns)), ORACLE_FRACTION)
+        print(f"oracle planner on {args.env}: returns {np.round(returns, 2).tolist()}, mean {np.mean(returns):.2f} "
+              f"({time.perf_counter() - start:.0f} s); target {target:.2f}")
+    print(f"PETS on {args.env}, {args.trials} trials per seed, target return {target:.2f}")
+    reached = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        start = time.perf_counter()
+        agent = PETS(envs.make(args.env), PETSConfig(**{**config.__dict__, "seed": seed}))
+        history = agent.learn(args.trials)
+        returns = [r.total_reward for r in history]
+        hit = next((r for r in history if r.total_reward >= target), None)
+        reached.append(hit is not None)
+        plan_ms = np.mean([r.plan_ms_per_step for r in history if r.plan_ms_per_step is not None])
+        print(f"seed {seed}: returns {np.round(returns, 1).tolist()}; "
+              + (f"target reached at trial {hit.trial} after {hit.env_steps} env steps" if hit else "target not reached")
+              + f"; plan {plan_ms:.0f} ms/step; {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"{sum(reached)} of {len(reached)} seeds reached the target within {args.trials} trials")
+
+
+if __name__ == "__main__":
+    main()
