@@ -93,3 +93,43 @@ def test_compare_models_scores_every_kind_on_the_same_data(tmp_path):
 def test_compare_models_rejects_unknown_kinds(tmp_path, capsys):
     assert main(["compare-models", "--models", "linear,xyz", "--out", str(tmp_path / "c"), "--quiet"]) == 2
     assert "models must be a non-empty list drawn from" in capsys.readouterr().err
+
+
+SMALL_PETS = ["agent.model.ensemble_size=3", "agent.model.hidden_size=32", "agent.model.hidden_layers=2",
+              "agent.planner.horizon=6", "agent.planner.particles=4",
+              "agent.planner.settings={population: 60, elites: 6, iterations: 3}"]
+
+
+def test_run_pets_prints_a_line_per_trial_and_writes_the_run(tmp_path, capsys):
+    out = tmp_path / "pets"
+    assert main(["run", "pets", "--env", "linear", "--trials", "2", "--out", str(out), *SMALL_PETS]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("trial ") >= 2 and "ms/step" in printed
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["trial"]) for r in rows] == [0, 1]
+    assert {"trial", "env_steps", "return", "model_val_loss", "plan_ms_per_step", "wall_s"} <= set(rows[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["oracle_return"] > summary["final_return"] - 1e-9 or summary["steps_to_90pct_oracle"] is not None
+    assert summary["best_return"] == max(float(r["return"]) for r in rows)
+    assert (out / "plots" / "learning_curve.png").is_file()
+    assert (out / "checkpoints" / "agent" / "state.json").is_file()
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["agent"]["planner"]["settings"] == {"population": 60, "elites": 6, "iterations": 3}
+
+
+def test_run_pets_films_the_last_trial(tmp_path):
+    out = tmp_path / "pets"
+    assert main(["run", "pets", "--env", "pendulum-swingup", "--trials", "1", "--out", str(out),
+                 "oracle_episodes=0"]) == 0
+    import imageio.v3 as iio
+
+    frames = iio.imread(out / "videos" / "trial_000.gif")
+    assert frames.shape[0] == 201 and frames.shape[-1] == 3  # reset frame + 200 steps
+    assert json.loads((out / "summary.json").read_text())["oracle_return"] is None
+
+
+def test_run_pets_bad_settings_are_named(tmp_path, capsys):
+    assert main(["run", "pets", "--out", str(tmp_path / "p"), "agent.planner.propagation=sideways"]) == 2
+    assert "propagation" in capsys.readouterr().err
+    assert main(["run", "pets", "--out", str(tmp_path / "q"), "agent.planner.horizon=0"]) == 2
+    assert "planner.horizon must be >= 1" in capsys.readouterr().err

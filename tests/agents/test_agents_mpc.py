@@ -61,8 +61,7 @@ def test_bad_planner_settings_are_named():
         PlannerConfig(horizon=0)
     with pytest.raises(ValueError, match="replan_every"):
         PlannerConfig(horizon=5, replan_every=6)
-    env = envs.make("linear")
-    with pytest.raises(ValueError, match="propagation"):
-        true_model_agent(env, propagation="sideways")
-    with pytest.raises(ValueError, match="cem"):
-        true_model_agent(env, optimizer="annealing")
+    with pytest.raises(ValueError, match="planner.propagation must be one of"):
+        PlannerConfig(propagation="sideways")
+    with pytest.raises(ValueError, match="planner.optimizer must be one of .*'cem'"):
+        PlannerConfig(optimizer="annealing")

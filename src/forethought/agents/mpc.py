@@ -16,7 +16,7 @@ import torch
 
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
-from forethought.planning import TrajectoryEvaluator, make_optimizer
+from forethought.planning import PROPAGATIONS, TrajectoryEvaluator, make_optimizer, optimizer_names
 
 
 @dataclass
@@ -43,6 +43,10 @@ class PlannerConfig:
     def __post_init__(self) -> None:
         if self.horizon < 1:
             raise ValueError(f"planner.horizon must be >= 1, got {self.horizon}")
+        if self.optimizer not in optimizer_names():
+            raise ValueError(f"planner.optimizer must be one of {optimizer_names()}, got {self.optimizer!r}")
+        if self.propagation not in PROPAGATIONS:
+            raise ValueError(f"planner.propagation must be one of {list(PROPAGATIONS)}, got {self.propagation!r}")
         if not 1 <= self.replan_every <= self.horizon:
             raise ValueError(f"planner.replan_every must be between 1 and horizon={self.horizon}, "
                              f"got {self.replan_every}")

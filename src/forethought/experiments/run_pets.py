@@ -109,13 +109,17 @@ def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | No
             "env": config.env, "trials": len(history), "env_steps": history[-1].env_steps,
             "final_return": returns[-1], "best_return": max(returns), "oracle_return": oracle,
             "target_return_90pct_oracle": target, "steps_to_90pct_oracle": steps_to_reach(history, target),
-            "plan_ms_per_step": float(np.nanmean([r.plan_ms_per_step for r in history
-                                                  if r.plan_ms_per_step is not None] or [np.nan])),
+            "plan_ms_per_step": _mean_or_none([r.plan_ms_per_step for r in history]),
             "wall_s": time.perf_counter() - start,
         }
         run.write_summary(summary)
     env.close()
     return summary
+
+
+def _mean_or_none(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def _fraction_of(reference: float, fraction: float) -> float:

@@ -6,7 +6,7 @@ from forethought.planning.gradient import GradientOptimizer
 from forethought.planning.icem import ICEM, colored_noise
 from forethought.planning.lqr import ILQR, LQRController, LQRSolution, infinite_horizon_lqr, lqr, lqr_from_model
 from forethought.planning.mppi import MPPI, softmax_weights
-from forethought.planning.optimizer import Objective, TrajectoryOptimizer, make_optimizer
+from forethought.planning.optimizer import Objective, TrajectoryOptimizer, make_optimizer, optimizer_names
 from forethought.planning.random_shooting import RandomShooting
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "lqr",
     "lqr_from_model",
     "make_optimizer",
+    "optimizer_names",
     "softmax_weights",
 ]
 

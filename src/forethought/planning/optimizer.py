@@ -313,6 +313,11 @@ class TrajectoryOptimizer(ABC):
         """Run the search from ``state`` ``[H, d]``."""
 
 
+def optimizer_names() -> list[str]:
+    """Names :func:`make_optimizer` accepts."""
+    return sorted(_OPTIMIZERS)
+
+
 def make_optimizer(name: str, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int,
                    generator: torch.Generator | None = None, **settings: Any) -> TrajectoryOptimizer:
     """Build the optimiser called ``name`` ("random", "cem", "icem", "mppi", "gradient");
