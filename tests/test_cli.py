@@ -133,3 +133,25 @@ def test_run_pets_bad_settings_are_named(tmp_path, capsys):
     assert "propagation" in capsys.readouterr().err
     assert main(["run", "pets", "--out", str(tmp_path / "q"), "agent.planner.horizon=0"]) == 2
     assert "planner.horizon must be >= 1" in capsys.readouterr().err
+
+
+def test_ablate_runs_the_grid_and_writes_the_table(tmp_path, capsys):
+    out = tmp_path / "ablate"
+    assert main(["ablate", "--env", "linear", "--models", "d,pe", "--propagation", "tsinf,expectation",
+                 "--seeds", "2", "--trials", "2", "--out", str(out), *SMALL_PETS]) == 0
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 2 * 2 * 2 * 2  # variants x seeds x trials
+    assert {r["variant"] for r in rows} == {"d-tsinf", "d-expectation", "pe-tsinf", "pe-expectation"}
+    table = (out / "ablation.md").read_text()
+    assert "| pe-tsinf |" in table and "±" in table
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["variants"]) == {"d-tsinf", "d-expectation", "pe-tsinf", "pe-expectation"}
+    assert (out / "plots" / "return_vs_trial.png").is_file()
+    assert "pe-expectation" in capsys.readouterr().out
+
+
+def test_ablate_rejects_unknown_variants(tmp_path, capsys):
+    assert main(["ablate", "--models", "d,q", "--out", str(tmp_path / "a")]) == 2
+    assert "models must be a non-empty list drawn from" in capsys.readouterr().err
+    assert main(["ablate", "--propagation", "ts2", "--out", str(tmp_path / "b")]) == 2
+    assert "propagations must be a non-empty list drawn from" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 DESCRIPTION = """Model-based reinforcement learning: learn how a system moves from a few real
 transitions, measure how good that model is, and plan or train policies inside it."""
@@ -35,6 +36,11 @@ of it), plots/learning_curve.png and a GIF of the last trial in videos/.
 
 Settings are overrides, e.g. agent.planner.horizon=20 agent.planner.settings.population=200
 agent.model.ensemble_size=7 agent.planner.propagation=ts1 oracle_episodes=0."""
+
+ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--models) and propagation mode
+(--propagation) over several seeds. Writes metrics.csv (one row per variant, seed and trial),
+ablation.md (final and best return per variant, mean and std over seeds), summary.json and
+plots/return_vs_trial.png. Other settings as overrides, e.g. agent.planner.particles=20."""
 
 MODEL_CHOICES = ("linear", "d", "p", "de", "pe")
 
@@ -69,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
     run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
     run.set_defaults(handler=_run)
+
+    ablate = commands.add_parser("ablate", help="PETS over model types x propagation modes x seeds",
+                                 description=ABLATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ablate.add_argument("--env", help="environment (default cartpole-swingup)")
+    ablate.add_argument("--models", help="comma-separated kinds from d,p,de,pe (default all four)")
+    ablate.add_argument("--propagation", help="comma-separated modes from ts1,tsinf,expectation,all-members "
+                                              "(default ts1,tsinf,expectation)")
+    ablate.add_argument("--seeds", type=int, help="seeds per variant (default 3)")
+    ablate.add_argument("--trials", type=int, help="trials per run (default 10)")
+    ablate.add_argument("--out", help="run directory to write (default runs/ablate)")
+    ablate.add_argument("--config", help="YAML file with config values")
+    ablate.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
+    ablate.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    ablate.set_defaults(handler=_ablate)
     return parser
 
 
@@ -161,6 +181,29 @@ def _run(args: argparse.Namespace) -> int:
     console.print(f"best return {summary['best_return']:.2f}, final {summary['final_return']:.2f}"
                   + ("" if oracle is None else f", oracle planner {oracle:.2f}; 90 % of it reached after "
                      f"{summary['steps_to_90pct_oracle']} env steps"))
+    console.print(f"run directory: {config.out}")
+    return 0
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from forethought.config import load_config
+    from forethought.experiments.ablate import AblateConfig, ablate
+
+    flags = {"env": args.env, "seeds": args.seeds, "trials": args.trials, "out": args.out,
+             "models": None if args.models is None else f"[{args.models}]",
+             "propagations": None if args.propagation is None else f"[{args.propagation}]"}
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
+    config = load_config(AblateConfig, args.config, overrides)
+    console, start = Console(), time.perf_counter()
+
+    def line(variant: str, seed: int, returns: list[float]) -> None:
+        console.print(f"{variant:16s} seed {seed}  final {returns[-1]:9.2f}  best {max(returns):9.2f}  "
+                      f"elapsed {time.perf_counter() - start:7.1f} s")
+
+    ablate(config, on_run=line, overwrite=args.overwrite)
+    console.print((Path(config.out) / "ablation.md").read_text())
     console.print(f"run directory: {config.out}")
     return 0
 
