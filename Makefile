@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (set up, then learn a model and report its quality) and `make test`.
+# Two entry points: `make demo` (set up, then learn to swing up the cart-pole with PETS) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/forethought fit-model --env cartpole-swingup --model pe --steps 5000 --out runs/demo
+	$(BIN)/forethought run pets --env cartpole-swingup --trials 10 --seed 0 --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
