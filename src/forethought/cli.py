@@ -70,10 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--env", help="environment (default cartpole-swingup)")
     run.add_argument("--trials", type=int, help="trials (episodes) to run, random ones included (default 15)")
     run.add_argument("--seed", type=int, help="seed (default 0)")
-    run.add_argument("--out", help="run directory to write (default runs/pets)")
-    run.add_argument("--config", help="YAML file with config values")
-    run.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
-    run.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    _add_run_options(run, "runs/pets")
     run.set_defaults(handler=_run)
 
     ablate = commands.add_parser("ablate", help="PETS over model types x propagation modes x seeds",
@@ -84,10 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default ts1,tsinf,expectation)")
     ablate.add_argument("--seeds", type=int, help="seeds per variant (default 3)")
     ablate.add_argument("--trials", type=int, help="trials per run (default 10)")
-    ablate.add_argument("--out", help="run directory to write (default runs/ablate)")
-    ablate.add_argument("--config", help="YAML file with config values")
-    ablate.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
-    ablate.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
+    _add_run_options(ablate, "runs/ablate")
     ablate.set_defaults(handler=_ablate)
     return parser
 
@@ -98,17 +92,26 @@ def _add_job_options(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--steps", type=int, help="random-action transitions to collect for training (default 5000)")
     parser.add_argument("--data", help="fit on logged transitions from this .npz instead of collecting")
     parser.add_argument("--seed", type=int, help="seed for data collection, splits and training (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no live progress display")
+    _add_run_options(parser, default_out)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--out", help=f"run directory to write (default {default_out})")
     parser.add_argument("--config", help="YAML file with config values")
     parser.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a run")
-    parser.add_argument("--quiet", action="store_true", help="no live progress display")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides")
 
 
-def _job_overrides(args: argparse.Namespace, flags: dict[str, object]) -> list[str]:
-    """Options first, then the explicit key=value overrides (which win)."""
-    flags = {"env": args.env, "steps": args.steps, "data": args.data, "seed": args.seed, "out": args.out, **flags}
+def _overrides(args: argparse.Namespace, flags: dict[str, object]) -> list[str]:
+    """Config overrides: the options that were given first, then the explicit key=value ones (which win)."""
     return [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
+
+
+def _job_overrides(args: argparse.Namespace, flags: dict[str, object]) -> list[str]:
+    """Overrides of the fit-model / compare-models options plus ``flags``."""
+    return _overrides(args, {"env": args.env, "steps": args.steps, "data": args.data, "seed": args.seed,
+                             "out": args.out, **flags})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,8 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     from forethought.experiments.run_pets import RunPETSConfig, run_pets
 
     flags = {"env": args.env, "trials": args.trials, "seed": args.seed, "out": args.out}
-    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
-    config = load_config(RunPETSConfig, args.config, overrides)
+    config = load_config(RunPETSConfig, args.config, _overrides(args, flags))
     console, start = Console(), time.perf_counter()
 
     def line(result) -> None:
@@ -194,8 +196,7 @@ def _ablate(args: argparse.Namespace) -> int:
     flags = {"env": args.env, "seeds": args.seeds, "trials": args.trials, "out": args.out,
              "models": None if args.models is None else f"[{args.models}]",
              "propagations": None if args.propagation is None else f"[{args.propagation}]"}
-    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.overrides)
-    config = load_config(AblateConfig, args.config, overrides)
+    config = load_config(AblateConfig, args.config, _overrides(args, flags))
     console, start = Console(), time.perf_counter()
 
     def line(variant: str, seed: int, returns: list[float]) -> None:
