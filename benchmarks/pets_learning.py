@@ -10,6 +10,7 @@ environments) unless ``--target`` gives an absolute return (Gymnasium tasks).
 
 from __future__ import annotations
 
+import dataclasses
 import argparse
 import time
 
@@ -36,7 +37,7 @@ def main() -> None:
     target = args.target
     if target is None:
         start = time.perf_counter()
-        oracle = PETS(envs.make(args.env), PETSConfig(**{**config.__dict__, "oracle": True, "seed": 50_000}))
+        oracle = PETS(envs.make(args.env), dataclasses.replace(config, oracle=True, seed=50_000))
         returns = [r.total_reward for r in oracle.learn(args.oracle_episodes)]
         target = _fraction_of(float(np.mean(returns)), ORACLE_FRACTION)
         print(f"oracle planner on {args.env}: returns {np.round(returns, 2).tolist()}, mean {np.mean(returns):.2f} "
@@ -45,7 +46,7 @@ def main() -> None:
     reached = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         start = time.perf_counter()
-        agent = PETS(envs.make(args.env), PETSConfig(**{**config.__dict__, "seed": seed}))
+        agent = PETS(envs.make(args.env), dataclasses.replace(config, seed=seed))
         history = agent.learn(args.trials)
         returns = [r.total_reward for r in history]
         hit = next((r for r in history if r.total_reward >= target), None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -139,7 +139,7 @@ class PETS:
     def _mpc(self) -> MPCAgent:
         planner = self.config.planner
         if self.config.oracle:  # exact deterministic dynamics: one particle says everything
-            planner = PlannerConfig(**{**asdict(planner), "particles": 1, "propagation": "expectation"})
+            planner = replace(planner, particles=1, propagation="expectation")
         return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator)
 
     def act(self, obs: np.ndarray) -> np.ndarray | int:

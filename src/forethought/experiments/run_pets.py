@@ -8,6 +8,7 @@ last trial in ``videos/``.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -64,7 +65,7 @@ def oracle_return(config: RunPETSConfig) -> float | None:
     env = _make_env(config, render=False)
     if config.oracle_episodes == 0 or analytic_step(env) is None:
         return None
-    oracle_config = PETSConfig(**{**config.agent.__dict__, "oracle": True, "seed": config.seed + 50_000})
+    oracle_config = dataclasses.replace(config.agent, oracle=True, seed=config.seed + 50_000)
     oracle = PETS(env, oracle_config)
     returns = [r.total_reward for r in oracle.learn(config.oracle_episodes)]
     return float(np.mean(returns))
@@ -86,7 +87,7 @@ def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | No
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     env = _make_env(config, render=config.video)
-    agent = PETS(env, PETSConfig(**{**config.agent.__dict__, "seed": config.seed}))
+    agent = PETS(env, dataclasses.replace(config.agent, seed=config.seed))
     with RunDir(config.out, config, overwrite=overwrite) as run:
         oracle = oracle_return(config)
 

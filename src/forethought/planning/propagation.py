@@ -50,16 +50,20 @@ class MemberPredictor:
         return self._fn(obs, action)
 
 
-def member_predictor(model: Any, cache: dict | None = None) -> MemberPredictor | None:
+def member_predictor(model: Any, cache: dict | None = None,
+                     compute_dtype: torch.dtype | str = torch.float32) -> MemberPredictor | None:
     """A :class:`MemberPredictor` over ``model``'s elites, or ``None`` for a model without members.
 
     A model has members when it has ``predict_members`` and ``ensemble_size > 1`` (a one-member
     ensemble is treated as a single model). Its elites are ``model.elites`` when present, else all
-    members. For :class:`~forethought.models.neural.MLPDynamics` the elites' weights are gathered
-    into one smaller network, so non-elite members cost nothing; ``cache`` (a dict the caller
-    keeps between calls) holds that network so it is built once and only refreshed afterwards.
-    Other models are called through ``predict_members`` on ``[K, B, o]`` blocks, the non-elite
-    blocks being copies whose predictions are discarded.
+    members. For :class:`~forethought.models.neural.MLPDynamics` the elites' current weights are
+    taken into one smaller network, so non-elite members cost nothing: without autograd a
+    :class:`~forethought.models.ensemble_mlp.FrozenEnsemble` computing in ``compute_dtype``
+    (float32 or bfloat16), with autograd (differentiable rollouts) an ``E``-member copy of the
+    network in float32 that ``cache`` (a dict the caller keeps between calls) holds so it is
+    built once and only refreshed afterwards. Other models are called through
+    ``predict_members`` on ``[K, B, o]`` blocks (in float32), the non-elite blocks being copies
+    whose predictions are discarded.
     """
     if not hasattr(model, "predict_members") or int(getattr(model, "ensemble_size", 1)) <= 1:
         return None
@@ -68,7 +72,11 @@ def member_predictor(model: Any, cache: dict | None = None) -> MemberPredictor |
     from forethought.models.neural import MLPDynamics  # planning sits after models on the data's path
 
     if isinstance(model, MLPDynamics):
-        return MemberPredictor(elites, model.probabilistic, _elite_network_fn(model, elites, cache))
+        if torch.is_grad_enabled():
+            network = _elite_network_fn(model, elites, cache)
+        else:
+            network = _frozen_network_fn(model, elites, compute_dtype)
+        return MemberPredictor(elites, model.probabilistic, network)
     return MemberPredictor(elites, bool(getattr(model, "probabilistic", True)),
                            _predict_members_fn(model, elites, size))
 
@@ -91,11 +99,10 @@ def _predict_members_fn(model: Any, elites: list[int], size: int) -> MemberFn:
     return predict
 
 
-def _elite_network_fn(model: Any, elites: list[int], cache: dict | None) -> MemberFn:
-    """The computation of ``MLPDynamics.predict_members`` restricted to ``elites``."""
-    network = model.network
-    if len(elites) < model.ensemble_size:
-        network = _elite_network(model, elites, cache if cache is not None else {})
+def _with_normalizers(model: Any, network: Callable) -> MemberFn:
+    """``MLPDynamics.predict_members``'s computation around ``network`` (normalised inputs ``[E, B,
+    o + a]`` -> normalised ``(mean, log_std)``): raw obs ``[E, B, o]`` and actions in, raw next-obs
+    means and stds ``[E, B, o]`` out, all in float32."""
     obs_norm, act_norm, delta_norm = model.obs_norm, model.act_norm, model.delta_norm
 
     def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -105,6 +112,21 @@ def _elite_network_fn(model: Any, elites: list[int], cache: dict | None) -> Memb
         return means, None if log_std is None else log_std.exp() * delta_norm.std.to(log_std)
 
     return predict
+
+
+def _frozen_network_fn(model: Any, elites: list[int], compute_dtype: torch.dtype | str) -> MemberFn:
+    """The elites as a :class:`~forethought.models.ensemble_mlp.FrozenEnsemble` snapshot (no autograd)."""
+    from forethought.models.ensemble_mlp import FrozenEnsemble
+
+    return _with_normalizers(model, FrozenEnsemble(model.network, elites, compute_dtype))
+
+
+def _elite_network_fn(model: Any, elites: list[int], cache: dict | None) -> MemberFn:
+    """The computation of ``MLPDynamics.predict_members`` restricted to ``elites``, with autograd."""
+    network = model.network
+    if len(elites) < model.ensemble_size:
+        network = _elite_network(model, elites, cache if cache is not None else {})
+    return _with_normalizers(model, network)
 
 
 def _elite_network(model: Any, elites: list[int], cache: dict) -> torch.nn.Module:
@@ -161,7 +183,8 @@ def fixed_slots(candidates: int, particles: int, members: int, generator: torch.
 class RolloutSettings:
     """What a rollout needs to know: the propagation mode, particles per candidate, the generator,
     whether to follow the reference trajectory (``measure``), the per-dimension disagreement
-    ``scale [o]``, and whether to log member indices (``record``)."""
+    ``scale [o]``, and whether to log member indices (``record``), and the dtype an ensemble network computes in
+    (``compute_dtype``, see :func:`member_predictor`)."""
 
     propagation: str
     particles: int
@@ -169,13 +192,14 @@ class RolloutSettings:
     measure: bool
     scale: torch.Tensor
     record: bool = False
+    compute_dtype: torch.dtype | str = torch.float32
 
 
 def start_rollout(model: Any, obs: torch.Tensor, actions: torch.Tensor, settings: RolloutSettings,
                   cache: dict | None = None) -> "Rollout":
     """The particles of candidates ``actions [P, H, a]`` starting at ``obs [o]`` in ``model``
     (``cache`` as in :func:`member_predictor`)."""
-    predictor = member_predictor(model, cache)
+    predictor = member_predictor(model, cache, settings.compute_dtype)
     if predictor is None:
         return SingleModelRollout(model, obs, actions, settings)
     return MemberRollout(predictor, obs, actions, settings)
