@@ -1,13 +1,23 @@
-"""Planning speed: milliseconds per action of the MPC agent, and achieved GFLOP/s of the ensemble
-forward passes against the machine's measured float32 matrix-multiply peak.
+"""Planning speed: milliseconds per action of the MPC agent, achieved GFLOP/s of the ensemble
+forward passes against the machine's measured matrix-multiply peaks, and what the bfloat16
+compute option costs in accuracy.
 
 Configurations:
 - ``pets-paper``: 7-member 4x200 probabilistic ensemble (5 elites), CEM population 350,
   35 elites, 5 iterations, horizon 15, 20 particles, TS1 (the configuration mbrl-lib's PETS
   example uses; mbrl-lib 0.2.0 took a median 1.57 s per action on a 2-core machine of this kind).
 - ``default``: forethought's PETS defaults (5-member 3x200, CEM 250/25/4, 10 particles, TS-inf).
+- ``fast``: the pets-paper model planned with CEM 200/20/4 and 8 particles (TS1), for a
+  planner under 100 ms per action in bfloat16; its plan quality is reported next to the others.
 
-    python benchmarks/planning_speed.py [--actions 15] [--threads 2]
+Each configuration runs with the ensemble computing in float32 and in bfloat16
+(``TrajectoryEvaluator.compute_dtype``). ``--quality`` adds, on a model trained longer:
+the bfloat16 one-step prediction error against float32 on held-out cart-pole transitions, the
+agreement of the returns the evaluator assigns to 350 random candidates (same random draws),
+and the quality of the plans each configuration returns from 8 start states, all scored by one
+float32 evaluator with 100 particles.
+
+    python benchmarks/planning_speed.py [--actions 15] [--threads 2] [--quality]
 """
 
 from __future__ import annotations
@@ -16,7 +26,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from forethought import envs
@@ -24,19 +33,25 @@ from forethought.agents import MPCAgent, PETSConfig, PlannerConfig
 from forethought.data import collect
 from forethought.envs import env_task_functions
 from forethought.models import ProbabilisticEnsemble
+from forethought.planning import TrajectoryEvaluator, make_optimizer
 
+PETS_PAPER = dict(members=7, layers=4, hidden=200)
 CONFIGS = {
-    "pets-paper": dict(members=7, layers=4, hidden=200,
+    "pets-paper": dict(**PETS_PAPER,
                        planner=PlannerConfig(optimizer="cem", horizon=15, particles=20, propagation="ts1",
                                              settings={"population": 350, "elites": 35, "iterations": 5})),
     "default": dict(members=PETSConfig().model.ensemble_size, layers=PETSConfig().model.hidden_layers,
                     hidden=PETSConfig().model.hidden_size, planner=PETSConfig().planner),
+    "fast": dict(**PETS_PAPER,
+                 planner=PlannerConfig(optimizer="cem", horizon=15, particles=8, propagation="ts1",
+                                       settings={"population": 200, "elites": 20, "iterations": 4})),
 }
+DTYPES = ("float32", "bfloat16")
 
 
-def matmul_peak_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Best float32 torch.mm throughput over ``repeats`` runs."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    """Best ``torch.mm`` throughput in ``dtype`` over ``repeats`` runs."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
@@ -57,11 +72,22 @@ def forward_flops_per_action(planner: PlannerConfig, elites: int, obs_dim: int, 
     return per_row * rows * planner.horizon * planner.settings["iterations"]
 
 
-def time_config(name: str, spec: dict, data, env, actions: int) -> dict:
+def fitted_model(spec: dict, data, epochs: int) -> ProbabilisticEnsemble:
     model = ProbabilisticEnsemble(5, 1, ensemble_size=spec["members"], hidden_size=spec["hidden"],
-                                  hidden_layers=spec["layers"], max_epochs=3)
+                                  hidden_layers=spec["layers"], max_epochs=epochs)
     model.fit(data, generator=torch.Generator().manual_seed(0))
+    return model
+
+
+def agent_for(model, spec: dict, env, dtype: str) -> MPCAgent:
     agent = MPCAgent(model, env_task_functions(env), env.action_space, spec["planner"], torch.Generator().manual_seed(0))
+    agent.evaluator.compute_dtype = getattr(torch, dtype)
+    return agent
+
+
+def time_config(spec: dict, model, env, actions: int, dtype: str) -> dict:
+    """Median ms per action over ``actions`` MPC steps from the env's seed-0 start."""
+    agent = agent_for(model, spec, env, dtype)
     obs, _ = env.reset(seed=0)
     agent.reset()
     agent.act(obs)  # warm-up
@@ -69,26 +95,100 @@ def time_config(name: str, spec: dict, data, env, actions: int) -> dict:
         obs, *_ = env.step(agent.act(obs))
     ms = statistics.median(agent.plan_ms[1:])
     flops = forward_flops_per_action(spec["planner"], len(model.elites), 5, 1, spec["hidden"], spec["layers"])
-    return {"name": name, "ms": ms, "gflop": flops / 1e9, "gflops": flops / (ms / 1000) / 1e9}
+    return {"ms": ms, "gflop": flops / 1e9, "gflops": flops / (ms / 1000) / 1e9}
+
+
+# ---------------------------------------------------------------- accuracy of the bfloat16 option
+def prediction_error(model, test) -> None:
+    """bfloat16 vs float32 next-state means and stds of the elites on held-out transitions."""
+    from forethought.planning.propagation import member_predictor
+
+    obs = test.obs.expand(len(model.elites), -1, -1)
+    action = test.action.expand(len(model.elites), -1, -1)
+    with torch.no_grad():
+        (mean32, std32), (mean16, std16) = (member_predictor(model, {}, dtype)(obs, action) for dtype in DTYPES)
+    scale = model.delta_norm.std
+    mean_gap, std_gap = (mean16 - mean32).abs() / scale, (std16 - std32).abs() / std32
+    model_error = ((mean32 - test.next_obs).abs() / scale).mean()
+    print(f"  next-state means, |bf16 - fp32| in units of the one-step-change std: mean {mean_gap.mean():.2e}, "
+          f"max {mean_gap.max():.2e} (the model's own error on these transitions: mean {model_error:.2e})")
+    print(f"  predicted stds, |bf16 - fp32| / fp32: mean {std_gap.mean():.2e}, max {std_gap.max():.2e}")
+
+
+def return_agreement(model, task, obs: torch.Tensor) -> None:
+    """Returns of 350 random candidates scored in float32 and bfloat16 with the same draws."""
+    actions = torch.rand(350, 15, 1, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    returns = {}
+    for dtype in DTYPES:
+        evaluator = TrajectoryEvaluator(model, task.reward, task.termination, particles=20, propagation="ts1",
+                                        generator=torch.Generator().manual_seed(2), compute_dtype=dtype)
+        returns[dtype] = evaluator.evaluate(obs, actions).mean_return
+    r32, r16 = returns["float32"], returns["bfloat16"]
+    ranks = [r.argsort().argsort().float() for r in (r32, r16)]
+    spearman = torch.corrcoef(torch.stack(ranks))[0, 1]
+    top32, top16 = set(r32.topk(35).indices.tolist()), set(r16.topk(35).indices.tolist())
+    print(f"  returns of 350 candidates: rank correlation {spearman:.4f}, |bf16 - fp32| max {(r16 - r32).abs().max():.3f} "
+          f"(spread of returns: std {r32.std():.2f}), top-35 overlap {len(top32 & top16)}/35")
+
+
+def planned(model, task, env, planner: PlannerConfig, dtype: str, obs: torch.Tensor) -> torch.Tensor:
+    """The action sequence ``[H, a]`` ``planner`` returns from ``obs`` (a fresh optimiser, seed 0)."""
+    generator = torch.Generator().manual_seed(0)
+    evaluator = TrajectoryEvaluator(model, task.reward, task.termination, particles=planner.particles,
+                                    propagation=planner.propagation, generator=generator, compute_dtype=dtype)
+    optimizer = make_optimizer(planner.optimizer, env.action_space, planner.horizon, generator=generator,
+                               **planner.settings)
+    return optimizer.plan(evaluator.objective(obs))
+
+
+def plan_quality(model, env, starts: torch.Tensor) -> None:
+    """Each configuration's plan from each start, scored by one float32 100-particle evaluator."""
+    task = env_task_functions(env)
+    judge = TrajectoryEvaluator(model, task.reward, task.termination, particles=100, propagation="ts1",
+                                generator=torch.Generator().manual_seed(3))
+    for name in ("pets-paper", "fast"):
+        for dtype in DTYPES:
+            values = []
+            for obs in starts:
+                plan = planned(model, task, env, CONFIGS[name]["planner"], dtype, obs)
+                values.append(float(judge.evaluate(obs, plan[None]).mean_return))
+            print(f"  {name:10s} {dtype:8s}: plan value {statistics.mean(values):8.3f} (mean over {len(starts)} starts; "
+                  f"per start {', '.join(f'{v:.2f}' for v in values)})")
+
+
+def quality(env, data) -> None:
+    model = fitted_model(CONFIGS["pets-paper"], data, epochs=50)
+    test = collect(env, 500, seed=1).all()
+    print("bfloat16 accuracy (pets-paper model, 50 epochs on 1000 random transitions):")
+    prediction_error(model, test)
+    return_agreement(model, env_task_functions(env), test.obs[0])
+    plan_quality(model, env, test.obs[::60][:8])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--actions", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--quality", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     env = envs.make("cartpole-swingup")
     data = collect(env, 1000, seed=0)
-    peak = matmul_peak_gflops()
-    print(f"float32 torch.mm 2048x2048 peak: {peak:.1f} GFLOP/s")
-    for name, spec in CONFIGS.items():
-        r = time_config(name, spec, data, env, args.actions)
-        print(f"{name:11s}: {r['ms']:8.1f} ms per action (median of {args.actions}), forward passes "
-              f"{r['gflop']:.1f} GFLOP per action -> {r['gflops']:.1f} GFLOP/s = {100 * r['gflops'] / peak:.0f} % "
-              f"of the matmul peak")
+    peaks = {dtype: matmul_peak_gflops(getattr(torch, dtype)) for dtype in DTYPES}
+    print(", ".join(f"{dtype} torch.mm 2048x2048 peak: {peak:.1f} GFLOP/s" for dtype, peak in peaks.items()))
+    for name in args.configs.split(","):
+        spec = CONFIGS[name]
+        model = fitted_model(spec, data, epochs=3)
+        for dtype in DTYPES:
+            r = time_config(spec, model, env, args.actions, dtype)
+            print(f"{name:11s} {dtype:8s}: {r['ms']:8.1f} ms per action (median of {args.actions}), forward passes "
+                  f"{r['gflop']:.1f} GFLOP per action -> {r['gflops']:.1f} GFLOP/s = "
+                  f"{100 * r['gflops'] / peaks[dtype]:.0f} % of the {dtype} matmul peak")
     print("mbrl-lib 0.2.0, pets-paper configuration, same kind of machine: 1570 ms per action (reported figure)")
+    if args.quality:
+        quality(env, data)
 
 
 if __name__ == "__main__":

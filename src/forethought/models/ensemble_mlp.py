@@ -173,23 +173,37 @@ def compute_dtype(value: torch.dtype | str) -> torch.dtype:
 class FrozenEnsemble:
     """Inference-only snapshot of some members of an :class:`EnsembleDynamicsNetwork`, for planning.
 
-    Same function as the network restricted to ``members``, computed with fewer passes over the
-    activations: each layer's bias is a row of its weight matrix, read from a constant column of
-    ones carried along with the activations (a hidden layer's matrix maps that column to itself),
-    so a layer is one ``bmm`` and one in-place SiLU. In float32 this differs from the network
-    only by rounding (about 1e-6 relative). In bfloat16 the weights and activations are rounded
-    to 8-bit mantissas and the matrix products accumulate in float32 (AMX / AVX512-BF16 kernels,
-    several times the float32 throughput); inputs arrive and outputs leave in float32, and the
-    log-std bounds are applied in float32.
+    The network's function restricted to ``members``, with an optional affine map of the inputs
+    in front (``x * input_scale + input_shift``, e.g. a normaliser), computed with fewer passes
+    over the activations than :meth:`EnsembleDynamicsNetwork.forward`:
 
-    A snapshot does not follow later changes of the network: take a new one (it costs a copy of
-    the members' weights).
+    * each layer's bias is a row of its weight matrix, read from a column of ones carried along
+      with the activations, so a layer is one ``bmm`` and one in-place SiLU;
+    * widths are padded with zeros to a multiple of ``pad`` (matrix kernels run faster on some
+      sizes: bfloat16 AMX tiles are 16 columns wide);
+    * long batches are cut into row blocks whose activations fit in ``chunk_bytes`` so they stay
+      in cache between layers.
+
+    In float32 the result differs from the network only by rounding (about 1e-6 relative). In
+    bfloat16 the weights and activations are rounded to 8-bit mantissas and the products
+    accumulate in float32 (AMX / AVX512-BF16 kernels, several times the float32 throughput);
+    inputs arrive, are mapped and leave in float32, and the log-std bounds apply in float32.
+
+    A snapshot does not follow later changes of the network: take a new one (it costs one copy
+    of the members' weights).
     """
 
-    def __init__(self, network: EnsembleDynamicsNetwork, members: list[int],
-                 dtype: torch.dtype | str = torch.float32, pad: int = 1) -> None:
-        self.dtype, self.pad, self.chunk = compute_dtype(dtype), pad, 1 << 30
+    def __init__(self, network: EnsembleDynamicsNetwork, members: list[int], dtype: torch.dtype | str = torch.float32,
+                 input_scale: torch.Tensor | None = None, input_shift: torch.Tensor | None = None,
+                 pad: int | None = None, chunk_bytes: int | None = None) -> None:
+        self.dtype = compute_dtype(dtype)
+        bf16 = self.dtype == torch.bfloat16
+        self.pad = pad if pad is not None else (16 if bf16 else 1)
+        self.chunk_bytes = chunk_bytes if chunk_bytes is not None else (4 << 20 if bf16 else 2 << 20)
         self.out_dim, self.probabilistic, self.size = network.out_dim, network.probabilistic, len(members)
+        in_dim = network.body.in_dim
+        self.input_scale = torch.ones(in_dim) if input_scale is None else input_scale.detach().float()
+        self.input_shift = torch.zeros(in_dim) if input_shift is None else input_shift.detach().float()
         index = torch.tensor(members)
         with torch.no_grad():
             body = network.body
@@ -225,17 +239,22 @@ class FrozenEnsemble:
         """Features plus the ones column, rounded up to a multiple of ``self.pad``."""
         return -(-(features + 1) // self.pad) * self.pad
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(mean [E, B, out_dim], log_std [E, B, out_dim] or None)`` in float32 for inputs
-        ``[E, B, in_dim]`` (member ``e`` reads row block ``e``), without autograd."""
-        if x.shape[1] > self.chunk:
-            parts = [self(block) for block in x.split(self.chunk, dim=1)]
-            mean = torch.cat([p[0] for p in parts], dim=1)
-            return mean, (torch.cat([p[1] for p in parts], dim=1) if self.probabilistic else None)
-        members, rows, inputs = x.shape
-        h = torch.zeros(members, rows, self.weights[0].shape[1], dtype=self.dtype)
-        h[..., :inputs] = x
-        h[..., inputs] = 1.0
+    def __call__(self, *parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(mean [E, B, out_dim], log_std [E, B, out_dim] or None)`` in float32, without autograd,
+        for inputs ``[E, B, in_dim]`` given whole or as parts to concatenate along the last axis
+        (e.g. obs ``[E, B, o]`` and action ``[E, B, a]``); member ``e`` reads row block ``e``."""
+        members, rows = parts[0].shape[:2]
+        widest = max(w.shape[2] for w in self.weights) * self.weights[0].element_size()
+        block = max(16, self.chunk_bytes // (members * widest))
+        if rows <= block:
+            return self._rows(parts)
+        pieces = [self._rows(chunk) for chunk in zip(*(p.split(block, dim=1) for p in parts))]
+        mean = torch.cat([piece[0] for piece in pieces], dim=1)
+        return mean, (torch.cat([piece[1] for piece in pieces], dim=1) if self.probabilistic else None)
+
+    def _rows(self, parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`__call__` on one row block."""
+        h = self._input(parts)
         for weight in self.weights[:-1]:
             h = F.silu(torch.bmm(h, weight), inplace=True)
         out = torch.bmm(h, self.weights[-1]).float()
@@ -243,3 +262,17 @@ class FrozenEnsemble:
             return out, None
         mean, raw_log_std = out.split(self.out_dim, dim=-1)
         return mean, soft_bound(raw_log_std, self.min_log_std, self.max_log_std)
+
+    def _input(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """``[E, B, in']`` first-layer input in the compute dtype: the mapped inputs, the ones
+        column, zero padding (the map is applied in float32, then rounded)."""
+        members, rows = parts[0].shape[:2]
+        h = torch.empty(members, rows, self.weights[0].shape[1], dtype=self.dtype)
+        start = 0
+        for part in parts:
+            end = start + part.shape[-1]
+            torch.addcmul(self.input_shift[start:end], part, self.input_scale[start:end], out=h[..., start:end])
+            start = end
+        h[..., start] = 1.0
+        h[..., start + 1:] = 0.0
+        return h

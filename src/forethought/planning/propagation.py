@@ -115,10 +115,21 @@ def _with_normalizers(model: Any, network: Callable) -> MemberFn:
 
 
 def _frozen_network_fn(model: Any, elites: list[int], compute_dtype: torch.dtype | str) -> MemberFn:
-    """The elites as a :class:`~forethought.models.ensemble_mlp.FrozenEnsemble` snapshot (no autograd)."""
+    """``MLPDynamics.predict_members``'s computation for the elites (no autograd), the input
+    normalisers applied inside a :class:`~forethought.models.ensemble_mlp.FrozenEnsemble` snapshot."""
     from forethought.models.ensemble_mlp import FrozenEnsemble
 
-    return _with_normalizers(model, FrozenEnsemble(model.network, elites, compute_dtype))
+    norms = (model.obs_norm, model.act_norm)
+    scale = torch.cat([1.0 / norm.std for norm in norms])
+    network = FrozenEnsemble(model.network, elites, compute_dtype, scale, -torch.cat([n.mean for n in norms]) * scale)
+    delta_mean, delta_std = model.delta_norm.mean, model.delta_norm.std
+
+    def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mean, log_std = network(obs, action)
+        means = torch.addcmul(obs + delta_mean, mean, delta_std)
+        return means, None if log_std is None else log_std.exp_().mul_(delta_std)
+
+    return predict
 
 
 def _elite_network_fn(model: Any, elites: list[int], cache: dict | None) -> MemberFn:
