@@ -179,9 +179,10 @@ class FrozenEnsemble:
 
     * each layer's bias is a row of its weight matrix, read from a column of ones carried along
       with the activations, so a layer is one ``bmm`` and one in-place SiLU;
-    * widths are padded with zeros to a multiple of ``pad`` (matrix kernels run faster on some
-      sizes: bfloat16 AMX tiles are 16 columns wide);
-    * long batches are cut into row blocks whose activations fit in ``chunk_bytes`` so they stay
+    * widths are padded with zeros to a multiple of ``pad`` (default 16: 4x200 layers become
+      208 wide, which the bfloat16 AMX kernels run about 25 % faster than 200 or 201 wide);
+    * long batches are cut into row blocks whose widest activation fits in ``chunk_bytes``
+      (default 2 MiB in float32, 4 MiB in bfloat16: about one core's L2 cache) so they stay
       in cache between layers.
 
     In float32 the result differs from the network only by rounding (about 1e-6 relative). In
@@ -198,7 +199,7 @@ class FrozenEnsemble:
                  pad: int | None = None, chunk_bytes: int | None = None) -> None:
         self.dtype = compute_dtype(dtype)
         bf16 = self.dtype == torch.bfloat16
-        self.pad = pad if pad is not None else (16 if bf16 else 1)
+        self.pad = pad if pad is not None else 16
         self.chunk_bytes = chunk_bytes if chunk_bytes is not None else (4 << 20 if bf16 else 2 << 20)
         self.out_dim, self.probabilistic, self.size = network.out_dim, network.probabilistic, len(members)
         in_dim = network.body.in_dim

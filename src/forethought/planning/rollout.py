@@ -128,10 +128,11 @@ class TrajectoryEvaluator:
         compute_dtype: what an :class:`~forethought.models.neural.MLPDynamics` ensemble's
             network computes in during (non-differentiable) rollouts: ``"float32"`` (default;
             within about 1e-6 relative of ``predict_members``) or ``"bfloat16"`` (matrix
-            products several times faster on CPUs with AMX / AVX512-BF16; next-state means
-            within about 1e-2 of a typical one-step change, see
-            ``tests/planning/test_planning_speed_paths.py``). Inputs, outputs, the log-std
-            bounds and the state update stay in float32; other models always use float32.
+            products several times faster on CPUs with AMX / AVX512-BF16; on cart-pole the
+            next-state means move by 3e-3 of the one-step-change std on average, 2e-2 at most,
+            and the candidates' ranking is kept: ``benchmarks/planning_speed.py --quality``).
+            Inputs, outputs, the log-std bounds and the state update stay in float32; other
+            models, and differentiable rollouts, always use float32.
 
     ``last_evaluation`` holds the most recent :class:`Evaluation`.
     """
