@@ -145,11 +145,11 @@ def plan_quality(model, env, starts: torch.Tensor) -> None:
     """Each configuration's plan from each start, scored by one float32 100-particle evaluator; the
     float32 planner with another seed shows how much plans differ by chance alone."""
     task = env_task_functions(env)
-    judge = TrajectoryEvaluator(model, task.reward, task.termination, particles=100, propagation="ts1",
-                                generator=torch.Generator().manual_seed(3))
     for name, dtype, seed in (("pets-paper", "float32", 0), ("pets-paper", "float32", 1), ("pets-paper", "bfloat16", 0),
                               ("fast", "float32", 0), ("fast", "bfloat16", 0)):
         values = []
+        judge = TrajectoryEvaluator(model, task.reward, task.termination, particles=100, propagation="ts1",
+                                    generator=torch.Generator().manual_seed(3))  # the same draws for every row
         for obs in starts:
             plan = planned(model, task, env, CONFIGS[name]["planner"], dtype, obs, seed)
             values.append(float(judge.evaluate(obs, plan[None]).mean_return))
@@ -163,7 +163,7 @@ def quality(env, data) -> None:
     print("bfloat16 accuracy (pets-paper model, 50 epochs on 1000 random transitions):")
     prediction_error(model, test)
     return_agreement(model, env_task_functions(env), test.obs[0])
-    plan_quality(model, env, test.obs[::60][:8])
+    plan_quality(model, env, test.obs[::40][:12])
 
 
 def main() -> None:
