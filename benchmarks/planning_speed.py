@@ -81,7 +81,7 @@ def fitted_model(spec: dict, data, epochs: int) -> ProbabilisticEnsemble:
 
 def agent_for(model, spec: dict, env, dtype: str) -> MPCAgent:
     agent = MPCAgent(model, env_task_functions(env), env.action_space, spec["planner"], torch.Generator().manual_seed(0))
-    agent.evaluator.compute_dtype = getattr(torch, dtype)
+    agent.evaluator.compute_dtype = getattr(torch, dtype)  # same as PlannerConfig(compute_dtype=...)
     return agent
 
 

@@ -63,5 +63,7 @@ def test_bad_planner_settings_are_named():
         PlannerConfig(horizon=5, replan_every=6)
     with pytest.raises(ValueError, match="planner.propagation must be one of"):
         PlannerConfig(propagation="sideways")
+    with pytest.raises(ValueError, match="planner.compute_dtype must be"):
+        PlannerConfig(compute_dtype="float16")
     with pytest.raises(ValueError, match="planner.optimizer must be one of .*'cem'"):
         PlannerConfig(optimizer="annealing")
