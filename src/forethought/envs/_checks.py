@@ -39,3 +39,11 @@ def validate_action(action: object, space: spaces.Box) -> np.ndarray:
             f"low={low.tolist()}, high={high.tolist()})"
         )
     return np.clip(array, low, high)
+
+
+def check_episode_running(started: bool, steps: int, max_episode_steps: int) -> None:
+    """Refuse a ``step`` before ``reset`` or after the episode's last step (RuntimeError)."""
+    if not started:
+        raise RuntimeError("call reset() before step()")
+    if steps >= max_episode_steps:
+        raise RuntimeError(f"the episode ended after {max_episode_steps} steps; call reset()")

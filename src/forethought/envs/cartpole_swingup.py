@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from forethought.envs import _raster
-from forethought.envs._checks import validate_action
+from forethought.envs._checks import check_episode_running, validate_action
 
 REWARD_WIDTH = 0.25  # m, standard deviation of the Gaussian tip-distance reward
 ACTION_COST = 0.01  # per unit of squared normalised action
@@ -189,10 +189,7 @@ class CartPoleSwingUpEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Apply ``action`` (``[1]`` in ``[-1, 1]``, else ValueError) for one control period."""
-        if self._state is None:
-            raise RuntimeError("call reset() before step()")
-        if self._steps >= self.max_episode_steps:
-            raise RuntimeError(f"the episode ended after {self.max_episode_steps} steps; call reset()")
+        check_episode_running(self._state is not None, self._steps, self.max_episode_steps)
         a = float(validate_action(action, self.action_space)[0])
         self._state = _integrate(self._state, a * self.params.max_force, self.params, self.dt, self.substeps, math)
         self._steps += 1

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from forethought.envs._checks import validate_action
+from forethought.envs._checks import check_episode_running, validate_action
 
 DEFAULT_NOISE_STD = 0.01
 DEFAULT_ACTION_COST = 0.1
@@ -133,10 +133,7 @@ class LinearSystemEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Advance one step; ``action`` is ``[m]`` inside the action bounds (else ValueError)."""
-        if self._state is None:
-            raise RuntimeError("call reset() before step()")
-        if self._steps >= self.max_episode_steps:
-            raise RuntimeError(f"the episode ended after {self.max_episode_steps} steps; call reset()")
+        check_episode_running(self._state is not None, self._steps, self.max_episode_steps)
         a = validate_action(action, self.action_space)
         noise = self.noise_std * self.np_random.standard_normal(self.A.shape[0])
         self._state = self.A @ self._state + self.B @ a + self.c + noise

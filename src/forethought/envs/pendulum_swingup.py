@@ -17,7 +17,7 @@ import torch
 from gymnasium import spaces
 
 from forethought.envs import _raster
-from forethought.envs._checks import validate_action
+from forethought.envs._checks import check_episode_running, validate_action
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,7 @@ class PendulumSwingUpEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Apply torque ``action`` (``[1]`` in N m within bounds, else ValueError) for ``dt`` seconds."""
-        if self._theta is None:
-            raise RuntimeError("call reset() before step()")
-        if self._steps >= self.max_episode_steps:
-            raise RuntimeError(f"the episode ended after {self.max_episode_steps} steps; call reset()")
+        check_episode_running(self._theta is not None, self._steps, self.max_episode_steps)
         u = float(validate_action(action, self.action_space)[0])
         p, theta, theta_dot = self.params, self._theta, self._theta_dot
         reward = -(angle_normalize(theta) ** 2 + 0.1 * theta_dot**2 + 0.001 * u**2)
