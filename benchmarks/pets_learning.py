@@ -20,7 +20,7 @@ import torch
 from forethought import envs
 from forethought.agents import PETS, PETSConfig
 from forethought.config import load_config
-from forethought.experiments.run_pets import ORACLE_FRACTION, _fraction_of
+from forethought.experiments.run_pets import ORACLE_FRACTION, fraction_of
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
         start = time.perf_counter()
         oracle = PETS(envs.make(args.env), dataclasses.replace(config, oracle=True, seed=50_000))
         returns = [r.total_reward for r in oracle.learn(args.oracle_episodes)]
-        target = _fraction_of(float(np.mean(returns)), ORACLE_FRACTION)
+        target = fraction_of(float(np.mean(returns)), ORACLE_FRACTION)
         print(f"oracle planner on {args.env}: returns {np.round(returns, 2).tolist()}, mean {np.mean(returns):.2f} "
               f"({time.perf_counter() - start:.0f} s); target {target:.2f}")
     print(f"PETS on {args.env}, {args.trials} trials per seed, target return {target:.2f}")

@@ -104,7 +104,7 @@ def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | No
 
         history = agent.learn(config.trials, callback=record, render_last=env.render_mode == "rgb_array")
         returns = [r.total_reward for r in history]
-        target = None if oracle is None else _fraction_of(oracle, ORACLE_FRACTION)
+        target = None if oracle is None else fraction_of(oracle, ORACLE_FRACTION)
         plot_learning_curve(returns, run.plots / "learning_curve.png", oracle=oracle, title=f"PETS on {config.env}")
         summary = {
             "env": config.env, "trials": len(history), "env_steps": history[-1].env_steps,
@@ -123,7 +123,7 @@ def _mean_or_none(values: list[float | None]) -> float | None:
     return float(np.mean(present)) if present else None
 
 
-def _fraction_of(reference: float, fraction: float) -> float:
+def fraction_of(reference: float, fraction: float) -> float:
     """``fraction`` of the way from zero to ``reference``, for negative returns too (a return of
     -200 at 90 % is -222)."""
     return reference * fraction if reference >= 0 else reference / fraction
