@@ -1,7 +1,9 @@
-"""What acts in an environment: model-predictive control and PETS."""
+"""What acts in an environment: model-predictive control, PETS, and soft actor-critic."""
 
 from forethought.agents.episode import Episode, random_policy, run_episode
 from forethought.agents.mpc import MPCAgent, PlannerConfig
 from forethought.agents.pets import PETS, PETSConfig, TrialResult
+from forethought.agents.sac import SAC, EpisodeRecord, SACConfig
 
-__all__ = ["Episode", "MPCAgent", "PETS", "PETSConfig", "PlannerConfig", "TrialResult", "random_policy", "run_episode"]
+__all__ = ["Episode", "EpisodeRecord", "MPCAgent", "PETS", "PETSConfig", "PlannerConfig", "SAC", "SACConfig", "TrialResult",
+           "random_policy", "run_episode"]

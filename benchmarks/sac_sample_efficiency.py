@@ -1,0 +1,100 @@
+"""Sample efficiency of PETS against Stable-Baselines3's SAC: real environment steps until an
+episode's return first reaches a target, per seed, and the ratio SAC steps / PETS steps.
+
+Both count steps the same way: the total number of real environment steps taken when the first
+episode (a PETS trial; a SAC training episode, exploration noise included) with a return at or
+above the target ends. SAC runs with Stable-Baselines3's default hyper-parameters; a run that
+never reaches the target within its budget counts as the budget (a lower bound on its steps,
+marked with ">").
+
+Needs the benchmark extra: ``pip install -e .[bench]``.
+
+    python benchmarks/sac_sample_efficiency.py --env Pendulum-v1 --target -200 --trials 10 --sac-steps 20000
+    python benchmarks/sac_sample_efficiency.py --env InvertedPendulum-v5 --target 950 --trials 5 --sac-steps 30000
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import gymnasium as gym
+import torch
+
+from forethought import envs
+from forethought.agents import PETS, PETSConfig
+from forethought.config import load_config
+
+
+def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: float) -> tuple[int | None, int, float]:
+    """``(steps when the first trial reaching target ended or None, steps used, wall seconds)``."""
+    start = time.perf_counter()
+    agent = PETS(envs.make(env_id), dataclasses.replace(config, seed=seed))
+    for _ in range(trials):
+        result, _ = agent.run_trial()
+        if result.total_reward >= target:
+            return result.env_steps, result.env_steps, time.perf_counter() - start
+    return None, agent.history[-1].env_steps, time.perf_counter() - start
+
+
+def sac_steps(env_id: str, seed: int, budget: int, target: float) -> tuple[int | None, int, float]:
+    """The same for Stable-Baselines3's SAC (default settings), stopping at the target."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class StopAtTarget(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reached: int | None = None
+
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info and info["episode"]["r"] >= target:
+                    self.reached = self.num_timesteps
+            return self.reached is None
+
+    start = time.perf_counter()
+    model = SAC("MlpPolicy", gym.make(env_id), seed=seed, device="cpu", verbose=0)
+    callback = StopAtTarget()
+    model.learn(total_timesteps=budget, callback=callback)
+    return callback.reached, model.num_timesteps, time.perf_counter() - start
+
+
+def describe(reached: int | None, used: int) -> str:
+    return str(reached) if reached is not None else f">{used}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="Pendulum-v1")
+    parser.add_argument("--target", type=float, required=True, help="episode return to reach")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--trials", type=int, default=10, help="PETS trial budget")
+    parser.add_argument("--sac-steps", type=int, default=20_000, help="SAC environment-step budget")
+    parser.add_argument("--skip-pets", action="store_true")
+    parser.add_argument("--skip-sac", action="store_true")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="PETSConfig overrides")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    config = load_config(PETSConfig, None, args.overrides)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    steps: dict[str, list[int]] = {"PETS": [], "SAC": []}
+    for name, skip, run in (("PETS", args.skip_pets, lambda s: pets_steps(args.env, config, s, args.trials, args.target)),
+                            ("SAC", args.skip_sac, lambda s: sac_steps(args.env, s, args.sac_steps, args.target))):
+        if skip:
+            continue
+        for seed in seeds:
+            reached, used, wall = run(seed)
+            steps[name].append(reached if reached is not None else used)
+            print(f"{name:4s} {args.env} seed {seed}: target {args.target:g} reached after {describe(reached, used)} "
+                  f"env steps ({wall:.0f} s, {1000 * wall / max(used, 1):.0f} ms per env step)", flush=True)
+    if steps["PETS"] and steps["SAC"]:
+        pets, sac = statistics.median(steps["PETS"]), statistics.median(steps["SAC"])
+        print(f"median env steps to return {args.target:g}: PETS {pets:g}, SAC {sac:g} -> "
+              f"SAC needs {sac / pets:.1f}x as many real steps")
+
+
+if __name__ == "__main__":
+    main()

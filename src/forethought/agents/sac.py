@@ -1,0 +1,315 @@
+"""Soft actor-critic (Haarnoja et al., 2018) for Box action spaces.
+
+Twin Q networks with Polyak-averaged targets, a tanh-squashed Gaussian policy with the
+change-of-variables log-probability correction, and automatic tuning of the entropy temperature
+towards a target entropy (``-action_dim`` by default). Used on its own as the model-free baseline
+and, through :meth:`SAC.update`, as the policy learner inside Dyna and MBPO.
+
+    agent = SAC(gym.make("Pendulum-v1"), SACConfig(seed=0))
+    agent.learn(steps=20_000)
+    action = agent.act(obs, deterministic=True)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from forethought.config import build
+from forethought.data.buffer import ReplayBuffer, TransitionBatch
+from forethought.data.collect import flat_dim
+from forethought.serialization import atomic_write_text, load_checkpoint, save_checkpoint
+
+LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
+
+
+@dataclass
+class SACConfig:
+    """SAC hyper-parameters (defaults as in the SAC paper's v2 and Stable-Baselines3).
+
+    ``updates_per_step`` is the update-to-data ratio: gradient steps per real environment step
+    once ``learning_starts`` steps (uniform random actions) have been collected.
+    ``target_entropy`` defaults to ``-action_dim``."""
+
+    hidden_size: int = 256
+    hidden_layers: int = 2
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    tau: float = 0.005
+    batch_size: int = 256
+    buffer_capacity: int = 1_000_000
+    learning_starts: int = 100
+    updates_per_step: int = 1
+    initial_alpha: float = 1.0
+    target_entropy: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "hidden_layers", "batch_size", "buffer_capacity"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sac.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_starts", "updates_per_step"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"sac.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ValueError(f"sac.gamma must be in [0, 1), got {self.gamma}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"sac.tau must be in (0, 1], got {self.tau}")
+        if not (self.learning_rate > 0 and self.initial_alpha > 0):
+            raise ValueError(f"sac.learning_rate and sac.initial_alpha must be > 0, "
+                             f"got {self.learning_rate} and {self.initial_alpha}")
+
+
+def mlp(in_dim: int, out_dim: int, hidden_size: int, hidden_layers: int, generator: torch.Generator) -> nn.Sequential:
+    """ReLU MLP initialised from ``generator`` (PyTorch's default uniform ``1/sqrt(fan_in)`` bounds)."""
+    sizes = [in_dim] + [hidden_size] * hidden_layers
+    layers: list[nn.Module] = []
+    for i, o in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(i, o), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-1], out_dim))
+    with torch.no_grad():
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                bound = 1.0 / math.sqrt(layer.in_features)
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.uniform_(-bound, bound, generator=generator)
+    return nn.Sequential(*layers)
+
+
+class SquashedGaussianActor(nn.Module):
+    """Policy ``a = tanh(u)``, ``u ~ N(mean(obs), std(obs))``, actions in ``[-1, 1]^act_dim``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_size: int, hidden_layers: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden_size, hidden_layers, generator)
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None, deterministic: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(action [B, a] in [-1, 1], log_prob [B])`` for ``obs [B, o]``; ``deterministic`` gives
+        ``tanh(mean)`` (and the log-density at the mean)."""
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.zeros_like(mean) if deterministic else torch.randn(mean.shape, generator=generator)
+        u = mean + log_std.exp() * noise
+        gaussian = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
+        # log |d tanh(u)/du| = log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+        squash = (2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))).sum(dim=-1)
+        return torch.tanh(u), gaussian - squash
+
+
+class TwinQ(nn.Module):
+    """Two independent Q networks ``Q_i(obs [B, o], action [B, a]) -> [B]``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_size: int, hidden_layers: int,
+                 generator: torch.Generator) -> None:
+        super().__init__()
+        self.q1 = mlp(obs_dim + act_dim, 1, hidden_size, hidden_layers, generator)
+        self.q2 = mlp(obs_dim + act_dim, 1, hidden_size, hidden_layers, generator)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([obs, action], dim=-1)
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished real episode: its index, return, length, real steps so far, wall seconds so far."""
+
+    episode: int
+    total_reward: float
+    steps: int
+    env_steps: int
+    wall_s: float
+
+
+class SAC:
+    """Soft actor-critic acting in ``env`` (a Box action space), learning from its own replay buffer
+    (``learn``) or from any batch of transitions (``update``)."""
+
+    def __init__(self, env: gym.Env, config: SACConfig | None = None) -> None:
+        if not isinstance(env.action_space, gym.spaces.Box):
+            raise ValueError(f"SAC needs a Box action space, got {env.action_space}")
+        if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
+            raise ValueError(f"SAC needs finite action bounds, got low={env.action_space.low}, "
+                             f"high={env.action_space.high}")
+        self.env, self.config = env, config or SACConfig()
+        self.obs_dim, self.act_dim = flat_dim(env.observation_space), flat_dim(env.action_space)
+        low, high = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in (env.action_space.low,
+                                                                                   env.action_space.high))
+        self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
+        c = self.config
+        self.generator = torch.Generator().manual_seed(c.seed)
+        self.actor = SquashedGaussianActor(self.obs_dim, self.act_dim, c.hidden_size, c.hidden_layers, self.generator)
+        self.critic = TwinQ(self.obs_dim, self.act_dim, c.hidden_size, c.hidden_layers, self.generator)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(c.initial_alpha), requires_grad=True)
+        self.target_entropy = float(c.target_entropy if c.target_entropy is not None else -self.act_dim)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.learning_rate)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.learning_rate)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.learning_rate)
+        self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, capacity=c.buffer_capacity)
+        self.env_steps, self.updates = 0, 0
+        self.history: list[EpisodeRecord] = []
+        self._obs: np.ndarray | None = None
+        self._episode_return, self._episode_steps, self._wall_s = 0.0, 0, 0.0
+
+    # ------------------------------------------------------------------ acting
+    def to_env_action(self, squashed: torch.Tensor) -> torch.Tensor:
+        """Map ``[..., a]`` actions in ``[-1, 1]`` to the env's bounds."""
+        return self.action_center + self.action_half_range * squashed
+
+    def to_unit_action(self, action: torch.Tensor) -> torch.Tensor:
+        """Map ``[..., a]`` env-unit actions to ``[-1, 1]``."""
+        return (action - self.action_center) / self.action_half_range
+
+    def policy(self, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Env-unit actions ``[B, a]`` for ``obs [B, o]`` (no autograd; samples from the agent's generator)."""
+        with torch.no_grad():
+            action, _ = self.actor(obs, self.generator, deterministic)
+        return self.to_env_action(action)
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """One env-unit action for one observation."""
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
+        action = self.policy(obs_t, deterministic)[0].numpy()
+        return action.reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
+
+    # ------------------------------------------------------------------ learning
+    @property
+    def alpha(self) -> float:
+        return self.log_alpha.detach().exp().item()
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """One gradient step of the temperature, the critics and the actor on ``batch`` (env-unit
+        actions; ``terminated`` ends bootstrapping, ``truncated`` does not), then a Polyak step of
+        the target critics. Returns the losses."""
+        c = self.config
+        action, log_prob = self.actor(batch.obs, self.generator)
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_optimizer.zero_grad()
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+        alpha = self.log_alpha.detach().exp()
+
+        with torch.no_grad():
+            next_action, next_log_prob = self.actor(batch.next_obs, self.generator)
+            next_q = torch.min(*self.critic_target(batch.next_obs, next_action)) - alpha * next_log_prob
+            target = batch.reward + c.gamma * (1.0 - batch.terminated.float()) * next_q
+        q1, q2 = self.critic(batch.obs, self.to_unit_action(batch.action))
+        critic_loss = 0.5 * (F.mse_loss(q1, target) + F.mse_loss(q2, target))
+        self.critic_optimizer.zero_grad()
+        critic_loss.backward()
+        self.critic_optimizer.step()
+
+        q_pi = torch.min(*self.critic(batch.obs, action))
+        actor_loss = (alpha * log_prob - q_pi).mean()
+        self.actor_optimizer.zero_grad()
+        actor_loss.backward()
+        self.actor_optimizer.step()
+
+        with torch.no_grad():
+            for target_p, p in zip(self.critic_target.parameters(), self.critic.parameters()):
+                target_p.lerp_(p, c.tau)
+        self.updates += 1
+        return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
+                "alpha_loss": alpha_loss.item(), "alpha": alpha.item()}
+
+    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None,
+              before_update: Callable[["SAC"], None] | None = None) -> list[EpisodeRecord]:
+        """Take ``steps`` more real steps (an episode in progress carries over between calls), with
+        ``updates_per_step`` updates after each once ``learning_starts`` steps are stored.
+        ``callback`` sees every finished episode; ``before_update(agent)`` runs after each real
+        step is stored, before its updates (Dyna and MBPO hook their model work in there).
+        Returns the episodes finished in this call."""
+        if steps < 1:
+            raise ValueError(f"steps must be >= 1, got {steps}")
+        c, finished = self.config, []
+        start = time.perf_counter()
+        for _ in range(steps):
+            if self._obs is None:
+                self._obs, _ = self.env.reset(seed=c.seed + len(self.history))
+                self._episode_return, self._episode_steps = 0.0, 0
+            if self.env_steps < c.learning_starts:
+                unit = torch.rand(self.act_dim, generator=self.generator) * 2 - 1
+                action = self.to_env_action(unit).numpy().reshape(self.env.action_space.shape)
+                action = action.astype(self.env.action_space.dtype)
+            else:
+                action = self.act(self._obs)
+            next_obs, reward, terminated, truncated, _ = self.env.step(action)
+            self.buffer.add(np.ravel(self._obs), np.ravel(action), float(reward), np.ravel(next_obs),
+                            terminated, truncated)
+            self.env_steps += 1
+            self._episode_return += float(reward)
+            self._episode_steps += 1
+            self._obs = next_obs
+            if before_update is not None:
+                before_update(self)
+            if self.env_steps >= c.learning_starts:
+                for _ in range(c.updates_per_step):
+                    self.update(self.buffer.sample(c.batch_size, self.generator))
+            if terminated or truncated:
+                record = EpisodeRecord(len(self.history), self._episode_return, self._episode_steps, self.env_steps,
+                                       self._wall_s + time.perf_counter() - start)
+                self.history.append(record)
+                finished.append(record)
+                self._obs = None
+                if callback is not None:
+                    callback(record)
+        self._wall_s += time.perf_counter() - start
+        return finished
+
+    # ------------------------------------------------------------------ persistence
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the agent to folder ``path``: networks, temperature and generator
+        (``networks.*``), replay buffer (``buffer.npz``), config and history (``state.json``)."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {f"{name}.{key}": value for name, module in self._modules().items()
+                   for key, value in module.state_dict().items()}
+        tensors["log_alpha"] = self.log_alpha.detach().clone()
+        tensors["generator"] = self.generator.get_state()
+        save_checkpoint(path / "networks", tensors, {"kind": "sac"})
+        self.buffer.save(path / "buffer.npz")
+        state = {"config": asdict(self.config), "history": [asdict(r) for r in self.history],
+                 "env_steps": self.env_steps, "updates": self.updates}
+        atomic_write_text(path / "state.json", json.dumps(state, indent=2))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: gym.Env) -> "SAC":
+        """Rebuild an agent saved with :meth:`save` around ``env`` (its next episode starts fresh)."""
+        path = Path(path)
+        if not (path / "state.json").exists():
+            raise FileNotFoundError(f"{path} holds no saved SAC agent (state.json missing)")
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        agent = cls(env, build(SACConfig, state["config"]))
+        tensors, _ = load_checkpoint(path / "networks")
+        for name, module in agent._modules().items():
+            prefix = f"{name}."
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        with torch.no_grad():
+            agent.log_alpha.copy_(tensors["log_alpha"])
+        agent.generator.set_state(tensors["generator"])
+        buffer = ReplayBuffer.load(path / "buffer.npz", capacity=agent.config.buffer_capacity)
+        if (buffer.obs_dim, buffer.act_dim) != (agent.obs_dim, agent.act_dim):
+            raise ValueError(f"the agent in {path} was trained with obs/action sizes {buffer.obs_dim}/{buffer.act_dim}, "
+                             f"but {type(env.unwrapped).__name__} has {agent.obs_dim}/{agent.act_dim}")
+        agent.buffer = buffer
+        agent.env_steps, agent.updates = state["env_steps"], state["updates"]
+        agent.history = [EpisodeRecord(**r) for r in state["history"]]
+        return agent
