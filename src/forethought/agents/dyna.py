@@ -1,0 +1,152 @@
+"""Dyna (Sutton, 1990) around soft actor-critic: every real step also buys K updates on imagined
+transitions.
+
+For every real step: store it in the real buffer, refit the dynamics model on the schedule, then
+make ``imagined_updates`` SAC updates on batches the model predicts, from real start states
+under the current policy (``rollout_length`` steps per start; 1 is the classic one-step Dyna),
+then SAC's own updates on real data. ``imagined_updates = 0`` is exactly model-free SAC: the model
+work draws from its own generator, so the real learner's random stream is untouched.
+
+    agent = Dyna(gym.make("Pendulum-v1"), DynaConfig(imagined_updates=10))
+    agent.learn(steps=1500)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import torch
+
+from forethought.agents.sac import SAC, EpisodeRecord, SACConfig
+from forethought.config import build
+from forethought.data.buffer import FIELDS, TransitionBatch
+from forethought.envs.analytic import env_task_functions
+from forethought.envs.task_functions import TaskFunctions
+from forethought.models.base import DynamicsModel
+from forethought.models.config import ModelConfig, TrainConfig, build_model
+from forethought.serialization import atomic_write_text
+
+# The model's generator is seeded apart from SAC's so the two random streams never coincide.
+MODEL_SEED_OFFSET = 1_000_003
+
+
+@dataclass
+class DynaConfig:
+    """Dyna settings: the SAC learner, the model and its training, and how the model is used.
+
+    The model is first fitted once ``model_warmup`` real steps are stored, then refitted every
+    ``model_every`` steps. ``seed`` seeds both SAC (overriding ``sac.seed``) and the model work."""
+
+    sac: SACConfig = field(default_factory=SACConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5))
+    imagined_updates: int = 10
+    rollout_length: int = 1
+    model_every: int = 250
+    model_warmup: int = 200
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.imagined_updates < 0:
+            raise ValueError(f"imagined_updates must be >= 0, got {self.imagined_updates}")
+        for name in ("rollout_length", "model_every", "model_warmup"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+def imagine(model: DynamicsModel, task: TaskFunctions, policy: Callable[[torch.Tensor], torch.Tensor],
+            start_obs: torch.Tensor, length: int, generator: torch.Generator) -> TransitionBatch:
+    """Transitions of ``length``-step model rollouts from ``start_obs [N, o]`` under ``policy``
+    (``[B, o] -> [B, a]`` env-unit actions), rewards and terminations from ``task``. A rollout stops
+    after its first terminal transition; at most ``N * length`` rows, step by step."""
+    obs, alive, steps = start_obs, torch.ones(start_obs.shape[0], dtype=torch.bool), []
+    with torch.no_grad():
+        for _ in range(length):
+            action = policy(obs)
+            next_obs = model.sample(obs, action, generator)
+            reward = task.reward(obs, action, next_obs)
+            terminated = task.termination(obs, action, next_obs)
+            steps.append(TransitionBatch(obs, action, reward, next_obs, terminated, torch.zeros_like(terminated))[alive])
+            alive = alive & ~terminated
+            if not alive.any():
+                break
+            obs = next_obs
+    return TransitionBatch(*(torch.cat([getattr(b, name) for b in steps]) for name in FIELDS))
+
+
+class Dyna:
+    """Dyna-SAC in ``env`` (rewards and terminations from :func:`env_task_functions` unless
+    ``task`` is given). ``sac`` is the learner, ``model`` the dynamics model, ``model_fits`` the
+    real-step counts at which the model was refitted."""
+
+    def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None) -> None:
+        self.config = config or DynaConfig()
+        self.sac = SAC(env, replace(self.config.sac, seed=self.config.seed))
+        self.task = task or env_task_functions(env)
+        self.model = build_model(self.config.model, self.config.train, self.sac.obs_dim, self.sac.act_dim)
+        self.generator = torch.Generator().manual_seed(self.config.seed + MODEL_SEED_OFFSET)
+        self.model_fits: list[int] = []
+        self.imagined_updates_done = 0
+
+    @property
+    def history(self) -> list[EpisodeRecord]:
+        return self.sac.history
+
+    def act(self, obs, deterministic: bool = False):
+        return self.sac.act(obs, deterministic)
+
+    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
+        """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
+        return self.sac.learn(steps, callback, before_update=self._model_work)
+
+    def _model_work(self, sac: SAC) -> None:
+        """After each stored real step: refit on the schedule, then the imagined updates."""
+        c = self.config
+        stored = len(sac.buffer)
+        if stored >= c.model_warmup and (not self.model_fits or sac.env_steps - self.model_fits[-1] >= c.model_every):
+            self.model.fit(sac.buffer, generator=self.generator)
+            self.model_fits.append(sac.env_steps)
+        if not self.model_fits or c.imagined_updates == 0 or sac.env_steps < sac.config.learning_starts:
+            return
+        starts = math.ceil(sac.config.batch_size / c.rollout_length)
+        for _ in range(c.imagined_updates):
+            start_obs = sac.buffer.sample(starts, self.generator).obs
+            batch = imagine(self.model, self.task, self._policy, start_obs, c.rollout_length, self.generator)
+            sac.update(batch)
+            self.imagined_updates_done += 1
+
+    def _policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The current stochastic policy, sampling from the model work's generator."""
+        action, _ = self.sac.actor(obs, self.generator)
+        return self.sac.to_env_action(action)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` once fitted, and ``state.json``."""
+        path = Path(path)
+        self.sac.save(path / "sac")
+        if self.model_fits:
+            self.model.save(path / "model")
+        state = {"config": asdict(self.config), "model_fits": self.model_fits,
+                 "imagined_updates_done": self.imagined_updates_done, "generator": self.generator.get_state().tolist()}
+        atomic_write_text(path / "state.json", json.dumps(state))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "Dyna":
+        """Rebuild an agent saved with :meth:`save` around ``env``."""
+        path = Path(path)
+        if not (path / "state.json").exists():
+            raise FileNotFoundError(f"{path} holds no saved Dyna agent (state.json missing)")
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        agent = cls(env, build(DynaConfig, state["config"]), task)
+        agent.sac = SAC.load(path / "sac", env)
+        if state["model_fits"]:
+            agent.model = DynamicsModel.load(path / "model")
+        agent.model_fits, agent.imagined_updates_done = state["model_fits"], state["imagined_updates_done"]
+        agent.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        return agent
