@@ -30,9 +30,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--target", type=float, default=None, help="absolute target return (default: 90 %% of oracle)")
     parser.add_argument("--oracle-episodes", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when runs share the cores)")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="PETSConfig overrides")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     config = load_config(PETSConfig, None, args.overrides)
     target = args.target
     if target is None:

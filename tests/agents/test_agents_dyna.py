@@ -6,7 +6,8 @@ import gymnasium as gym
 import pytest
 import torch
 
-from forethought.agents.dyna import Dyna, DynaConfig, imagine
+from forethought.agents.dyna import Dyna, DynaConfig
+from forethought.agents.imagination import imagine
 from forethought.agents.sac import SAC, SACConfig
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.config import ModelConfig, TrainConfig

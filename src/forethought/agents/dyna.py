@@ -23,9 +23,9 @@ from typing import Callable
 import gymnasium as gym
 import torch
 
+from forethought.agents.imagination import imagine
 from forethought.agents.sac import SAC, EpisodeRecord, SACConfig
 from forethought.config import build
-from forethought.data.buffer import FIELDS, TransitionBatch
 from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
@@ -58,26 +58,6 @@ class DynaConfig:
         for name in ("rollout_length", "model_every", "model_warmup"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-
-def imagine(model: DynamicsModel, task: TaskFunctions, policy: Callable[[torch.Tensor], torch.Tensor],
-            start_obs: torch.Tensor, length: int, generator: torch.Generator) -> TransitionBatch:
-    """Transitions of ``length``-step model rollouts from ``start_obs [N, o]`` under ``policy``
-    (``[B, o] -> [B, a]`` env-unit actions), rewards and terminations from ``task``. A rollout stops
-    after its first terminal transition; at most ``N * length`` rows, step by step."""
-    obs, alive, steps = start_obs, torch.ones(start_obs.shape[0], dtype=torch.bool), []
-    with torch.no_grad():
-        for _ in range(length):
-            action = policy(obs)
-            next_obs = model.sample(obs, action, generator)
-            reward = task.reward(obs, action, next_obs)
-            terminated = task.termination(obs, action, next_obs)
-            steps.append(TransitionBatch(obs, action, reward, next_obs, terminated, torch.zeros_like(terminated))[alive])
-            alive = alive & ~terminated
-            if not alive.any():
-                break
-            obs = next_obs
-    return TransitionBatch(*(torch.cat([getattr(b, name) for b in steps]) for name in FIELDS))
 
 
 class Dyna:

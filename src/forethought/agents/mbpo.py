@@ -1,0 +1,177 @@
+"""MBPO: model-based policy optimisation (Janner et al., 2019).
+
+An ensemble trained on the real buffer every ``model_every`` steps; every ``rollout_every`` steps,
+short branched rollouts of length h from real start states under the current policy, each step
+predicted by a random elite member, go into a model buffer that keeps the last
+``model_retain`` rounds of rollouts; after every real step, ``policy_updates`` SAC updates on
+batches that are ``real_fraction`` real and the rest imagined. h grows linearly from
+``min_rollout_length`` to ``max_rollout_length`` between real steps ``rollout_schedule``.
+
+    agent = MBPO(gym.make("InvertedPendulum-v5"), MBPOConfig())
+    agent.learn(steps=5000)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import gymnasium as gym
+import torch
+
+from forethought.agents.imagination import imagine, mixed_batch
+from forethought.agents.sac import SAC, EpisodeRecord, SACConfig
+from forethought.config import build
+from forethought.data.buffer import ReplayBuffer
+from forethought.envs.analytic import env_task_functions
+from forethought.envs.task_functions import TaskFunctions
+from forethought.models.base import DynamicsModel
+from forethought.models.config import ModelConfig, TrainConfig, build_model
+from forethought.serialization import atomic_write_text
+
+MODEL_SEED_OFFSET = 1_000_003  # the model work's generator is seeded apart from SAC's
+
+
+@dataclass
+class MBPOConfig:
+    """MBPO settings. ``sac.learning_starts`` real steps of random actions come first (the model
+    is first fitted then); ``sac.updates_per_step`` is ignored (``policy_updates`` replaces it)."""
+
+    sac: SACConfig = field(default_factory=lambda: SACConfig(learning_starts=250))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=7, hidden_layers=3))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5))
+    model_every: int = 250
+    rollout_every: int = 250
+    rollout_starts: int = 2000
+    min_rollout_length: int = 1
+    max_rollout_length: int = 10
+    rollout_schedule: tuple[int, int] = (1000, 10000)
+    model_retain: int = 5
+    policy_updates: int = 20
+    real_fraction: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("model_every", "rollout_every", "rollout_starts", "min_rollout_length", "model_retain"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_rollout_length < self.min_rollout_length:
+            raise ValueError(f"max_rollout_length ({self.max_rollout_length}) must be >= min_rollout_length "
+                             f"({self.min_rollout_length})")
+        if len(self.rollout_schedule) != 2 or not 0 <= self.rollout_schedule[0] <= self.rollout_schedule[1]:
+            raise ValueError(f"rollout_schedule must be (first step, last step) with 0 <= first <= last, "
+                             f"got {self.rollout_schedule}")
+        if self.policy_updates < 0:
+            raise ValueError(f"policy_updates must be >= 0, got {self.policy_updates}")
+        if not 0.0 <= self.real_fraction <= 1.0:
+            raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
+
+    def rollout_length(self, env_steps: int) -> int:
+        """h after ``env_steps`` real steps: linear from the min to the max over the schedule."""
+        first, last = self.rollout_schedule
+        progress = 1.0 if last == first else min(max((env_steps - first) / (last - first), 0.0), 1.0)
+        return int(self.min_rollout_length + progress * (self.max_rollout_length - self.min_rollout_length))
+
+
+class MBPO:
+    """MBPO with SAC in ``env`` (rewards and terminations from :func:`env_task_functions` unless
+    ``task`` is given). ``model_buffer`` holds the imagined transitions; ``log`` one row per
+    rollout round (real steps, h, rows added, rows dropped as non-finite, model validation loss)."""
+
+    def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None) -> None:
+        self.config = config or MBPOConfig()
+        self.sac = SAC(env, replace(self.config.sac, seed=self.config.seed, updates_per_step=0))
+        self.task = task or env_task_functions(env)
+        self.model = build_model(self.config.model, self.config.train, self.sac.obs_dim, self.sac.act_dim)
+        self.generator = torch.Generator().manual_seed(self.config.seed + MODEL_SEED_OFFSET)
+        self.model_buffer = self._model_buffer(self.config.min_rollout_length)
+        self.model_fitted_at: int | None = None
+        self.model_val_loss: float | None = None
+        self.log: list[dict] = []
+
+    @property
+    def history(self) -> list[EpisodeRecord]:
+        return self.sac.history
+
+    def act(self, obs, deterministic: bool = False):
+        return self.sac.act(obs, deterministic)
+
+    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
+        """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
+        return self.sac.learn(steps, callback, before_update=self._after_real_step)
+
+    def _model_buffer(self, length: int, keep: ReplayBuffer | None = None) -> ReplayBuffer:
+        """A model buffer for ``model_retain`` rounds of rollouts of ``length`` steps, holding the
+        newest rows of ``keep``."""
+        c = self.config
+        buffer = ReplayBuffer(self.sac.obs_dim, self.sac.act_dim, capacity=c.model_retain * c.rollout_starts * length)
+        if keep is not None and len(keep):
+            buffer.add_batch(**keep.arrays())
+        return buffer
+
+    def _after_real_step(self, sac: SAC) -> None:
+        c, steps = self.config, sac.env_steps
+        if steps < sac.config.learning_starts:
+            return
+        if self.model_fitted_at is None or steps - self.model_fitted_at >= c.model_every:
+            report = self.model.fit(sac.buffer, generator=self.generator)
+            self.model_fitted_at, self.model_val_loss = steps, report.best_val_loss
+        if (steps - sac.config.learning_starts) % c.rollout_every == 0:
+            self._rollouts(steps)
+        for _ in range(c.policy_updates):
+            sac.update(mixed_batch(sac.buffer, self.model_buffer, sac.config.batch_size, c.real_fraction,
+                                   self.generator))
+
+    def _rollouts(self, steps: int) -> None:
+        """One round of branched rollouts from real states into the model buffer."""
+        length = self.config.rollout_length(steps)
+        if self.model_buffer.capacity != self.config.model_retain * self.config.rollout_starts * length:
+            self.model_buffer = self._model_buffer(length, keep=self.model_buffer)
+        start_obs = self.sac.buffer.sample(self.config.rollout_starts, self.generator).obs
+        batch = imagine(self.model, self.task, self._policy, start_obs, length, self.generator)
+        finite = torch.isfinite(batch.next_obs).all(dim=-1) & torch.isfinite(batch.reward)
+        kept = batch[finite]
+        self.model_buffer.add_batch(kept.obs.numpy(), kept.action.numpy(), kept.reward.numpy(), kept.next_obs.numpy(),
+                                    kept.terminated.numpy(), kept.truncated.numpy())
+        self.log.append({"env_steps": steps, "rollout_length": length, "rows": len(kept),
+                         "non_finite_rows": int((~finite).sum()), "model_val_loss": self.model_val_loss})
+
+    def _policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The current stochastic policy, sampling from the model work's generator."""
+        action, _ = self.sac.actor(obs, self.generator)
+        return self.sac.to_env_action(action)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` once fitted, ``model_buffer.npz`` and
+        ``state.json``."""
+        path = Path(path)
+        self.sac.save(path / "sac")
+        if self.model_fitted_at is not None:
+            self.model.save(path / "model")
+        self.model_buffer.save(path / "model_buffer.npz")
+        state = {"config": asdict(self.config), "model_fitted_at": self.model_fitted_at,
+                 "model_val_loss": self.model_val_loss, "log": self.log,
+                 "generator": self.generator.get_state().tolist()}
+        atomic_write_text(path / "state.json", json.dumps(state))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "MBPO":
+        """Rebuild an agent saved with :meth:`save` around ``env``."""
+        path = Path(path)
+        if not (path / "state.json").exists():
+            raise FileNotFoundError(f"{path} holds no saved MBPO agent (state.json missing)")
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        agent = cls(env, build(MBPOConfig, state["config"]), task)
+        agent.sac = SAC.load(path / "sac", env)
+        if state["model_fitted_at"] is not None:
+            agent.model = DynamicsModel.load(path / "model")
+        saved = ReplayBuffer.load(path / "model_buffer.npz")
+        length = state["log"][-1]["rollout_length"] if state["log"] else agent.config.min_rollout_length
+        agent.model_buffer = agent._model_buffer(length, keep=saved)
+        agent.model_fitted_at, agent.model_val_loss = state["model_fitted_at"], state["model_val_loss"]
+        agent.log = state["log"]
+        agent.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        return agent
