@@ -135,6 +135,31 @@ def test_run_pets_bad_settings_are_named(tmp_path, capsys):
     assert "planner.horizon must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("algo", ["sac", "mbpo"])
+def test_run_policy_learner_writes_the_run(tmp_path, capsys, algo):
+    out = tmp_path / algo
+    small = ["agent.hidden_size=16", "agent.learning_starts=40"] if algo == "sac" else [
+        "agent.sac.hidden_size=16", "agent.sac.learning_starts=40", "agent.model.ensemble_size=2",
+        "agent.model.hidden_size=16", "agent.model.hidden_layers=1", "agent.train.max_epochs=2",
+        "agent.rollout_starts=20", "agent.policy_updates=1"]
+    assert main(["run", algo, "--env", "Pendulum-v1", "--steps", "120", "--out", str(out), "eval_every=60",
+                 "eval_episodes=1", "target=-100000", *small]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("env steps ") == 2 and "reached after 60 real steps" in printed
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["env_steps"]) for r in rows] == [60, 120]
+    assert ("model_val_loss" in rows[0]) == (algo == "mbpo")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps_to_target"] == 60 and summary["best_eval_return"] == max(float(r["eval_return"]) for r in rows)
+    assert (out / "plots" / "learning_curve.png").is_file()
+    assert (out / "checkpoints" / "agent" / "state.json").is_file()
+
+
+def test_run_policy_learner_rejects_trials(tmp_path, capsys):
+    with pytest.raises(SystemExit, match="--trials is for pets"):
+        main(["run", "sac", "--trials", "3", "--out", str(tmp_path / "s")])
+
+
 def test_ablate_runs_the_grid_and_writes_the_table(tmp_path, capsys):
     out = tmp_path / "ablate"
     assert main(["ablate", "--env", "linear", "--models", "d,pe", "--propagation", "tsinf,expectation",

@@ -35,7 +35,14 @@ checkpoints/agent/, summary.json (final and best return, the oracle planner's re
 of it), plots/learning_curve.png and a GIF of the last trial in videos/.
 
 Settings are overrides, e.g. agent.planner.horizon=20 agent.planner.settings.population=200
-agent.model.ensemble_size=7 agent.planner.propagation=ts1 oracle_episodes=0."""
+agent.model.ensemble_size=7 agent.planner.propagation=ts1 oracle_episodes=0.
+
+sac, dyna, mbpo: learn a policy for --steps real steps (sac: model-free; dyna: K imagined updates
+per real step; mbpo: branched model rollouts and mixed real/imagined SAC updates). Every
+eval_every steps the deterministic policy is evaluated; one line per evaluation, and metrics.csv
+(env_steps, eval_return, train_return, episodes, wall_s, model_val_loss), TensorBoard events,
+checkpoints/agent/, summary.json and plots/learning_curve.png. Overrides e.g. eval_every=500
+target=-200 agent.policy_updates=10 agent.sac.batch_size=128."""
 
 ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--models) and propagation mode
 (--propagation) over several seeds. Writes metrics.csv (one row per variant, seed and trial),
@@ -66,11 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=_compare_models)
     run = commands.add_parser("run", help="learn to control an environment with an agent",
                               description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("algo", choices=("pets",), help="the agent to run")
-    run.add_argument("--env", help="environment (default cartpole-swingup)")
-    run.add_argument("--trials", type=int, help="trials (episodes) to run, random ones included (default 15)")
+    run.add_argument("algo", choices=("pets", "sac", "dyna", "mbpo"), help="the agent to run")
+    run.add_argument("--env", help="environment (default cartpole-swingup for pets, Pendulum-v1 otherwise)")
+    run.add_argument("--trials", type=int, help="pets: trials (episodes) to run, random ones included (default 15)")
+    run.add_argument("--steps", type=int, help="sac/dyna/mbpo: real environment steps (default 20000)")
     run.add_argument("--seed", type=int, help="seed (default 0)")
-    _add_run_options(run, "runs/pets")
+    _add_run_options(run, "runs/<algo>")
     run.set_defaults(handler=_run)
 
     ablate = commands.add_parser("ablate", help="PETS over model types x propagation modes x seeds",
@@ -163,11 +171,15 @@ def _compare_models(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.algo != "pets":
+        return _run_policy(args)
     from rich.console import Console
 
     from forethought.config import load_config
     from forethought.experiments.run_pets import RunPETSConfig, run_pets
 
+    if args.steps is not None:
+        raise SystemExit("forethought run pets: --steps is for sac/dyna/mbpo; PETS counts --trials")
     flags = {"env": args.env, "trials": args.trials, "seed": args.seed, "out": args.out}
     config = load_config(RunPETSConfig, args.config, _overrides(args, flags))
     console, start = Console(), time.perf_counter()
@@ -183,6 +195,34 @@ def _run(args: argparse.Namespace) -> int:
     console.print(f"best return {summary['best_return']:.2f}, final {summary['final_return']:.2f}"
                   + ("" if oracle is None else f", oracle planner {oracle:.2f}; 90 % of it reached after "
                      f"{summary['steps_to_90pct_oracle']} env steps"))
+    console.print(f"run directory: {config.out}")
+    return 0
+
+
+def _run_policy(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from forethought.config import load_config
+    from forethought.experiments.run_policy import RUN_CONFIGS, run_policy
+
+    if args.trials is not None:
+        raise SystemExit(f"forethought run {args.algo}: --trials is for pets; give --steps")
+    flags = {"env": args.env, "steps": args.steps, "seed": args.seed, "out": args.out}
+    config = load_config(RUN_CONFIGS[args.algo], args.config, _overrides(args, flags))
+    console = Console()
+
+    def line(row: dict) -> None:
+        loss = row.get("model_val_loss")
+        train = "n/a" if row["train_return"] is None else f"{row['train_return']:9.2f}"
+        console.print(f"env steps {row['env_steps']:7d}  eval return {row['eval_return']:9.2f}  last episode {train}  "
+                      + ("" if args.algo == "sac" else "model val loss " + ("n/a" if loss is None else f"{loss:.2e}") + "  ")
+                      + f"elapsed {row['wall_s']:7.1f} s")
+
+    summary = run_policy(args.algo, config, on_eval=line, overwrite=args.overwrite)
+    console.print(f"best eval return {summary['best_eval_return']:.2f}, final {summary['final_eval_return']:.2f}, "
+                  f"{summary['s_per_1000_steps']:.1f} s per 1000 real steps"
+                  + ("" if summary["target"] is None else f"; target {summary['target']:g} reached after "
+                     f"{summary['steps_to_target']} real steps"))
     console.print(f"run directory: {config.out}")
     return 0
 

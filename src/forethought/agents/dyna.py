@@ -63,7 +63,8 @@ class DynaConfig:
 class Dyna:
     """Dyna-SAC in ``env`` (rewards and terminations from :func:`env_task_functions` unless
     ``task`` is given). ``sac`` is the learner, ``model`` the dynamics model, ``model_fits`` the
-    real-step counts at which the model was refitted."""
+    real-step counts at which the model was refitted, ``model_val_loss`` its validation loss at the
+    latest fit."""
 
     def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None) -> None:
         self.config = config or DynaConfig()
@@ -72,11 +73,16 @@ class Dyna:
         self.model = build_model(self.config.model, self.config.train, self.sac.obs_dim, self.sac.act_dim)
         self.generator = torch.Generator().manual_seed(self.config.seed + MODEL_SEED_OFFSET)
         self.model_fits: list[int] = []
+        self.model_val_loss: float | None = None
         self.imagined_updates_done = 0
 
     @property
     def history(self) -> list[EpisodeRecord]:
         return self.sac.history
+
+    @property
+    def env_steps(self) -> int:
+        return self.sac.env_steps
 
     def act(self, obs, deterministic: bool = False):
         return self.sac.act(obs, deterministic)
@@ -90,7 +96,7 @@ class Dyna:
         c = self.config
         stored = len(sac.buffer)
         if stored >= c.model_warmup and (not self.model_fits or sac.env_steps - self.model_fits[-1] >= c.model_every):
-            self.model.fit(sac.buffer, generator=self.generator)
+            self.model_val_loss = self.model.fit(sac.buffer, generator=self.generator).best_val_loss
             self.model_fits.append(sac.env_steps)
         if not self.model_fits or c.imagined_updates == 0 or sac.env_steps < sac.config.learning_starts:
             return
@@ -112,7 +118,7 @@ class Dyna:
         self.sac.save(path / "sac")
         if self.model_fits:
             self.model.save(path / "model")
-        state = {"config": asdict(self.config), "model_fits": self.model_fits,
+        state = {"config": asdict(self.config), "model_fits": self.model_fits, "model_val_loss": self.model_val_loss,
                  "imagined_updates_done": self.imagined_updates_done, "generator": self.generator.get_state().tolist()}
         atomic_write_text(path / "state.json", json.dumps(state))
 
@@ -128,5 +134,6 @@ class Dyna:
         if state["model_fits"]:
             agent.model = DynamicsModel.load(path / "model")
         agent.model_fits, agent.imagined_updates_done = state["model_fits"], state["imagined_updates_done"]
+        agent.model_val_loss = state["model_val_loss"]
         agent.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         return agent

@@ -96,6 +96,10 @@ class MBPO:
     def history(self) -> list[EpisodeRecord]:
         return self.sac.history
 
+    @property
+    def env_steps(self) -> int:
+        return self.sac.env_steps
+
     def act(self, obs, deterministic: bool = False):
         return self.sac.act(obs, deterministic)
 
