@@ -80,3 +80,18 @@ def test_register_custom_task_functions():
     assert replaced.termination(obs, obs, obs).tolist() == [True, False]
     with pytest.raises(TypeError):
         register_task_functions("test-envs/bad-v0", "not callable")
+
+
+def test_state_cost_lowers_the_reward_by_the_weighted_squares():
+    from forethought.envs import TaskFunctions, with_state_cost
+
+    base = TaskFunctions(reward=lambda o, a, n: torch.ones(len(o)), termination=lambda o, a, n: n[:, 1].abs() > 0.2)
+    task = with_state_cost(base, {0: 0.1, 2: 2.0})
+    next_obs = torch.tensor([[0.5, 0.3, 1.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(task.reward(next_obs, torch.zeros(2, 1), next_obs), torch.tensor([1 - 0.025 - 2.0, 1.0]))
+    assert task.termination(next_obs, None, next_obs).tolist() == [True, False]
+    assert with_state_cost(base, {}) is base
+    with pytest.raises(ValueError, match="observation indices"):
+        with_state_cost(base, {0: -1.0})
+    with pytest.raises(ValueError, match="observations have 3 entries"):
+        with_state_cost(base, {5: 1.0}).reward(next_obs, None, next_obs)

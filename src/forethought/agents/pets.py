@@ -26,7 +26,7 @@ from forethought.agents.mpc import MPCAgent, PlannerConfig
 from forethought.data.buffer import ReplayBuffer
 from forethought.data.collect import flat_dim
 from forethought.envs.analytic import analytic_step, env_task_functions
-from forethought.envs.task_functions import TaskFunctions
+from forethought.envs.task_functions import TaskFunctions, with_state_cost
 from forethought.config import build
 from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
@@ -44,6 +44,10 @@ class PETSConfig:
 
     With ``oracle`` the agent plans in the environment's exact dynamics instead of a learned model
     (the ceiling planners are measured against; our own environments only).
+
+    ``state_cost`` (observation index -> weight) subtracts ``weight * next_obs[index]^2`` from the
+    reward the planner maximises (see :func:`~forethought.envs.with_state_cost`); the returns
+    reported are always the environment's own.
     """
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
@@ -53,6 +57,7 @@ class PETSConfig:
         settings={"population": 250, "elites": 25, "iterations": 4}))
     random_trials: int = 1
     oracle: bool = False
+    state_cost: dict = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -81,7 +86,7 @@ class PETS:
 
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None) -> None:
         self.env, self.config = env, config or PETSConfig()
-        self.task = task or env_task_functions(env)
+        self.task = with_state_cost(task or env_task_functions(env), self.config.state_cost)
         self.obs_dim, self.act_dim = flat_dim(env.observation_space), flat_dim(env.action_space)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim)
         self.generator = torch.Generator().manual_seed(self.config.seed)

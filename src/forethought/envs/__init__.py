@@ -6,7 +6,7 @@ from forethought.envs.cartpole_swingup import CartPoleParams, CartPoleSwingUpEnv
 from forethought.envs.linear import LinearSystemEnv
 from forethought.envs.make import OWN_ENVS, make, register_with_gymnasium
 from forethought.envs.pendulum_swingup import PendulumParams, PendulumSwingUpEnv, pendulum_step
-from forethought.envs.task_functions import TaskFunctions, register_task_functions, task_functions
+from forethought.envs.task_functions import TaskFunctions, register_task_functions, task_functions, with_state_cost
 
 register_with_gymnasium()
 
@@ -26,4 +26,5 @@ __all__ = [
     "pendulum_step",
     "register_task_functions",
     "task_functions",
+    "with_state_cost",
 ]

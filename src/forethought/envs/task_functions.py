@@ -121,3 +121,27 @@ register_task_functions("Pendulum-v1", pendulum_reward)
 register_task_functions("InvertedPendulum-v5", inverted_pendulum_reward, inverted_pendulum_termination)
 register_task_functions("HalfCheetah-v5", half_cheetah_reward)
 register_task_functions("Reacher-v5", reacher_reward)
+
+
+def with_state_cost(task: TaskFunctions, weights: dict[int, float]) -> TaskFunctions:
+    """``task`` with its reward lowered by ``sum_i weights[i] * next_obs[:, i]^2``: a planning cost
+    for entries of the observation the task's reward ignores (e.g. keeping InvertedPendulum's cart
+    away from the ends of its rail, which a flat alive-bonus gives a short-horizon planner no
+    reason to do). The termination is unchanged."""
+    if not weights:
+        return task
+    for index, weight in weights.items():
+        if not isinstance(index, int) or index < 0 or not (float(weight) >= 0.0 and float(weight) < float("inf")):
+            raise ValueError(f"state cost weights must map observation indices (ints >= 0) to finite weights >= 0, "
+                             f"got {index!r}: {weight!r}")
+    indices = torch.tensor(sorted(weights))
+    scale = torch.tensor([float(weights[i]) for i in sorted(weights)])
+
+    def reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        if int(indices.max()) >= next_obs.shape[-1]:
+            raise ValueError(f"state cost names observation index {int(indices.max())}, but observations have "
+                             f"{next_obs.shape[-1]} entries")
+        cost = (next_obs.index_select(-1, indices) ** 2 * scale.to(next_obs)).sum(-1)
+        return task.reward(obs, action, next_obs) - cost
+
+    return TaskFunctions(reward, task.termination)
