@@ -53,8 +53,8 @@ class PETSConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5))
     planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(
-        optimizer="cem", horizon=15, particles=10, propagation="tsinf",
-        settings={"population": 250, "elites": 25, "iterations": 4}))
+        optimizer="icem", horizon=15, particles=5, propagation="tsinf",
+        settings={"population": 100, "elites": 10, "iterations": 3}))
     random_trials: int = 1
     oracle: bool = False
     state_cost: dict = field(default_factory=dict)
