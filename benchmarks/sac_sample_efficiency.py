@@ -74,10 +74,11 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10, help="PETS trial budget")
     parser.add_argument("--sac-steps", type=int, default=20_000, help="SAC environment-step budget")
     parser.add_argument("--skip-pets", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when runs share the cores)")
     parser.add_argument("--skip-sac", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="PETSConfig overrides")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     config = load_config(PETSConfig, None, args.overrides)
     seeds = [int(s) for s in args.seeds.split(",")]
     steps: dict[str, list[int]] = {"PETS": [], "SAC": []}
