@@ -43,7 +43,8 @@ class PETSConfig:
     7 trials, planning in about 0.3 s per step on 2 cores.
 
     With ``oracle`` the agent plans in the environment's exact dynamics instead of a learned model
-    (the ceiling planners are measured against; our own environments only).
+    (the ceiling planners are measured against; our own environments and Gymnasium MuJoCo tasks
+    whose observation is their state, see :func:`~forethought.envs.analytic_step`).
 
     ``state_cost`` (observation index -> weight) subtracts ``weight * next_obs[index]^2`` from the
     reward the planner maximises (see :func:`~forethought.envs.with_state_cost`); the returns
@@ -99,8 +100,9 @@ class PETS:
             return build_model(self.config.model, self.config.train, self.obs_dim, self.act_dim)
         step = analytic_step(self.env)
         if step is None:
-            raise ValueError(f"oracle mode needs the exact dynamics of the environment, which only our own "
-                             f"environments provide; {type(self.env.unwrapped).__name__} has none")
+            raise ValueError(f"oracle mode needs the exact dynamics of the environment (our own environments and "
+                             f"MuJoCo tasks whose observation is their state); {type(self.env.unwrapped).__name__} "
+                             f"has none")
         return KnownDynamics(step, self.obs_dim, self.act_dim)
 
     @property

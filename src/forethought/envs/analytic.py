@@ -14,6 +14,7 @@ import torch
 
 from forethought.envs.cartpole_swingup import CartPoleSwingUpEnv, cartpole_step, cartpole_swingup_reward
 from forethought.envs.linear import LinearSystemEnv, quadratic_regulation_reward
+from forethought.envs.mujoco_step import mujoco_step
 from forethought.envs.pendulum_swingup import PendulumSwingUpEnv, pendulum_reward, pendulum_step
 from forethought.envs.task_functions import TaskFunctions, never_terminates, task_functions
 
@@ -43,7 +44,9 @@ def env_task_functions(env: gym.Env, name: str | None = None) -> TaskFunctions:
 
 
 def analytic_step(env: gym.Env) -> StepFunction | None:
-    """The noise-free batched dynamics of one of our environments (``None`` for any other env)."""
+    """The noise-free batched dynamics of ``env``: exact functions for our environments, MuJoCo
+    itself for Gymnasium MuJoCo tasks whose observation is their state (see
+    :func:`~forethought.envs.mujoco_step.mujoco_step`; stepped in a fresh copy), else ``None``."""
     inner = env.unwrapped
     if isinstance(inner, CartPoleSwingUpEnv):
         params, dt, substeps = inner.params, inner.dt, inner.substeps
@@ -54,4 +57,6 @@ def analytic_step(env: gym.Env) -> StepFunction | None:
     if isinstance(inner, LinearSystemEnv):
         A, B, c = (torch.as_tensor(m, dtype=torch.float64) for m in (inner.A, inner.B, inner.c))
         return lambda obs, action: (obs.double() @ A.T + action.double() @ B.T + c).to(obs.dtype)
+    if env.spec is not None and hasattr(inner, "frame_skip") and hasattr(inner, "model"):
+        return mujoco_step(gym.make(env.spec))
     return None

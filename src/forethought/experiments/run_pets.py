@@ -31,7 +31,8 @@ class RunPETSConfig:
     """A PETS run: environment, number of trials, agent settings, and the oracle reference.
 
     ``oracle_episodes`` episodes are planned with the environment's exact dynamics and the same
-    planner to give the reference return (our own environments only; 0 skips it).
+    planner to give the reference return (where :func:`~forethought.envs.analytic_step` has the
+    dynamics; 0 skips it).
     """
 
     env: str = "cartpole-swingup"
