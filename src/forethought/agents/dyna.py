@@ -16,24 +16,19 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import torch
 
-from forethought.agents.imagination import imagine
-from forethought.agents.sac import SAC, EpisodeRecord, SACConfig
+from forethought.agents.imagination import ModelBasedSAC, imagine
+from forethought.agents.sac import SAC, SACConfig
 from forethought.config import build
-from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
-from forethought.models.config import ModelConfig, TrainConfig, build_model
+from forethought.models.config import ModelConfig, TrainConfig
 from forethought.serialization import atomic_write_text
-
-# The model's generator is seeded apart from SAC's so the two random streams never coincide.
-MODEL_SEED_OFFSET = 1_000_003
 
 
 @dataclass
@@ -60,43 +55,23 @@ class DynaConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
-class Dyna:
+class Dyna(ModelBasedSAC):
     """Dyna-SAC in ``env`` (rewards and terminations from :func:`env_task_functions` unless
     ``task`` is given). ``sac`` is the learner, ``model`` the dynamics model, ``model_fits`` the
     real-step counts at which the model was refitted, ``model_val_loss`` its validation loss at the
     latest fit."""
 
     def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None) -> None:
-        self.config = config or DynaConfig()
-        self.sac = SAC(env, replace(self.config.sac, seed=self.config.seed))
-        self.task = task or env_task_functions(env)
-        self.model = build_model(self.config.model, self.config.train, self.sac.obs_dim, self.sac.act_dim)
-        self.generator = torch.Generator().manual_seed(self.config.seed + MODEL_SEED_OFFSET)
+        super().__init__(env, config or DynaConfig(), task)
         self.model_fits: list[int] = []
-        self.model_val_loss: float | None = None
         self.imagined_updates_done = 0
 
-    @property
-    def history(self) -> list[EpisodeRecord]:
-        return self.sac.history
-
-    @property
-    def env_steps(self) -> int:
-        return self.sac.env_steps
-
-    def act(self, obs, deterministic: bool = False):
-        return self.sac.act(obs, deterministic)
-
-    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
-        """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
-        return self.sac.learn(steps, callback, before_update=self._model_work)
-
-    def _model_work(self, sac: SAC) -> None:
+    def _after_real_step(self, sac: SAC) -> None:
         """After each stored real step: refit on the schedule, then the imagined updates."""
         c = self.config
         stored = len(sac.buffer)
         if stored >= c.model_warmup and (not self.model_fits or sac.env_steps - self.model_fits[-1] >= c.model_every):
-            self.model_val_loss = self.model.fit(sac.buffer, generator=self.generator).best_val_loss
+            self._fit_model()
             self.model_fits.append(sac.env_steps)
         if not self.model_fits or c.imagined_updates == 0 or sac.env_steps < sac.config.learning_starts:
             return
@@ -106,11 +81,6 @@ class Dyna:
             batch = imagine(self.model, self.task, self._policy, start_obs, c.rollout_length, self.generator)
             sac.update(batch)
             self.imagined_updates_done += 1
-
-    def _policy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The current stochastic policy, sampling from the model work's generator."""
-        action, _ = self.sac.actor(obs, self.generator)
-        return self.sac.to_env_action(action)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` once fitted, and ``state.json``."""

@@ -1,15 +1,22 @@
-"""Experience imagined in a learned model: branched rollouts under a policy, and batches that mix
-real and imagined transitions (shared by Dyna and MBPO)."""
+"""Experience imagined in a learned model: branched rollouts under a policy, batches that mix real
+and imagined transitions, and the SAC-plus-model pairing Dyna and MBPO share."""
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import replace
+from typing import Any, Callable
 
+import gymnasium as gym
 import torch
 
+from forethought.agents.sac import SAC, EpisodeRecord
 from forethought.data.buffer import FIELDS, ReplayBuffer, TransitionBatch
+from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
+from forethought.models.config import build_model
+
+MODEL_SEED_OFFSET = 1_000_003  # the model work's generator is seeded apart from SAC's
 
 
 def imagine(model: DynamicsModel, task: TaskFunctions, policy: Callable[[torch.Tensor], torch.Tensor],
@@ -46,3 +53,52 @@ def mixed_batch(real: ReplayBuffer, imagined: ReplayBuffer, size: int, real_frac
     if real_rows < size:
         parts.append(imagined.sample(size - real_rows, generator))
     return concatenate(*parts)
+
+
+class ModelBasedSAC:
+    """A SAC learner in ``env`` paired with a dynamics model, for agents that train the policy on
+    imagined experience. ``config`` needs ``sac``, ``model``, ``train`` and ``seed`` (which
+    overrides ``sac.seed``); rewards and terminations come from :func:`env_task_functions` unless
+    ``task`` is given. Subclasses do their model work in :meth:`_after_real_step`, called after
+    every stored real step, before SAC's own updates; it draws from ``self.generator`` only, so
+    the learner's random stream is the model-free one."""
+
+    def __init__(self, env: gym.Env, config: Any, task: TaskFunctions | None = None,
+                 sac_updates_per_step: int | None = None) -> None:
+        self.config = config
+        sac_config = replace(config.sac, seed=config.seed)
+        if sac_updates_per_step is not None:
+            sac_config = replace(sac_config, updates_per_step=sac_updates_per_step)
+        self.sac = SAC(env, sac_config)
+        self.task = task or env_task_functions(env)
+        self.model = build_model(config.model, config.train, self.sac.obs_dim, self.sac.act_dim)
+        self.generator = torch.Generator().manual_seed(config.seed + MODEL_SEED_OFFSET)
+        self.model_val_loss: float | None = None
+
+    @property
+    def history(self) -> list[EpisodeRecord]:
+        return self.sac.history
+
+    @property
+    def env_steps(self) -> int:
+        return self.sac.env_steps
+
+    def act(self, obs: Any, deterministic: bool = False) -> Any:
+        return self.sac.act(obs, deterministic)
+
+    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
+        """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
+        return self.sac.learn(steps, callback, before_update=self._after_real_step)
+
+    def _after_real_step(self, sac: SAC) -> None:
+        raise NotImplementedError
+
+    def _fit_model(self) -> None:
+        """Fit the model on every real transition so far."""
+        self.model_val_loss = self.model.fit(self.sac.buffer, generator=self.generator).best_val_loss
+
+    def _policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """The current stochastic policy ``[B, o] -> [B, a]`` (env units), sampling from the model
+        work's generator."""
+        action, _ = self.sac.actor(obs, self.generator)
+        return self.sac.to_env_action(action)

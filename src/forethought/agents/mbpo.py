@@ -15,24 +15,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import torch
 
-from forethought.agents.imagination import imagine, mixed_batch
-from forethought.agents.sac import SAC, EpisodeRecord, SACConfig
+from forethought.agents.imagination import ModelBasedSAC, imagine, mixed_batch
+from forethought.agents.sac import SAC, SACConfig
 from forethought.config import build
 from forethought.data.buffer import ReplayBuffer
-from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
-from forethought.models.config import ModelConfig, TrainConfig, build_model
+from forethought.models.config import ModelConfig, TrainConfig
 from forethought.serialization import atomic_write_text
-
-MODEL_SEED_OFFSET = 1_000_003  # the model work's generator is seeded apart from SAC's
 
 
 @dataclass
@@ -76,36 +72,16 @@ class MBPOConfig:
         return int(self.min_rollout_length + progress * (self.max_rollout_length - self.min_rollout_length))
 
 
-class MBPO:
+class MBPO(ModelBasedSAC):
     """MBPO with SAC in ``env`` (rewards and terminations from :func:`env_task_functions` unless
     ``task`` is given). ``model_buffer`` holds the imagined transitions; ``log`` one row per
     rollout round (real steps, h, rows added, rows dropped as non-finite, model validation loss)."""
 
     def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None) -> None:
-        self.config = config or MBPOConfig()
-        self.sac = SAC(env, replace(self.config.sac, seed=self.config.seed, updates_per_step=0))
-        self.task = task or env_task_functions(env)
-        self.model = build_model(self.config.model, self.config.train, self.sac.obs_dim, self.sac.act_dim)
-        self.generator = torch.Generator().manual_seed(self.config.seed + MODEL_SEED_OFFSET)
+        super().__init__(env, config or MBPOConfig(), task, sac_updates_per_step=0)
         self.model_buffer = self._model_buffer(self.config.min_rollout_length)
         self.model_fitted_at: int | None = None
-        self.model_val_loss: float | None = None
         self.log: list[dict] = []
-
-    @property
-    def history(self) -> list[EpisodeRecord]:
-        return self.sac.history
-
-    @property
-    def env_steps(self) -> int:
-        return self.sac.env_steps
-
-    def act(self, obs, deterministic: bool = False):
-        return self.sac.act(obs, deterministic)
-
-    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
-        """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
-        return self.sac.learn(steps, callback, before_update=self._after_real_step)
 
     def _model_buffer(self, length: int, keep: ReplayBuffer | None = None) -> ReplayBuffer:
         """A model buffer for ``model_retain`` rounds of rollouts of ``length`` steps, holding the
@@ -121,8 +97,8 @@ class MBPO:
         if steps < sac.config.learning_starts:
             return
         if self.model_fitted_at is None or steps - self.model_fitted_at >= c.model_every:
-            report = self.model.fit(sac.buffer, generator=self.generator)
-            self.model_fitted_at, self.model_val_loss = steps, report.best_val_loss
+            self._fit_model()
+            self.model_fitted_at = steps
         if (steps - sac.config.learning_starts) % c.rollout_every == 0:
             self._rollouts(steps)
         for _ in range(c.policy_updates):
@@ -142,11 +118,6 @@ class MBPO:
                                     kept.terminated.numpy(), kept.truncated.numpy())
         self.log.append({"env_steps": steps, "rollout_length": length, "rows": len(kept),
                          "non_finite_rows": int((~finite).sum()), "model_val_loss": self.model_val_loss})
-
-    def _policy(self, obs: torch.Tensor) -> torch.Tensor:
-        """The current stochastic policy, sampling from the model work's generator."""
-        action, _ = self.sac.actor(obs, self.generator)
-        return self.sac.to_env_action(action)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` once fitted, ``model_buffer.npz`` and

@@ -19,7 +19,7 @@ from forethought.evaluation import (calibration, one_step_error, plot_compoundin
                                     plot_predicted_trajectories, rollout_error)
 from forethought.experiments.run_dir import RunDir
 from forethought.models import ConstantDelta, DynamicsModel
-from forethought.models.config import MODEL_KINDS, ModelConfig, TrainConfig, build_model
+from forethought.models.config import ModelConfig, TrainConfig, build_model
 
 @dataclass
 class FitModelConfig:

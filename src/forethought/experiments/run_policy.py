@@ -17,7 +17,6 @@ from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from forethought import envs
 from forethought.agents.dyna import Dyna, DynaConfig

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from forethought.data.normalizer import Normalizer
-from forethought.models.base import DynamicsModel, FitReport, Prediction, as_tensor
+from forethought.models.base import DynamicsModel, FitReport, Prediction
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.training import TrainingOptions, train_ensemble
 
