@@ -55,6 +55,7 @@ def main() -> None:
         plan_ms = np.mean([r.plan_ms_per_step for r in history if r.plan_ms_per_step is not None])
         print(f"seed {seed}: returns {np.round(returns, 1).tolist()}; "
               + (f"target reached at trial {hit.trial} after {hit.env_steps} env steps" if hit else "target not reached")
+              + f"; mean of the last 5 trials {np.mean(returns[-5:]):.1f}"
               + f"; plan {plan_ms:.0f} ms/step; {time.perf_counter() - start:.0f} s", flush=True)
     print(f"{sum(reached)} of {len(reached)} seeds reached the target within {args.trials} trials")
 
