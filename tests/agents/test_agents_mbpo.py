@@ -43,8 +43,8 @@ def test_rollouts_fill_the_model_buffer_and_drop_non_finite_rows():
     agent = MBPO(gym.make("Pendulum-v1"), MBPOConfig(sac=SACConfig(hidden_size=16), rollout_starts=50,
                                                      min_rollout_length=3, max_rollout_length=3, **SMALL_MODEL))
     agent.sac.learn(20)
-    # a model that diverges wherever cos(theta) > 0
-    agent.model = KnownDynamics(lambda o, a: torch.where(o[:, :1] > 0, torch.inf, o), 3, 1)
+    # a model that diverges wherever the policy pushes with a positive torque
+    agent.model = KnownDynamics(lambda o, a: torch.where(a[:, :1] > 0, torch.inf, o), 3, 1)
     agent._rollouts(agent.sac.env_steps)
     entry = agent.log[-1]
     assert entry["rollout_length"] == 3 and entry["non_finite_rows"] > 0

@@ -46,6 +46,12 @@ def run_episode(env: gym.Env, policy: Policy, seed: int | None = None, buffer: R
     return episode
 
 
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of episode ``episode`` of a run seeded ``seed``: distinct runs draw unrelated
+    start states (``seed + episode`` would give run 1 the starts of run 0 shifted by one)."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
 def random_policy(action_space: gym.Space) -> Policy:
     """Uniform random actions from ``action_space`` (seed the space for reproducibility)."""
     return lambda obs: action_space.sample()

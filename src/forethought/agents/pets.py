@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from forethought.agents.episode import Episode, random_policy, run_episode
+from forethought.agents.episode import Episode, episode_seed, random_policy, run_episode
 from forethought.agents.mpc import MPCAgent, PlannerConfig
 from forethought.data.buffer import ReplayBuffer
 from forethought.data.collect import flat_dim
@@ -125,7 +125,7 @@ class PETS:
         otherwise fit the model on all data and act with MPC."""
         start = time.perf_counter()
         index, val_loss = self.trials_done, None
-        seed = self.config.seed + index
+        seed = episode_seed(self.config.seed, index)
         if index < self.config.random_trials and not self.config.oracle:
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forethought.agents.episode import episode_seed
 from forethought.config import build
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.collect import flat_dim
@@ -240,7 +241,7 @@ class SAC:
         start = time.perf_counter()
         for _ in range(steps):
             if self._obs is None:
-                self._obs, _ = self.env.reset(seed=c.seed + len(self.history))
+                self._obs, _ = self.env.reset(seed=episode_seed(c.seed, len(self.history)))
                 self._episode_return, self._episode_steps = 0.0, 0
             if self.env_steps < c.learning_starts:
                 unit = torch.rand(self.act_dim, generator=self.generator) * 2 - 1
