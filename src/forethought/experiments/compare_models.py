@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from forethought.evaluation import plot_compounding_error
-from forethought.experiments.fit_model import MODEL_KINDS, FitModelConfig, build_model, evaluate, load_data
+from forethought.experiments.fit_model import FitModelConfig, build_model, evaluate, load_data
 from forethought.experiments.run_dir import RunDir
 from forethought.models import ConstantDelta, DynamicsModel
+from forethought.models.config import MODEL_KINDS
 from forethought.serialization import atomic_write_text
 
 BASELINE = "constant"
