@@ -13,22 +13,16 @@ work draws from its own generator, so the real learner's random stream is untouc
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import gymnasium as gym
-import torch
 
 from forethought.agents.imagination import ModelBasedSAC, imagine
 from forethought.agents.sac import SAC, SACConfig
-from forethought.config import build
 from forethought.envs.task_functions import TaskFunctions
-from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig
-from forethought.serialization import atomic_write_text
 
 
 @dataclass
@@ -84,26 +78,12 @@ class Dyna(ModelBasedSAC):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` once fitted, and ``state.json``."""
-        path = Path(path)
-        self.sac.save(path / "sac")
-        if self.model_fits:
-            self.model.save(path / "model")
-        state = {"config": asdict(self.config), "model_fits": self.model_fits, "model_val_loss": self.model_val_loss,
-                 "imagined_updates_done": self.imagined_updates_done, "generator": self.generator.get_state().tolist()}
-        atomic_write_text(path / "state.json", json.dumps(state))
+        self._save(path, bool(self.model_fits), {"model_fits": self.model_fits,
+                                                 "imagined_updates_done": self.imagined_updates_done})
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "Dyna":
         """Rebuild an agent saved with :meth:`save` around ``env``."""
-        path = Path(path)
-        if not (path / "state.json").exists():
-            raise FileNotFoundError(f"{path} holds no saved Dyna agent (state.json missing)")
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        agent = cls(env, build(DynaConfig, state["config"]), task)
-        agent.sac = SAC.load(path / "sac", env)
-        if state["model_fits"]:
-            agent.model = DynamicsModel.load(path / "model")
+        agent, state = cls._load(path, env, task, DynaConfig)
         agent.model_fits, agent.imagined_updates_done = state["model_fits"], state["imagined_updates_done"]
-        agent.model_val_loss = state["model_val_loss"]
-        agent.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         return agent

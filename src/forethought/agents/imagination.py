@@ -3,18 +3,23 @@ and imagined transitions, and the SAC-plus-model pairing Dyna and MBPO share."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, Callable
 
 import gymnasium as gym
 import torch
 
 from forethought.agents.sac import SAC, EpisodeRecord
+from forethought.config import build
 from forethought.data.buffer import FIELDS, ReplayBuffer, TransitionBatch
 from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
 from forethought.models.config import build_model
+from forethought.serialization import atomic_write_text
 
 MODEL_SEED_OFFSET = 1_000_003  # the model work's generator is seeded apart from SAC's
 
@@ -102,3 +107,31 @@ class ModelBasedSAC:
         work's generator."""
         action, _ = self.sac.actor(obs, self.generator)
         return self.sac.to_env_action(action)
+
+    def _save(self, path: str | os.PathLike, model_fitted: bool, state: dict[str, Any]) -> Path:
+        """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` when fitted, and ``state.json`` holding
+        the config, the model's loss, the generator and ``state``; returns the folder."""
+        path = Path(path)
+        self.sac.save(path / "sac")
+        if model_fitted:
+            self.model.save(path / "model")
+        state = {"config": asdict(self.config), "model_fitted": model_fitted, "model_val_loss": self.model_val_loss,
+                 "generator": self.generator.get_state().tolist(), **state}
+        atomic_write_text(path / "state.json", json.dumps(state))
+        return path
+
+    @classmethod
+    def _load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None, config_type: type
+              ) -> tuple[Any, dict[str, Any]]:
+        """The agent :meth:`_save` wrote, around ``env``, and its saved ``state``."""
+        path = Path(path)
+        if not (path / "state.json").exists():
+            raise FileNotFoundError(f"{path} holds no saved {cls.__name__} agent (state.json missing)")
+        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        agent = cls(env, build(config_type, state["config"]), task)
+        agent.sac = SAC.load(path / "sac", env)
+        if state["model_fitted"]:
+            agent.model = DynamicsModel.load(path / "model")
+        agent.model_val_loss = state["model_val_loss"]
+        agent.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        return agent, state

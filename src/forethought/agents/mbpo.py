@@ -13,9 +13,8 @@ batches that are ``real_fraction`` real and the rest imagined. h grows linearly 
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
@@ -23,12 +22,9 @@ import torch
 
 from forethought.agents.imagination import ModelBasedSAC, imagine, mixed_batch
 from forethought.agents.sac import SAC, SACConfig
-from forethought.config import build
 from forethought.data.buffer import ReplayBuffer
 from forethought.envs.task_functions import TaskFunctions
-from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig
-from forethought.serialization import atomic_write_text
 
 
 @dataclass
@@ -122,31 +118,16 @@ class MBPO(ModelBasedSAC):
     def save(self, path: str | os.PathLike) -> None:
         """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` once fitted, ``model_buffer.npz`` and
         ``state.json``."""
-        path = Path(path)
-        self.sac.save(path / "sac")
-        if self.model_fitted_at is not None:
-            self.model.save(path / "model")
+        path = self._save(path, self.model_fitted_at is not None,
+                           {"model_fitted_at": self.model_fitted_at, "log": self.log})
         self.model_buffer.save(path / "model_buffer.npz")
-        state = {"config": asdict(self.config), "model_fitted_at": self.model_fitted_at,
-                 "model_val_loss": self.model_val_loss, "log": self.log,
-                 "generator": self.generator.get_state().tolist()}
-        atomic_write_text(path / "state.json", json.dumps(state))
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "MBPO":
         """Rebuild an agent saved with :meth:`save` around ``env``."""
-        path = Path(path)
-        if not (path / "state.json").exists():
-            raise FileNotFoundError(f"{path} holds no saved MBPO agent (state.json missing)")
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        agent = cls(env, build(MBPOConfig, state["config"]), task)
-        agent.sac = SAC.load(path / "sac", env)
-        if state["model_fitted_at"] is not None:
-            agent.model = DynamicsModel.load(path / "model")
-        saved = ReplayBuffer.load(path / "model_buffer.npz")
+        agent, state = cls._load(path, env, task, MBPOConfig)
+        saved = ReplayBuffer.load(Path(path) / "model_buffer.npz")
         length = state["log"][-1]["rollout_length"] if state["log"] else agent.config.min_rollout_length
         agent.model_buffer = agent._model_buffer(length, keep=saved)
-        agent.model_fitted_at, agent.model_val_loss = state["model_fitted_at"], state["model_val_loss"]
-        agent.log = state["log"]
-        agent.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        agent.model_fitted_at, agent.log = state["model_fitted_at"], state["log"]
         return agent
