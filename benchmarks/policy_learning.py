@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -25,19 +24,7 @@ from forethought.agents import SAC, SACConfig
 from forethought.agents.dyna import Dyna, DynaConfig
 from forethought.agents.mbpo import MBPO, MBPOConfig
 from forethought.config import load_config
-
-
-def evaluate(act: Callable[[np.ndarray], np.ndarray], env_id: str, episodes: int, seed: int) -> float:
-    """Mean return of ``episodes`` episodes of the deterministic policy ``act``."""
-    env, returns = gym.make(env_id), []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=10_000 + seed * 100 + episode)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
+from forethought.experiments.run_policy import evaluate_policy
 
 
 class Ours:
@@ -75,12 +62,12 @@ class StableBaselinesSAC:
 def run(algo: str, args: argparse.Namespace, seed: int) -> tuple[int | None, list[float], float]:
     """``(steps at the first evaluation reaching the target or None, evaluation returns, wall s of learning)``."""
     learner = StableBaselinesSAC(args.env, seed) if algo == "sb3-sac" else Ours(algo, args.env, seed, args.overrides.get(algo, []))
-    returns, learning_s, reached = [], 0.0, None
+    returns, learning_s, reached, eval_env = [], 0.0, None, gym.make(args.env)
     for steps in range(args.eval_every, args.steps + 1, args.eval_every):
         start = time.perf_counter()
         learner.learn(args.eval_every)
         learning_s += time.perf_counter() - start
-        returns.append(evaluate(learner.act, args.env, args.eval_episodes, seed))
+        returns.append(float(np.mean(evaluate_policy(learner.act, eval_env, args.eval_episodes, 10_000 + 100 * seed))))
         if returns[-1] >= args.target and reached is None:
             reached = steps
             if not args.full:
