@@ -61,6 +61,10 @@ class MBPOConfig:
         if not 0.0 <= self.real_fraction <= 1.0:
             raise ValueError(f"real_fraction must be in [0, 1], got {self.real_fraction}")
 
+    def model_buffer_capacity(self, rollout_length: int) -> int:
+        """Imagined transitions kept: ``model_retain`` rounds of ``rollout_starts`` rollouts."""
+        return self.model_retain * self.rollout_starts * rollout_length
+
     def rollout_length(self, env_steps: int) -> int:
         """h after ``env_steps`` real steps: linear from the min to the max over the schedule."""
         first, last = self.rollout_schedule
@@ -82,8 +86,7 @@ class MBPO(ModelBasedSAC):
     def _model_buffer(self, length: int, keep: ReplayBuffer | None = None) -> ReplayBuffer:
         """A model buffer for ``model_retain`` rounds of rollouts of ``length`` steps, holding the
         newest rows of ``keep``."""
-        c = self.config
-        buffer = ReplayBuffer(self.sac.obs_dim, self.sac.act_dim, capacity=c.model_retain * c.rollout_starts * length)
+        buffer = ReplayBuffer(self.sac.obs_dim, self.sac.act_dim, capacity=self.config.model_buffer_capacity(length))
         if keep is not None and len(keep):
             buffer.add_batch(**keep.arrays())
         return buffer
@@ -104,7 +107,7 @@ class MBPO(ModelBasedSAC):
     def _rollouts(self, steps: int) -> None:
         """One round of branched rollouts from real states into the model buffer."""
         length = self.config.rollout_length(steps)
-        if self.model_buffer.capacity != self.config.model_retain * self.config.rollout_starts * length:
+        if self.model_buffer.capacity != self.config.model_buffer_capacity(length):
             self.model_buffer = self._model_buffer(length, keep=self.model_buffer)
         start_obs = self.sac.buffer.sample(self.config.rollout_starts, self.generator).obs
         batch = imagine(self.model, self.task, self._policy, start_obs, length, self.generator)

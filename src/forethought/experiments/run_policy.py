@@ -20,6 +20,7 @@ import numpy as np
 
 from forethought import envs
 from forethought.agents.dyna import Dyna, DynaConfig
+from forethought.agents.episode import run_episode
 from forethought.agents.mbpo import MBPO, MBPOConfig
 from forethought.agents.sac import SAC, SACConfig
 from forethought.experiments.media import plot_learning_curve
@@ -70,15 +71,7 @@ AGENTS = {"sac": SAC, "dyna": Dyna, "mbpo": MBPO}
 
 def evaluate_policy(act: Callable[[np.ndarray], Any], env: gym.Env, episodes: int, seed: int) -> list[float]:
     """Returns of ``episodes`` episodes of ``act`` from seeds ``seed, seed + 1, ...``."""
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(act(obs))
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    return returns
+    return [run_episode(env, act, seed=seed + episode).total_reward for episode in range(episodes)]
 
 
 def run_policy(algo: str, config: RunPolicyConfig, on_eval: Callable[[dict], None] | None = None,
