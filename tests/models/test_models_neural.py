@@ -327,3 +327,26 @@ def test_predictions_are_differentiable_with_respect_to_actions(fitted_pe):
     fitted_pe.predict(obs, action).mean.sum().backward()
     assert action.grad is not None and action.grad.abs().sum() > 0
     assert not any(p.requires_grad for p in fitted_pe.network.parameters())  # weights frozen outside fit
+
+
+def test_min_epoch_batches_repeats_passes_over_a_small_dataset(monkeypatch):
+    obs, act, nxt = smooth_system(40, 16)  # 36 training rows: one batch of 32 rows and one of 4 per pass
+    steps = []
+    real_step = training.train_step
+    monkeypatch.setattr(training, "train_step", lambda *a: (steps.append(a[2].shape[1]), real_step(*a))[1])
+    options = dict(max_epochs=3, patience=50, batch_size=32, **SMALL)
+    DeterministicMLP(1, 1, **options).fit(obs, act, nxt, generator=gen(16))
+    assert steps == [32, 4] * 3
+    steps.clear()
+    DeterministicMLP(1, 1, min_epoch_batches=5, **options).fit(obs, act, nxt, generator=gen(16))
+    assert steps == ([32] * 5 + [20]) * 3  # ceil(5 * 32 / 36) = 5 passes: 180 rows per epoch
+    monkeypatch.undo()
+    # the extra steps are what a tiny dataset needs: the fit is much better after the same epochs
+    short = DeterministicMLP(1, 1, max_epochs=20, patience=50, batch_size=32, **SMALL)
+    long = DeterministicMLP(1, 1, max_epochs=20, patience=50, batch_size=32, min_epoch_batches=20, **SMALL)
+    test_obs, test_act, test_next = smooth_system(200, 17)
+    errors = []
+    for model in (short, long):
+        model.fit(obs, act, nxt, generator=gen(16))
+        errors.append(float((model.predict(test_obs, test_act).mean - test_next).pow(2).mean()))
+    assert errors[1] < 0.3 * errors[0]

@@ -31,6 +31,7 @@ class TrainConfig:
 
     max_epochs: int = 200
     batch_size: int = 256
+    min_epoch_batches: int = 1
     lr: float = 1e-3
     weight_decay: float = 5e-5
     val_fraction: float = 0.1
@@ -45,6 +46,7 @@ def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: 
     members = {"ensemble_size": config.ensemble_size} if config.kind in ("de", "pe") else {}
     return make_model(config.kind, obs_dim, act_dim, **members,
                       hidden_size=config.hidden_size, hidden_layers=config.hidden_layers,
-                      max_epochs=train.max_epochs, batch_size=train.batch_size, learning_rate=train.lr,
+                      max_epochs=train.max_epochs, batch_size=train.batch_size,
+                      min_epoch_batches=train.min_epoch_batches, learning_rate=train.lr,
                       weight_decay=train.weight_decay, val_fraction=train.val_fraction,
                       patience=train.patience, progress=progress)

@@ -37,7 +37,10 @@ class TrainingOptions:
         weight_decay: L2 penalty on the weight matrices (not biases or log-std bounds), added to
             the gradients by Adam.
         batch_size: rows per member per minibatch.
-        max_epochs: upper bound on passes over the training rows.
+        min_epoch_batches: an epoch passes over the training rows as many times as it takes to
+            make at least this many minibatches, so that a small dataset (the first trials of
+            PETS: a few dozen rows) still gets enough gradient steps between validations.
+        max_epochs: upper bound on epochs.
         patience: stop after this many epochs without any member's validation loss improving.
         val_fraction: share of rows held out for validation (at least one row is).
         grad_clip: maximum gradient norm per member; ``None`` disables clipping.
@@ -49,6 +52,7 @@ class TrainingOptions:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 256
+    min_epoch_batches: int = 1
     max_epochs: int = 100
     patience: int = 10
     val_fraction: float = 0.1
@@ -62,6 +66,7 @@ class TrainingOptions:
             "learning_rate": self.learning_rate > 0,
             "weight_decay": self.weight_decay >= 0,
             "batch_size": self.batch_size >= 1,
+            "min_epoch_batches": self.min_epoch_batches >= 1,
             "max_epochs": self.max_epochs >= 1,
             "patience": self.patience >= 1,
             "val_fraction": 0.0 < self.val_fraction < 1.0,
@@ -164,13 +169,16 @@ def _adam(network: EnsembleDynamicsNetwork, options: TrainingOptions) -> torch.o
 def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                  y: torch.Tensor, member_rows: torch.Tensor, options: TrainingOptions,
                  generator: torch.Generator) -> tuple[float | None, int]:
-    """One pass in which member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random
-    order. Returns ``(mean training loss, batches)``, or ``(None, index of the bad batch)`` at the
-    first non-finite loss."""
+    """One epoch: member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random order,
+    as many passes (each freshly shuffled) as make ``options.min_epoch_batches`` minibatches.
+    Returns ``(mean training loss, batches)``, or ``(None, index of the bad batch)`` at the first
+    non-finite loss."""
     k, n = member_rows.shape
-    shuffled = member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator), dim=1))
+    passes = max(1, math.ceil(options.min_epoch_batches * options.batch_size / n))
+    shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator), dim=1))
+                          for _ in range(passes)], dim=1)
     losses = []
-    for batch, start in enumerate(range(0, n, options.batch_size)):
+    for batch, start in enumerate(range(0, passes * n, options.batch_size)):
         rows = shuffled[:, start:start + options.batch_size]
         member_losses = train_step(network, optimizer, x[rows], y[rows], options)
         if member_losses is None:
