@@ -56,7 +56,7 @@ def sac_steps(env_id: str, seed: int, budget: int, target: float) -> tuple[int |
             return self.reached is None
 
     start = time.perf_counter()
-    model = SAC("MlpPolicy", gym.make(env_id), seed=seed, device="cpu", verbose=0)
+    model = SAC("MlpPolicy", envs.make(env_id), seed=seed, device="cpu", verbose=0)
     callback = StopAtTarget()
     model.learn(total_timesteps=budget, callback=callback)
     return callback.reached, model.num_timesteps, time.perf_counter() - start
