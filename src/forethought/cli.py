@@ -49,6 +49,16 @@ ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--mod
 ablation.md (final and best return per variant, mean and std over seeds), summary.json and
 plots/return_vs_trial.png. Other settings as overrides, e.g. agent.planner.particles=20."""
 
+COMPARE_ALGOS_HELP = """Run several algorithms (pets, sac, dyna, mbpo) on one environment over several seeds with
+the same budget of real steps, and measure how much real data each needs. Every run writes its own
+run directory under OUT/runs/; then OUT gets curves.csv (every point of every learning curve),
+compare.md (final return per algorithm: interquartile mean over seeds with a 95 % bootstrap
+interval, and mean; with --target, real steps to reach it per seed and how many times as many steps
+each algorithm needs as the most efficient one, with an interval), plots/compare.png (IQM return vs
+real steps with shaded intervals) and summary.json. --workers N runs N at a time in separate
+processes. Settings per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
+mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
+
 MODEL_CHOICES = ("linear", "d", "p", "de", "pe")
 
 
@@ -91,6 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--trials", type=int, help="trials per run (default 10)")
     _add_run_options(ablate, "runs/ablate")
     ablate.set_defaults(handler=_ablate)
+
+    versus = commands.add_parser("compare", help="several algorithms x seeds: learning curves and sample efficiency",
+                                 description=COMPARE_ALGOS_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    versus.add_argument("--env", help="environment (default InvertedPendulum-v5)")
+    versus.add_argument("--algos", help="comma-separated from pets,sac,dyna,mbpo (default pets,mbpo,sac)")
+    versus.add_argument("--seeds", type=int, help="seeds per algorithm (default 5)")
+    versus.add_argument("--steps", type=int, help="real environment steps per run (default 20000)")
+    versus.add_argument("--target", type=float, help="return whose first reaching is counted in real steps")
+    versus.add_argument("--workers", type=int, help="runs side by side in separate processes (default 1)")
+    _add_run_options(versus, "runs/compare")
+    versus.set_defaults(handler=_compare)
     return parser
 
 
@@ -245,6 +266,29 @@ def _ablate(args: argparse.Namespace) -> int:
 
     ablate(config, on_run=line, overwrite=args.overwrite)
     console.print((Path(config.out) / "ablation.md").read_text())
+    console.print(f"run directory: {config.out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from forethought.config import load_config
+    from forethought.experiments.compare import CompareConfig, compare
+
+    flags = {"env": args.env, "seeds": args.seeds, "steps": args.steps, "target": args.target,
+             "workers": args.workers, "out": args.out,
+             "algos": None if args.algos is None else f"[{args.algos}]"}
+    config = load_config(CompareConfig, args.config, _overrides(args, flags))
+    console, start = Console(), time.perf_counter()
+
+    def line(result) -> None:
+        console.print(f"{result.algo:5s} seed {result.seed}  final return {result.returns[-1]:9.2f}  "
+                      f"best {max(result.returns):9.2f}  real steps {result.steps[-1]:7d}  "
+                      f"{result.s_per_1000_steps:6.1f} s per 1000 steps  elapsed {time.perf_counter() - start:7.1f} s")
+
+    compare(config, on_run=line, overwrite=args.overwrite)
+    print((Path(config.out) / "compare.md").read_text())
     console.print(f"run directory: {config.out}")
     return 0
 

@@ -30,6 +30,10 @@ ORACLE_FRACTION = 0.9
 class RunPETSConfig:
     """A PETS run: environment, number of trials, agent settings, and the oracle reference.
 
+    ``steps``, when given, also ends the run after the trial in which the real-step count reaches
+    it (``trials`` stays an upper bound; no video is filmed, since which trial is the last is not
+    known in advance).
+
     ``oracle_episodes`` episodes are planned with the environment's exact dynamics and the same
     planner to give the reference return (where :func:`~forethought.envs.analytic_step` has the
     dynamics; 0 skips it).
@@ -38,6 +42,7 @@ class RunPETSConfig:
     env: str = "cartpole-swingup"
     env_kwargs: dict = field(default_factory=dict)
     trials: int = 15
+    steps: int | None = None
     seed: int = 0
     out: str = "runs/pets"
     oracle_episodes: int = 1
@@ -47,6 +52,8 @@ class RunPETSConfig:
     def __post_init__(self) -> None:
         if self.trials < 1:
             raise ValueError(f"trials must be >= 1, got {self.trials}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1 (or None), got {self.steps}")
         if self.oracle_episodes < 0:
             raise ValueError(f"oracle_episodes must be >= 0, got {self.oracle_episodes}")
 
@@ -87,7 +94,7 @@ def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | No
     """Run the whole job; ``on_trial`` is called after every trial (the CLI prints a line)."""
     torch.manual_seed(config.seed)
     start = time.perf_counter()
-    env = _make_env(config, render=config.video)
+    env = _make_env(config, render=config.video and config.steps is None)
     agent = PETS(env, dataclasses.replace(config.agent, seed=config.seed))
     with RunDir(config.out, config, overwrite=overwrite) as run:
         oracle = oracle_return(config)
@@ -103,7 +110,12 @@ def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | No
             if on_trial is not None:
                 on_trial(result)
 
-        history = agent.learn(config.trials, callback=record, render_last=env.render_mode == "rgb_array")
+        if config.steps is None:
+            history = agent.learn(config.trials, callback=record, render_last=env.render_mode == "rgb_array")
+        else:
+            while agent.trials_done < config.trials and len(agent.buffer) < config.steps:
+                agent.learn(1, callback=record)
+            history = agent.history
         returns = [r.total_reward for r in history]
         target = None if oracle is None else fraction_of(oracle, ORACLE_FRACTION)
         plot_learning_curve(returns, run.plots / "learning_curve.png", oracle=oracle, title=f"PETS on {config.env}")

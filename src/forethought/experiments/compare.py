@@ -1,0 +1,228 @@
+"""``forethought compare``: several algorithms x several seeds on one environment, on one budget of
+real steps, and the statistics that say how much real data each one needs.
+
+Every run writes its own run directory (``runs/<algo>-seed<k>/``, the same as ``forethought run``
+writes). The learning curve of a run is its return against real steps: the return of each trial
+for PETS (MPC acts without exploration noise), the deterministic policy's evaluation return every
+``eval_every`` steps for SAC, Dyna and MBPO. Then, in the comparison's own folder:
+
+    curves.csv           algo, seed, env_steps, return: every point of every run
+    compare.md           per algorithm: final return (IQM and mean over seeds, 95 % bootstrap
+                         interval), real steps to ``target`` per seed, how many times as many steps
+                         each algorithm needs as the most sample-efficient one (with an interval),
+                         seconds per 1,000 real steps
+    plots/compare.png    IQM return vs real steps, one line per algorithm, shaded 95 % interval
+    summary.json         the same figures
+
+Runs go one after another, or in ``workers`` processes side by side (each run then uses one
+torch thread, so that two runs on two cores do not fight over them).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from forethought.agents.dyna import DynaConfig
+from forethought.agents.mbpo import MBPOConfig
+from forethought.agents.pets import PETSConfig
+from forethought.agents.sac import SACConfig
+from forethought.evaluation.plots import save_figure
+from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
+                                               steps_to_threshold)
+from forethought.experiments.run_dir import RunDir
+from forethought.experiments.run_pets import RunPETSConfig, run_pets
+from forethought.experiments.run_policy import RUN_CONFIGS, run_policy
+from forethought.serialization import atomic_write_text
+
+ALGOS = ("pets", "sac", "dyna", "mbpo")
+Curve = tuple[list[int], list[float]]
+
+
+@dataclass
+class CompareConfig:
+    """Which algorithms, how many seeds, what budget of real steps; each algorithm's settings
+    come from its own section (``pets``, ``sac``, ``dyna``, ``mbpo``)."""
+
+    env: str = "InvertedPendulum-v5"
+    env_kwargs: dict = field(default_factory=dict)
+    algos: list[str] = field(default_factory=lambda: ["pets", "mbpo", "sac"])
+    seeds: int = 5
+    steps: int = 20_000
+    eval_every: int = 1000
+    eval_episodes: int = 5
+    target: float | None = None
+    workers: int = 1
+    out: str = "runs/compare"
+    pets: PETSConfig = field(default_factory=PETSConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+    dyna: DynaConfig = field(default_factory=DynaConfig)
+    mbpo: MBPOConfig = field(default_factory=MBPOConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.algos if a not in ALGOS]
+        if not self.algos or unknown or len(set(self.algos)) != len(self.algos):
+            raise ValueError(f"algos must be distinct names from {list(ALGOS)}, got {self.algos}")
+        for name in ("seeds", "steps", "eval_every", "eval_episodes", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class RunResult:
+    """One algorithm on one seed: its learning curve, seconds per 1,000 real steps, run folder."""
+
+    algo: str
+    seed: int
+    steps: list[int]
+    returns: list[float]
+    s_per_1000_steps: float
+    path: str
+
+
+def run_one(config: CompareConfig, algo: str, seed: int, threads: int | None = None) -> RunResult:
+    """Run ``algo`` with ``seed`` into ``<out>/runs/<algo>-seed<seed>`` and read its curve back."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    out = str(Path(config.out) / "runs" / f"{algo}-seed{seed}")
+    start = time.perf_counter()
+    if algo == "pets":
+        run = RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs, trials=1_000_000, steps=config.steps,
+                            seed=seed, out=out, oracle_episodes=0, video=False, agent=config.pets)
+        summary = run_pets(run, overwrite=True)
+        x_key, y_key = "env_steps", "return"
+    else:
+        run = RUN_CONFIGS[algo](env=config.env, env_kwargs=config.env_kwargs, steps=config.steps,
+                                eval_every=config.eval_every, eval_episodes=config.eval_episodes,
+                                target=config.target, seed=seed, out=out, agent=getattr(config, algo))
+        summary = run_policy(algo, run, overwrite=True)
+        x_key, y_key = "env_steps", "eval_return"
+    with open(Path(out) / "metrics.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    steps, returns = [int(r[x_key]) for r in rows], [float(r[y_key]) for r in rows]
+    wall = time.perf_counter() - start
+    return RunResult(algo, seed, steps, returns, 1000 * wall / max(summary["env_steps"], 1), out)
+
+
+def compare(config: CompareConfig, on_run: Callable[[RunResult], None] | None = None,
+            overwrite: bool = False) -> dict[str, Any]:
+    """Run every algorithm on every seed, then write the comparison. Returns the summary."""
+    start = time.perf_counter()
+    jobs = [(algo, seed) for seed in range(config.seeds) for algo in config.algos]
+    results: list[RunResult] = []
+    with RunDir(config.out, config, overwrite=overwrite) as run:
+        if config.workers == 1:
+            for algo, seed in jobs:
+                results.append(run_one(config, algo, seed))
+                if on_run is not None:
+                    on_run(results[-1])
+        else:
+            with ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(run_one, config, algo, seed, 1) for algo, seed in jobs]
+                for future in futures:
+                    results.append(future.result())
+                    if on_run is not None:
+                        on_run(results[-1])
+        for step, result in enumerate(results):
+            run.log({"algo": result.algo, "seed": result.seed, "final_return": result.returns[-1],
+                     "env_steps": result.steps[-1], "s_per_1000_steps": result.s_per_1000_steps}, step=step)
+        write_curves(results, run.path / "curves.csv")
+        summary = summarize(results, config)
+        summary["wall_s"] = time.perf_counter() - start
+        atomic_write_text(run.path / "compare.md", markdown(summary, config))
+        plot_comparison(results, config, run.plots / "compare.png")
+        run.write_summary(summary)
+    return summary
+
+
+def write_curves(results: list[RunResult], path: Path) -> None:
+    lines = ["algo,seed,env_steps,return"]
+    lines += [f"{r.algo},{r.seed},{s},{v!r}" for r in results for s, v in zip(r.steps, r.returns)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def summarize(results: list[RunResult], config: CompareConfig) -> dict[str, Any]:
+    """Per algorithm: final return (IQM, mean, interval), steps to target per seed and their
+    median, seconds per 1,000 steps; and the step ratio of each algorithm to the most efficient."""
+    table: dict[str, dict[str, Any]] = {}
+    for algo in config.algos:
+        runs = [r for r in results if r.algo == algo]
+        final = [r.returns[-1] for r in runs]
+        interval = bootstrap_interval(final, "iqm")
+        row = {"final_iqm": interval.point, "final_low": interval.low, "final_high": interval.high,
+               "final_mean": float(np.mean(final)), "seeds": len(runs),
+               "s_per_1000_steps": float(np.median([r.s_per_1000_steps for r in runs]))}
+        if config.target is not None:
+            reached = [steps_to_threshold(r.steps, r.returns, config.target) for r in runs]
+            row["steps_to_target"] = reached
+            row["reached"] = sum(s is not None for s in reached)
+            # a run that never reached the target counts as its whole budget: a lower bound
+            row["steps_to_target_bounded"] = [s if s is not None else config.steps for s in reached]
+            row["median_steps_to_target"] = float(np.median(row["steps_to_target_bounded"]))
+        table[algo] = row
+    summary: dict[str, Any] = {"env": config.env, "steps": config.steps, "seeds": config.seeds,
+                               "target": config.target, "algos": table}
+    if config.target is not None:
+        best = min(config.algos, key=lambda a: table[a]["median_steps_to_target"])
+        summary["most_efficient"] = best
+        for algo in config.algos:
+            ratio = efficiency_ratio(table[algo]["steps_to_target_bounded"], table[best]["steps_to_target_bounded"])
+            table[algo]["steps_ratio_to_best"] = dataclasses.asdict(ratio)
+    return summary
+
+
+def markdown(summary: dict[str, Any], config: CompareConfig) -> str:
+    target = summary["target"]
+    lines = [f"# {', '.join(config.algos)} on {config.env}",
+             "", f"{config.seeds} seeds, {config.steps} real steps each. Final return: interquartile mean over "
+                 "seeds [95 % bootstrap interval] and mean."]
+    header = "| algorithm | final return, IQM [95 % CI] | mean | s per 1000 steps |"
+    rule = "|---|---:|---:|---:|"
+    if target is not None:
+        header += f" seeds reaching {target:g} | real steps to {target:g} per seed | median | steps vs {summary['most_efficient']} |"
+        rule += "---:|---|---:|---:|"
+    lines += ["", header, rule]
+    for algo, row in summary["algos"].items():
+        line = (f"| {algo} | {row['final_iqm']:.1f} [{row['final_low']:.1f}, {row['final_high']:.1f}] | "
+                f"{row['final_mean']:.1f} | {row['s_per_1000_steps']:.1f} |")
+        if target is not None:
+            per_seed = ", ".join(str(s) if s is not None else f">{config.steps}" for s in row["steps_to_target"])
+            ratio = row["steps_ratio_to_best"]
+            line += (f" {row['reached']}/{row['seeds']} | {per_seed} | {row['median_steps_to_target']:.0f} | "
+                     f"{ratio['point']:.1f}x [{ratio['low']:.1f}, {ratio['high']:.1f}] |")
+        lines.append(line)
+    if target is not None:
+        lines += ["", f"A run that never reached {target:g} counts as its whole budget ({config.steps} steps), "
+                      "so its ratio is a lower bound."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(results: list[RunResult], config: CompareConfig, path: os.PathLike) -> None:
+    """IQM return vs real steps per algorithm, shaded between the bootstrap interval's ends."""
+    budgets = np.unique(np.concatenate([np.asarray(r.steps) for r in results] + [np.array([config.steps])]))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for algo in config.algos:
+        curve = aggregate_curves([(r.steps, r.returns) for r in results if r.algo == algo], budgets)
+        line, = ax.plot(curve.budgets, curve.iqm, label=algo)
+        ax.fill_between(curve.budgets, curve.low, curve.high, color=line.get_color(), alpha=0.2)
+    if config.target is not None:
+        ax.axhline(config.target, color="k", linestyle="--", linewidth=1, label=f"target {config.target:g}")
+    ax.set_xlabel("real environment steps")
+    ax.set_ylabel("return (IQM over seeds)")
+    ax.set_title(f"{config.env}: {config.seeds} seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=100)
