@@ -338,3 +338,46 @@ def test_optimize_ignores_the_warm_start_and_plan_after_reset_forgets_it():
     recorder = Recorder(constant)
     optimizer.optimize(recorder)
     assert torch.equal(recorder.calls[0][0], torch.zeros(3, 1))
+
+
+# ---------------------------------------------------------------- proposals (e.g. a learned policy's plans)
+@pytest.mark.parametrize("name", ["random", "cem", "icem"])
+def test_a_proposal_at_the_optimum_joins_the_population_and_is_returned(name):
+    space = Box(-1.0, 1.0, shape=(2,))
+    target = torch.tensor([0.31, -0.47])
+    objective = lambda actions: -((actions - target) ** 2).sum(dim=(1, 2))
+    settings = {"population": 8, "iterations": 1} if name != "random" else {"population": 8}
+    if name != "random":
+        settings["elites"] = 2
+    optimizer = make_optimizer(name, space, horizon=4, generator=torch.Generator().manual_seed(0), **settings)
+    decoy = torch.full((1, 4, 2), 0.9)
+    plan = optimizer.plan(objective, proposals=torch.cat([decoy, target.expand(1, 4, 2)]))
+    assert torch.equal(plan, target.expand(4, 2))
+    assert optimizer.last_info["evaluations"] == 8 + 2 + (1 if name == "icem" else 0)  # iCEM adds its mean
+    # without the proposal, 8 random candidates do not find it
+    assert not torch.allclose(optimizer.plan(objective), target.expand(4, 2), atol=1e-3)
+
+
+def test_mppi_moves_its_nominal_towards_a_good_proposal():
+    space = Box(-1.0, 1.0, shape=(1,))
+    objective = lambda actions: -((actions - 0.8) ** 2).sum(dim=(1, 2))
+    plain = make_optimizer("mppi", space, horizon=3, generator=torch.Generator().manual_seed(0), population=16,
+                           iterations=1, temperature=0.01)
+    seeded = make_optimizer("mppi", space, horizon=3, generator=torch.Generator().manual_seed(0), population=16,
+                            iterations=1, temperature=0.01)
+    far = (plain.plan(objective) - 0.8).abs().max()
+    near = (seeded.plan(objective, proposals=torch.full((1, 3, 1), 0.8)) - 0.8).abs().max()
+    assert near < 0.5 * far
+
+
+def test_bad_proposals_are_rejected():
+    space = Box(-1.0, 1.0, shape=(2,))
+    cem = make_optimizer("cem", space, horizon=4)
+    objective = lambda actions: -actions.pow(2).sum(dim=(1, 2))
+    with pytest.raises(ValueError, match=r"proposals have shape \(4, 2\), expected \(N, horizon, act_dim\)"):
+        cem.plan(objective, proposals=torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="finite"):
+        cem.plan(objective, proposals=torch.full((1, 4, 2), float("nan")))
+    discrete = make_optimizer("cem", Discrete(3), horizon=4)
+    with pytest.raises(TypeError, match="Box action spaces only"):
+        discrete.plan(lambda a: -a.sum(dim=(1, 2)), proposals=torch.zeros(1, 4, 1))

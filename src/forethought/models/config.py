@@ -13,12 +13,15 @@ MODEL_KINDS = ("linear", "d", "p", "de", "pe")
 
 @dataclass
 class ModelConfig:
-    """Which dynamics model to fit and its size (network options are ignored by ``linear``)."""
+    """Which dynamics model to fit and its size (network options are ignored by ``linear``;
+    ``ridge`` is the linear model's L2 penalty on ``[A - I, B]``, which lets it fit from fewer
+    transitions than it has parameters, e.g. a first trial that ended after a few steps)."""
 
     kind: str = "pe"
     ensemble_size: int = 5
     hidden_size: int = 200
     hidden_layers: int = 4
+    ridge: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -42,7 +45,7 @@ def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: 
                 progress: bool = False) -> DynamicsModel:
     """The model a :class:`ModelConfig` names, with training options from ``train``."""
     if config.kind == "linear":
-        return make_model("linear", obs_dim, act_dim)
+        return make_model("linear", obs_dim, act_dim, ridge=config.ridge)
     members = {"ensemble_size": config.ensemble_size} if config.kind in ("de", "pe") else {}
     return make_model(config.kind, obs_dim, act_dim, **members,
                       hidden_size=config.hidden_size, hidden_layers=config.hidden_layers,

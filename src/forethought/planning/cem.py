@@ -91,20 +91,22 @@ class CEM(TrajectoryOptimizer):
     # ------------------------------------------------------------------ Box
     def _search_box(self, objective: Objective, mean: torch.Tensor) -> SearchResult:
         std = self.init_std.expand(self.horizon, -1).clone()
-        best, converged, iteration = BestSoFar(), False, 0
+        best, converged, iteration, evaluations = BestSoFar(), False, 0, 0
         for iteration in range(1, self.iterations + 1):
             noise = torch.randn((self.population, self.horizon, self.act_dim), generator=self.generator,
                                 device=mean.device)
             raw = mean + std * noise
             raw[0] = mean
+            raw = self._seeded(raw)
             samples = self.bounds.project(raw)
             scores = evaluate(objective, samples)
+            evaluations += samples.shape[0]
             best.update(samples, scores)
             mean, std = self._refit(raw[torch.topk(scores, self.elites).indices], mean, std)
             if self.stop_std is not None and float(std.max()) < self.stop_std:
                 converged = True
                 break
-        info = {"iterations": iteration, "evaluations": iteration * self.population, "converged": converged,
+        info = {"iterations": iteration, "evaluations": evaluations, "converged": converged,
                 "final_std": float(std.max()), "vetoed": int((scores == -math.inf).sum())}
         return SearchResult(best.sequence, best.score, self.bounds.project(mean), info)
 

@@ -64,6 +64,7 @@ class GradientOptimizer(TrajectoryOptimizer):
         first = self.bounds.uniform((self.population, self.horizon), self.generator)
         if start is not None:
             first[0] = start
+        first = self._seeded(first)
         # u is the normalised move away from the first sequences; its box keeps the actions in bounds.
         u_low, u_high = (self.bounds.low - first) / self._unit, (self.bounds.high - first) / self._unit
         u = torch.zeros_like(first, requires_grad=True)
@@ -107,6 +108,6 @@ class GradientOptimizer(TrajectoryOptimizer):
         with torch.no_grad():
             final = actions(u.detach())
             best.update(final, evaluate(objective, final))
-        info = {"iterations": steps, "evaluations": (steps + 1) * self.population, "converged": converged,
+        info = {"iterations": steps, "evaluations": (steps + 1) * first.shape[0], "converged": converged,
                 "last_step": moved, "vetoed": int((~kept).sum())}
         return SearchResult(best.sequence, best.score, best.sequence, info)

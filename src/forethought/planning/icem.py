@@ -97,11 +97,11 @@ class ICEM(CEM):
         """Fresh samples in iteration ``iteration`` (counting from 0)."""
         return max(self.min_population, int(round(self.population * self.decay ** -iteration)))
 
-    def plan(self, objective: Objective) -> torch.Tensor:
+    def plan(self, objective: Objective, proposals: torch.Tensor | None = None) -> torch.Tensor:
         if self._warm is not None and self._elites is not None and self.keep_count > 0:
             self._carried = shift_steps(self._elites[: self.keep_count], self._fresh_state_step())
         try:
-            return super().plan(objective)
+            return super().plan(objective, proposals)
         finally:
             self._carried = None
 
@@ -121,7 +121,7 @@ class ICEM(CEM):
                 parts.append(kept)
             if iteration == self.iterations:
                 parts.append(mean.unsqueeze(0))
-            raw = torch.cat(parts)
+            raw = self._seeded(torch.cat(parts))
             samples = self.bounds.project(raw)
             scores = evaluate(objective, samples)
             evaluations += samples.shape[0]

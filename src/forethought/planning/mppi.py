@@ -67,17 +67,18 @@ class MPPI(TrajectoryOptimizer):
         return self.bounds.centre
 
     def _search(self, objective: Objective, nominal: torch.Tensor) -> SearchResult:
-        best = BestSoFar()
+        best, proposed = BestSoFar(), 0 if self._proposals is None else self._proposals.shape[0]
         for _ in range(self.iterations):
             noise = torch.randn((self.population, self.horizon, self.act_dim), generator=self.generator,
                                 device=nominal.device)
             samples = self.bounds.project(nominal + self.noise_std * noise)
             samples[0] = nominal
+            samples = self._seeded(samples)
             scores = evaluate(objective, samples)
             best.update(samples, scores)
             weights = softmax_weights(scores, self.temperature)
             nominal = self.bounds.project(torch.einsum("p,pha->ha", weights, samples.double()).float())
-        info = {"iterations": self.iterations, "evaluations": self.iterations * self.population,
+        info = {"iterations": self.iterations, "evaluations": self.iterations * self.population + proposed,
                 "converged": False, "effective_samples": float(1.0 / weights.pow(2).sum()),
                 "vetoed": int((scores == -math.inf).sum())}
         return SearchResult(nominal, best.score, nominal, info)

@@ -256,23 +256,28 @@ class TrajectoryOptimizer(ABC):
         self.act_dim = self.bounds.act_dim
         self.last_info: dict[str, Any] = {}
         self._warm: torch.Tensor | None = None
+        self._proposals: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ public API
-    def optimize(self, objective: Objective, initial: torch.Tensor | None = None) -> torch.Tensor:
+    def optimize(self, objective: Objective, initial: torch.Tensor | None = None,
+                 proposals: torch.Tensor | None = None) -> torch.Tensor:
         """Best sequence ``[H, act_dim]`` (float32, inside the action space) for ``objective``.
 
         ``initial`` ``[H, act_dim]``, if given, is where the search starts (a CEM mean, an MPPI
         nominal, a candidate for random shooting); it is clamped into the action space.
+        ``proposals`` ``[N, H, act_dim]`` (Box spaces), if given, join the first population of the
+        search as candidates of their own (e.g. a learned policy's plans), clamped into the space:
+        they can become elites, and one of them is returned if nothing better is found.
         """
         start = None if initial is None else self._check_initial(initial)
-        return self._run(objective, self._start_state(start))
+        return self._run(objective, self._start_state(start), proposals)
 
-    def plan(self, objective: Objective) -> torch.Tensor:
+    def plan(self, objective: Objective, proposals: torch.Tensor | None = None) -> torch.Tensor:
         """Like :meth:`optimize`, warm-started from the previous solution shifted one step (its
         last step re-initialised); the new solution is kept for the next call."""
         if self._warm is None:
-            return self._run(objective, self._start_state(None))
-        return self._run(objective, shift_steps(self._warm, self._fresh_state_step()))
+            return self._run(objective, self._start_state(None), proposals)
+        return self._run(objective, shift_steps(self._warm, self._fresh_state_step()), proposals)
 
     def reset(self) -> None:
         """Forget the warm start (call at the start of an episode)."""
@@ -288,10 +293,34 @@ class TrajectoryOptimizer(ABC):
             raise ValueError("initial must be finite")
         return self.bounds.project(sequence)
 
-    def _run(self, objective: Objective, state: torch.Tensor | None) -> torch.Tensor:
+    def _check_proposals(self, proposals: Any) -> torch.Tensor:
+        if self.bounds.discrete:
+            raise TypeError(f"{type(self).__name__}: proposals are supported for Box action spaces only")
+        sequences = torch.as_tensor(proposals, dtype=torch.float32, device=self.bounds.low.device)
+        if sequences.ndim != 3 or sequences.shape[1:] != (self.horizon, self.act_dim) or sequences.shape[0] < 1:
+            raise ValueError(f"proposals have shape {tuple(sequences.shape)}, expected (N, horizon, act_dim) = "
+                             f"(N, {self.horizon}, {self.act_dim}) with N >= 1")
+        if not torch.isfinite(sequences).all():
+            raise ValueError("proposals must be finite")
+        return self.bounds.project(sequences)
+
+    def _seeded(self, candidates: torch.Tensor) -> torch.Tensor:
+        """``candidates [P, H, a]`` followed by the proposals, the first time a search asks (its
+        first population); unchanged afterwards or when there are none."""
+        if self._proposals is None:
+            return candidates
+        candidates, self._proposals = torch.cat([candidates, self._proposals.to(candidates.dtype)]), None
+        return candidates
+
+    def _run(self, objective: Objective, state: torch.Tensor | None,
+             proposals: torch.Tensor | None = None) -> torch.Tensor:
         if not callable(objective):
             raise TypeError(f"objective must be callable [P, H, act_dim] -> [P], got {objective!r}")
-        result = self._search(objective, state)
+        self._proposals = None if proposals is None else self._check_proposals(proposals)
+        try:
+            result = self._search(objective, state)
+        finally:
+            self._proposals = None
         self._warm = result.state
         best = self.bounds.project(result.best.detach().to(torch.float32))
         self.last_info = {"optimizer": self.name, "best_score": result.best_score,

@@ -39,9 +39,10 @@ class RandomShooting(TrajectoryOptimizer):
         sequences = self.bounds.uniform((self.population, self.horizon), self.generator)
         if state is not None:
             sequences[0] = state
+        sequences = self._seeded(sequences)
         scores = evaluate(objective, sequences)
         best = BestSoFar()
         best.update(sequences, scores)
-        info = {"iterations": 1, "evaluations": self.population, "converged": False,
+        info = {"iterations": 1, "evaluations": sequences.shape[0], "converged": False,
                 "vetoed": int((scores == -float("inf")).sum())}
         return SearchResult(best.sequence, best.score, best.sequence, info)
