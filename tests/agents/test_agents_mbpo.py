@@ -87,3 +87,20 @@ def test_bad_config():
         MBPOConfig(real_fraction=1.5)
     with pytest.raises(ValueError, match="rollout_schedule"):
         MBPOConfig(rollout_schedule=(10, 5))
+
+
+def test_guided_planner_plans_in_the_agents_model_with_its_policy():
+    config = MBPOConfig(sac=SACConfig(hidden_size=16, batch_size=16, learning_starts=30), rollout_starts=20,
+                        model_every=20, rollout_every=20, policy_updates=1, **SMALL_MODEL)
+    env = gym.make("Pendulum-v1")
+    agent = MBPO(env, config)
+    agent.learn(40)
+    from forethought.agents import HybridConfig, PlannerConfig
+
+    planner = agent.guided_planner(PlannerConfig(optimizer="cem", horizon=4, particles=2,
+                                                 settings={"population": 10, "elites": 2, "iterations": 1}),
+                                   HybridConfig(proposals=3, fallback_threshold=1e9))
+    obs, _ = env.reset(seed=0)
+    action = planner.act(obs)
+    assert env.action_space.contains(action) and planner.steps == 1 and planner.fallbacks == 0
+    assert planner.last_disagreement is not None and planner.last_disagreement >= 0

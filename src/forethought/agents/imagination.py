@@ -12,6 +12,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import torch
 
+from forethought.agents.hybrid import HybridConfig, PolicyGuidedMPC
+from forethought.agents.mpc import PlannerConfig
 from forethought.agents.sac import SAC, EpisodeRecord
 from forethought.config import build
 from forethought.data.buffer import FIELDS, ReplayBuffer, TransitionBatch
@@ -90,6 +92,14 @@ class ModelBasedSAC:
 
     def act(self, obs: Any, deterministic: bool = False) -> Any:
         return self.sac.act(obs, deterministic)
+
+    def guided_planner(self, planner: PlannerConfig | None = None, hybrid: HybridConfig | None = None,
+                       fallback: Callable[[Any], Any] | None = None) -> PolicyGuidedMPC:
+        """MPC in this agent's model whose candidates include the policy's plans, falling back to
+        the policy (or ``fallback``) where the model disagrees too much (see :mod:`~forethought.agents.hybrid`).
+        The model must have been fitted."""
+        return PolicyGuidedMPC(self.model, self.task, self.sac.env.action_space, self.sac.policy, planner, hybrid,
+                               torch.Generator().manual_seed(self.config.seed), fallback)
 
     def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
         """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
