@@ -197,6 +197,15 @@ class CartPoleSwingUpEnv(gym.Env):
         self._steps = 0
         return self._obs(), {}
 
+    def push(self, velocity: Any) -> None:
+        """Add ``velocity`` ``[cart m/s, pole rad/s]`` to the current velocities (a disturbance)."""
+        check_episode_running(self._state is not None, self._steps, self.max_episode_steps)
+        dv = np.asarray(velocity, dtype=float).reshape(-1)
+        if dv.shape != (2,) or not np.isfinite(dv).all():
+            raise ValueError(f"push velocity must be 2 finite numbers [cart m/s, pole rad/s], got {velocity!r}")
+        x, x_dot, theta, theta_dot = self._state
+        self._state = (x, x_dot + float(dv[0]), theta, theta_dot + float(dv[1]))
+
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Apply ``action`` (``[1]`` in ``[-1, 1]``, else ValueError) for one control period."""
         check_episode_running(self._state is not None, self._steps, self.max_episode_steps)

@@ -131,6 +131,14 @@ class LinearSystemEnv(gym.Env):
         self._steps = 0
         return self._state.copy(), {}
 
+    def push(self, delta: Any) -> None:
+        """Add ``delta`` ``[obs_dim]`` to the state (a disturbance)."""
+        check_episode_running(self._state is not None, self._steps, self.max_episode_steps)
+        d = np.asarray(delta, dtype=float).reshape(-1)
+        if d.shape != self._state.shape or not np.isfinite(d).all():
+            raise ValueError(f"push must be {self._state.shape[0]} finite numbers, got {delta!r}")
+        self._state = self._state + d
+
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Advance one step; ``action`` is ``[m]`` inside the action bounds (else ValueError)."""
         check_episode_running(self._state is not None, self._steps, self.max_episode_steps)

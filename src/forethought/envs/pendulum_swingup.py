@@ -138,6 +138,15 @@ class PendulumSwingUpEnv(gym.Env):
         self._steps = 0
         return self._obs(), {}
 
+    def push(self, velocity: Any) -> None:
+        """Add ``velocity`` ``[rad/s]`` to the angular velocity (a disturbance), within the speed limit."""
+        check_episode_running(self._theta is not None, self._steps, self.max_episode_steps)
+        dv = np.asarray(velocity, dtype=float).reshape(-1)
+        if dv.shape != (1,) or not np.isfinite(dv).all():
+            raise ValueError(f"push velocity must be 1 finite number [rad/s], got {velocity!r}")
+        limit = self.params.max_speed
+        self._theta_dot = min(max(self._theta_dot + float(dv[0]), -limit), limit)
+
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Apply torque ``action`` (``[1]`` in N m within bounds, else ValueError) for ``dt`` seconds."""
         check_episode_running(self._theta is not None, self._steps, self.max_episode_steps)
