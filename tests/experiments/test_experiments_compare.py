@@ -67,3 +67,21 @@ def test_parallel_workers_give_every_run(tmp_path):
     summary = compare(config)
     assert summary["algos"]["pets"]["seeds"] == 2
     assert sorted(p.name for p in (tmp_path / "p" / "runs").iterdir()) == ["pets-seed0", "pets-seed1"]
+
+
+def test_compare_pushes_every_final_agent_and_reports_recovery(tmp_path):
+    config = CompareConfig(env="linear", algos=["pets", "sac"], seeds=1, steps=100, eval_every=100, eval_episodes=1,
+                           push_at=20, push_velocity=[1.0], push_episodes=2, out=str(tmp_path / "push"))
+    config.pets.model.kind = "linear"
+    config.pets.planner.settings = {"population": 30, "elites": 4, "iterations": 2}
+    config.pets.planner.particles = 2
+    config.sac.hidden_size, config.sac.learning_starts, config.sac.batch_size = 16, 50, 16
+    summary = compare(config)
+    for algo in ("pets", "sac"):
+        row = summary["algos"][algo]
+        assert row["pushes"] == 2 and row["pushes_survived"] == 2  # the linear system never terminates
+    # PETS with the learned linear model cancels the push within a few steps
+    assert summary["algos"]["pets"]["pushes_recovered"] == 2 and summary["algos"]["pets"]["median_recovery_steps"] <= 5
+    assert "median steps to recover" in (tmp_path / "push" / "compare.md").read_text()
+    with pytest.raises(ValueError, match="push_at and push_velocity go together"):
+        CompareConfig(push_at=10)

@@ -14,6 +14,10 @@ for PETS (MPC acts without exploration noise), the deterministic policy's evalua
     plots/compare.png    IQM return vs real steps, one line per algorithm, shaded 95 % interval
     summary.json         the same figures
 
+With ``push_at`` and ``push_velocity``, every run's final agent is also pushed mid-episode
+(:mod:`forethought.evaluation.disturbance`) in ``push_episodes`` episodes, and the report says how
+many pushes each algorithm survived and how many steps it took to recover.
+
 Runs go one after another, or in ``workers`` processes side by side (each run then uses one
 torch thread, so that two runs on two cores do not fight over them).
 """
@@ -34,10 +38,12 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from forethought.agents.dyna import DynaConfig
-from forethought.agents.mbpo import MBPOConfig
-from forethought.agents.pets import PETSConfig
-from forethought.agents.sac import SACConfig
+from forethought import envs
+from forethought.agents.dyna import Dyna, DynaConfig
+from forethought.agents.mbpo import MBPO, MBPOConfig
+from forethought.agents.pets import PETS, PETSConfig
+from forethought.agents.sac import SAC, SACConfig
+from forethought.evaluation.disturbance import Push, PushResult, push_recovery
 from forethought.evaluation.plots import save_figure
 from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
                                                steps_to_threshold)
@@ -47,6 +53,8 @@ from forethought.experiments.run_policy import RUN_CONFIGS, run_policy
 from forethought.serialization import atomic_write_text
 
 ALGOS = ("pets", "sac", "dyna", "mbpo")
+AGENT_TYPES = {"pets": PETS, "sac": SAC, "dyna": Dyna, "mbpo": MBPO}
+PUSH_SEED = 20_000
 Curve = tuple[list[int], list[float]]
 
 
@@ -64,6 +72,9 @@ class CompareConfig:
     eval_episodes: int = 5
     target: float | None = None
     workers: int = 1
+    push_at: int | None = None
+    push_velocity: list[float] | None = None
+    push_episodes: int = 3
     out: str = "runs/compare"
     pets: PETSConfig = field(default_factory=PETSConfig)
     sac: SACConfig = field(default_factory=SACConfig)
@@ -74,7 +85,9 @@ class CompareConfig:
         unknown = [a for a in self.algos if a not in ALGOS]
         if not self.algos or unknown or len(set(self.algos)) != len(self.algos):
             raise ValueError(f"algos must be distinct names from {list(ALGOS)}, got {self.algos}")
-        for name in ("seeds", "steps", "eval_every", "eval_episodes", "workers"):
+        if (self.push_at is None) != (self.push_velocity is None):
+            raise ValueError("push_at and push_velocity go together: give both to test disturbance recovery, or neither")
+        for name in ("seeds", "steps", "eval_every", "eval_episodes", "workers", "push_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -89,6 +102,7 @@ class RunResult:
     returns: list[float]
     s_per_1000_steps: float
     path: str
+    pushes: list[PushResult] = field(default_factory=list)
 
 
 def run_one(config: CompareConfig, algo: str, seed: int, threads: int | None = None) -> RunResult:
@@ -112,7 +126,26 @@ def run_one(config: CompareConfig, algo: str, seed: int, threads: int | None = N
         rows = list(csv.DictReader(f))
     steps, returns = [int(r[x_key]) for r in rows], [float(r[y_key]) for r in rows]
     wall = time.perf_counter() - start
-    return RunResult(algo, seed, steps, returns, 1000 * wall / max(summary["env_steps"], 1), out)
+    result = RunResult(algo, seed, steps, returns, 1000 * wall / max(summary["env_steps"], 1), out)
+    if config.push_at is not None:
+        result.pushes = push_tests(config, algo, Path(out) / "checkpoints" / "agent", seed)
+    return result
+
+
+def push_tests(config: CompareConfig, algo: str, agent_path: Path, seed: int) -> list[PushResult]:
+    """The saved final agent of one run, pushed in ``push_episodes`` episodes (rewards not kept)."""
+    env = envs.make(config.env, **config.env_kwargs)
+    agent = AGENT_TYPES[algo].load(agent_path, env)
+    act = agent.act if algo == "pets" else (lambda obs: agent.act(obs, deterministic=True))
+    push = Push(at_step=config.push_at, velocity=list(config.push_velocity))
+    results = []
+    for episode in range(config.push_episodes):
+        if algo == "pets" and agent.agent is not None:
+            agent.agent.reset()  # a fresh plan for each episode (the first act builds the planner)
+        result = push_recovery(env, act, push, seed=PUSH_SEED + 100 * seed + episode)
+        result.rewards = []
+        results.append(result)
+    return results
 
 
 def compare(config: CompareConfig, on_run: Callable[[RunResult], None] | None = None,
@@ -170,6 +203,13 @@ def summarize(results: list[RunResult], config: CompareConfig) -> dict[str, Any]
             # a run that never reached the target counts as its whole budget: a lower bound
             row["steps_to_target_bounded"] = [s if s is not None else config.steps for s in reached]
             row["median_steps_to_target"] = float(np.median(row["steps_to_target_bounded"]))
+        pushes = [p for r in runs for p in r.pushes]
+        if pushes:
+            recovered = [p.recovery_steps for p in pushes if p.recovery_steps is not None]
+            row["pushes"] = len(pushes)
+            row["pushes_survived"] = sum(p.survived for p in pushes)
+            row["pushes_recovered"] = len(recovered)
+            row["median_recovery_steps"] = float(np.median(recovered)) if recovered else None
         table[algo] = row
     summary: dict[str, Any] = {"env": config.env, "steps": config.steps, "seeds": config.seeds,
                                "target": config.target, "algos": table}
@@ -202,6 +242,14 @@ def markdown(summary: dict[str, Any], config: CompareConfig) -> str:
             line += (f" {row['reached']}/{row['seeds']} | {per_seed} | {row['median_steps_to_target']:.0f} | "
                      f"{ratio['point']:.1f}x [{ratio['low']:.1f}, {ratio['high']:.1f}] |")
         lines.append(line)
+    if config.push_at is not None:
+        lines += ["", f"Pushes: velocity {list(config.push_velocity)} added at step {config.push_at} of "
+                      f"{config.push_episodes} episodes per run, final agents.", "",
+                  "| algorithm | survived | recovered | median steps to recover |", "|---|---:|---:|---:|"]
+        for algo, row in summary["algos"].items():
+            steps = row["median_recovery_steps"]
+            lines.append(f"| {algo} | {row['pushes_survived']}/{row['pushes']} | {row['pushes_recovered']}/{row['pushes']} "
+                         f"| {'n/a' if steps is None else f'{steps:.0f}'} |")
     if target is not None:
         lines += ["", f"A run that never reached {target:g} counts as its whole budget ({config.steps} steps), "
                       "so its ratio is a lower bound."]
