@@ -68,3 +68,29 @@ def test_bad_settings_are_rejected():
         PETSConfig(random_trials=-1)
     with pytest.raises(ValueError, match="trials must be >= 1"):
         PETS(envs.make("linear"), small_config()).learn(0)
+
+
+def test_an_offline_start_plans_from_the_first_trial_and_saves_the_random_one(learned, tmp_path):
+    from forethought.data import collect
+
+    logged = collect(envs.make("linear"), steps=200, seed=5)
+    logged.save(tmp_path / "logged.npz")
+    offline = PETS(envs.make("linear"), small_config(offline_data=str(tmp_path / "logged.npz")))
+    assert offline.random_trials == 0 and len(offline.buffer) == 200
+    first = offline.learn(1)[0]
+    _, scratch = learned
+    # the first trial already plans in a model of the logged data: as good as scratch's third trial
+    assert first.model_val_loss is not None and first.total_reward > -2.0 and scratch[0].total_reward < -10
+    assert first.env_steps == 50 and len(offline.buffer) == 250  # logged rows are data, not this agent's steps
+    offline.save(tmp_path / "agent")
+    (tmp_path / "logged.npz").unlink()  # a saved agent no longer needs the logged file
+    restored = PETS.load(tmp_path / "agent", envs.make("linear"))
+    assert restored.config.offline_data is not None and restored.offline_rows == 200
+    # a model fitted offline (here: the learned agent's) can be the starting point instead
+    agent, _ = learned
+    agent.model.save(tmp_path / "model")
+    warm = PETS(envs.make("linear"), small_config(offline_model=str(tmp_path / "model")))
+    assert warm.random_trials == 0 and warm.model.fitted
+    assert warm.learn(1)[0].total_reward > -2.0
+    with pytest.raises(ValueError, match="obs/action sizes"):
+        PETS(envs.make("pendulum-swingup"), small_config(offline_data=str(tmp_path / "agent" / "buffer.npz")))

@@ -24,6 +24,7 @@ import torch
 from forethought.agents.episode import Episode, episode_seed, random_policy, run_episode
 from forethought.agents.mpc import MPCAgent, PlannerConfig
 from forethought.data.buffer import ReplayBuffer
+from forethought.data.offline import load_npz
 from forethought.data.collect import flat_dim
 from forethought.envs.analytic import analytic_step, env_task_functions
 from forethought.envs.task_functions import TaskFunctions, with_state_cost
@@ -50,6 +51,12 @@ class PETSConfig:
     ``state_cost`` (observation index -> weight) subtracts ``weight * next_obs[index]^2`` from the
     reward the planner maximises (see :func:`~forethought.envs.with_state_cost`); the returns
     reported are always the environment's own.
+
+    Offline starts: ``offline_data`` (an ``.npz`` of logged transitions, see
+    :func:`~forethought.data.load_npz`) fills the buffer before the first trial, and
+    ``offline_model`` (a model saved with ``DynamicsModel.save``, e.g. by ``forethought
+    fit-model``) replaces the fresh model, whose fits then continue from it. With either, there are
+    no random trials: the first trial already plans.
     """
 
     model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
@@ -60,6 +67,8 @@ class PETSConfig:
     random_trials: int = 1
     oracle: bool = False
     state_cost: dict = field(default_factory=dict)
+    offline_data: str | None = None
+    offline_model: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,7 +78,8 @@ class PETSConfig:
 
 @dataclass
 class TrialResult:
-    """One trial: its return and length, total real steps so far, the model's best validation loss
+    """One trial: its return and length, total real steps so far (this agent's: logged offline
+    transitions are not counted), the model's best validation loss
     after the fit that preceded it (None for random or oracle trials), mean planning time per
     step, and wall-clock seconds of the trial (fit included)."""
 
@@ -95,6 +105,31 @@ class PETS:
         self.model = self._make_model()
         self.history: list[TrialResult] = []
         self.agent: MPCAgent | None = None
+        self.offline_rows = 0  # logged transitions in the buffer, not this agent's real steps
+        self._offline_start()
+
+    def _offline_start(self) -> None:
+        """Load ``offline_data`` into the buffer and ``offline_model`` as the model, checking sizes."""
+        c = self.config
+        if c.offline_data is not None:
+            logged = load_npz(c.offline_data)
+            self._check_sizes(c.offline_data, logged.obs_dim, logged.act_dim)
+            self.buffer, self.offline_rows = logged, len(logged)
+        if c.offline_model is not None:
+            model = DynamicsModel.load(c.offline_model)
+            self._check_sizes(c.offline_model, model.obs_dim, model.act_dim)
+            self.model = model
+
+    def _check_sizes(self, source: str, obs_dim: int, act_dim: int) -> None:
+        if (obs_dim, act_dim) != (self.obs_dim, self.act_dim):
+            raise ValueError(f"{source} has obs/action sizes {obs_dim}/{act_dim}, but "
+                             f"{type(self.env.unwrapped).__name__} has {self.obs_dim}/{self.act_dim}")
+
+    @property
+    def random_trials(self) -> int:
+        """Random trials this agent starts with: none in oracle mode or after an offline start."""
+        c = self.config
+        return 0 if c.oracle or c.offline_data is not None or c.offline_model is not None else c.random_trials
 
     def _make_model(self) -> DynamicsModel:
         if not self.config.oracle:
@@ -122,16 +157,16 @@ class PETS:
         return self.history[-trials:]
 
     def run_trial(self, render: bool = False) -> tuple[TrialResult, Episode]:
-        """One trial: random actions during the first ``random_trials`` (never for the oracle),
-        otherwise fit the model on all data and act with MPC."""
+        """One trial: random actions during the first :attr:`random_trials`, otherwise fit the
+        model on all data (unless there is none yet: an offline model alone) and act with MPC."""
         start = time.perf_counter()
         index, val_loss = self.trials_done, None
         seed = episode_seed(self.config.seed, index)
-        if index < self.config.random_trials and not self.config.oracle:
+        if index < self.random_trials:
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None
         else:
-            if not self.config.oracle:
+            if not self.config.oracle and len(self.buffer) > 0:
                 report = self.model.fit(self.buffer, generator=self.generator)
                 val_loss = report.best_val_loss
             self.agent = self._mpc()
@@ -139,8 +174,8 @@ class PETS:
             policy = self.agent.act
         episode = run_episode(self.env, policy, seed=seed, buffer=self.buffer, render=render)
         plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
-        result = TrialResult(index, episode.total_reward, episode.steps, len(self.buffer), val_loss, plan_ms,
-                             time.perf_counter() - start)
+        result = TrialResult(index, episode.total_reward, episode.steps, len(self.buffer) - self.offline_rows,
+                             val_loss, plan_ms, time.perf_counter() - start)
         self.history.append(result)
         return result, episode
 
@@ -168,7 +203,7 @@ class PETS:
         self.buffer.save(path / "buffer.npz")
         save_checkpoint(path / "generator", {"state": self.generator.get_state()}, {})
         state = {"config": asdict(self.config), "history": [asdict(r) for r in self.history],
-                 "model_fitted": self.model.fitted}
+                 "model_fitted": self.model.fitted, "offline_rows": self.offline_rows}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     @classmethod
@@ -178,12 +213,15 @@ class PETS:
         if not (path / "state.json").exists():
             raise FileNotFoundError(f"{path} holds no saved PETS agent (state.json missing)")
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        agent = cls(env, build(PETSConfig, state["config"]), task)
+        config = build(PETSConfig, state["config"])
+        # the saved buffer and model already hold what an offline start loaded
+        agent = cls(env, replace(config, offline_data=None, offline_model=None), task)
+        agent.config = config
         buffer = ReplayBuffer.load(path / "buffer.npz")
         if (buffer.obs_dim, buffer.act_dim) != (agent.obs_dim, agent.act_dim):
             raise ValueError(f"the agent in {path} was trained with obs/action sizes {buffer.obs_dim}/{buffer.act_dim}, "
                              f"but {type(env.unwrapped).__name__} has {agent.obs_dim}/{agent.act_dim}")
-        agent.buffer = buffer
+        agent.buffer, agent.offline_rows = buffer, state.get("offline_rows", 0)
         if not agent.config.oracle and state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")
         tensors, _ = load_checkpoint(path / "generator")
