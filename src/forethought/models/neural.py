@@ -88,9 +88,15 @@ class MLPDynamics(DynamicsModel):
         self.obs_norm.fit(obs)
         self.act_norm.fit(action)
         self.delta_norm.fit(delta)
+        return self.train_network(obs, action, next_obs, self.training_options, generator)
+
+    def train_network(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor,
+                      options: TrainingOptions, generator: torch.Generator) -> FitReport:
+        """Train the network on transitions ``[N, .]`` through the current normalisers (which are
+        not re-fitted) with ``options``, then re-rank the elites."""
+        delta = next_obs - obs
         inputs = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(action)], dim=-1)
-        report = train_ensemble(self.network, inputs, self.delta_norm.normalize(delta), self.training_options,
-                                generator)
+        report = train_ensemble(self.network, inputs, self.delta_norm.normalize(delta), options, generator)
         ranking = sorted(range(self.ensemble_size), key=lambda k: report.member_val_loss[k])
         self.elites = sorted(ranking[:self.elite_count])
         report.elites = list(self.elites)

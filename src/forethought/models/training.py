@@ -46,6 +46,9 @@ class TrainingOptions:
         grad_clip: maximum gradient norm per member; ``None`` disables clipping.
         bound_penalty: weight of the log-std bound regulariser (probabilistic networks).
         bootstrap: give each member of an ensemble (K > 1) its own bootstrap resample.
+        frozen_layers: the first this many weight layers (weights and biases) keep their values,
+            for fine-tuning a trained network on a changed system; ``hidden_layers`` leaves only
+            the output layer (and the log-std bounds) to train.
         progress: show a live progress bar (rich) while training.
     """
 
@@ -59,6 +62,7 @@ class TrainingOptions:
     grad_clip: float | None = 10.0
     bound_penalty: float = 0.01
     bootstrap: bool = True
+    frozen_layers: int = 0
     progress: bool = False
 
     def __post_init__(self) -> None:
@@ -72,6 +76,7 @@ class TrainingOptions:
             "val_fraction": 0.0 < self.val_fraction < 1.0,
             "grad_clip": self.grad_clip is None or self.grad_clip > 0,
             "bound_penalty": self.bound_penalty >= 0,
+            "frozen_layers": self.frozen_layers >= 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -158,10 +163,21 @@ class _BestWeights:
             p.copy_(self.state[name])
 
 
+def _freeze(network: EnsembleDynamicsNetwork, layers: int) -> None:
+    """Stop gradients into the first ``layers`` weight layers of the body."""
+    body = network.body
+    if layers > len(body.weights) - 1:
+        raise ValueError(f"frozen_layers={layers} would freeze the output layer too: the network has "
+                         f"{len(body.weights)} weight layers, so at most {len(body.weights) - 1} can be frozen")
+    for weight, bias in list(zip(body.weights, body.biases))[:layers]:
+        weight.requires_grad_(False)
+        bias.requires_grad_(False)
+
+
 def _adam(network: EnsembleDynamicsNetwork, options: TrainingOptions) -> torch.optim.Adam:
     # weight decay on the weight matrices only: biases and log-std bounds are not shrunk
-    decayed = list(network.body.weights)
-    others = [p for p in network.parameters() if all(p is not w for w in decayed)]
+    decayed = [w for w in network.body.weights if w.requires_grad]
+    others = [p for p in network.parameters() if p.requires_grad and all(p is not w for w in decayed)]
     return torch.optim.Adam([{"params": decayed, "weight_decay": options.weight_decay},
                              {"params": others, "weight_decay": 0.0}], lr=options.learning_rate)
 
@@ -211,6 +227,7 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
         member_rows = torch.arange(n - n_val).expand(k, n - n_val)
 
     network.requires_grad_(True)
+    _freeze(network, options.frozen_layers)
     optimizer, best, report = _adam(network, options), _BestWeights(network), FitReport()
     with ProgressBar(options.progress, options.max_epochs, "fitting") as bar:
         try:
