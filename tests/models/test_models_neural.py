@@ -339,7 +339,7 @@ def test_min_epoch_batches_repeats_passes_over_a_small_dataset(monkeypatch):
     assert steps == [32, 4] * 3
     steps.clear()
     DeterministicMLP(1, 1, min_epoch_batches=5, **options).fit(obs, act, nxt, generator=gen(16))
-    assert steps == ([32] * 5 + [20]) * 3  # ceil(5 * 32 / 36) = 5 passes: 180 rows per epoch
+    assert steps == [32] * 5 * 3  # one pass would make 2 batches: an epoch is 5 full batches instead
     monkeypatch.undo()
     # the extra steps are what a tiny dataset needs: the fit is much better after the same epochs
     short = DeterministicMLP(1, 1, max_epochs=20, patience=50, batch_size=32, **SMALL)

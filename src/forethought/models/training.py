@@ -37,9 +37,10 @@ class TrainingOptions:
         weight_decay: L2 penalty on the weight matrices (not biases or log-std bounds), added to
             the gradients by Adam.
         batch_size: rows per member per minibatch.
-        min_epoch_batches: an epoch passes over the training rows as many times as it takes to
-            make at least this many minibatches, so that a small dataset (the first trials of
-            PETS: a few dozen rows) still gets enough gradient steps between validations.
+        min_epoch_batches: when one pass over the training rows makes fewer minibatches than
+            this, an epoch is this many full minibatches (from repeated shuffled passes), so that
+            a small dataset (the first trials of PETS: a few dozen rows) still gets enough
+            gradient steps between validations.
         max_epochs: upper bound on epochs.
         patience: stop after this many epochs without any member's validation loss improving.
         val_fraction: share of rows held out for validation (at least one row is).
@@ -185,16 +186,18 @@ def _adam(network: EnsembleDynamicsNetwork, options: TrainingOptions) -> torch.o
 def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                  y: torch.Tensor, member_rows: torch.Tensor, options: TrainingOptions,
                  generator: torch.Generator) -> tuple[float | None, int]:
-    """One epoch: member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random order,
-    as many passes (each freshly shuffled) as make ``options.min_epoch_batches`` minibatches.
+    """One epoch: member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random order.
+    When one pass makes fewer than ``options.min_epoch_batches`` minibatches, the epoch is instead
+    that many full minibatches, drawn from as many freshly shuffled passes as they need.
     Returns ``(mean training loss, batches)``, or ``(None, index of the bad batch)`` at the first
     non-finite loss."""
     k, n = member_rows.shape
-    passes = max(1, math.ceil(options.min_epoch_batches * options.batch_size / n))
+    rows = n if math.ceil(n / options.batch_size) >= options.min_epoch_batches else \
+        options.min_epoch_batches * options.batch_size
     shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator), dim=1))
-                          for _ in range(passes)], dim=1)
+                          for _ in range(math.ceil(rows / n))], dim=1)[:, :rows]
     losses = []
-    for batch, start in enumerate(range(0, passes * n, options.batch_size)):
+    for batch, start in enumerate(range(0, rows, options.batch_size)):
         rows = shuffled[:, start:start + options.batch_size]
         member_losses = train_step(network, optimizer, x[rows], y[rows], options)
         if member_losses is None:
