@@ -94,3 +94,12 @@ def test_an_offline_start_plans_from_the_first_trial_and_saves_the_random_one(le
     assert warm.learn(1)[0].total_reward > -2.0
     with pytest.raises(ValueError, match="obs/action sizes"):
         PETS(envs.make("pendulum-swingup"), small_config(offline_data=str(tmp_path / "agent" / "buffer.npz")))
+
+
+def test_random_trials_can_be_cut_short():
+    agent = PETS(envs.make("linear"), small_config(random_trial_steps=12))
+    first, second = agent.learn(2)
+    assert first.steps == 12 and first.env_steps == 12
+    assert second.steps == 50 and second.env_steps == 62  # planned trials run to the episode's end
+    with pytest.raises(ValueError, match="random_trial_steps"):
+        PETSConfig(random_trial_steps=0)

@@ -52,6 +52,10 @@ class PETSConfig:
     reward the planner maximises (see :func:`~forethought.envs.with_state_cost`); the returns
     reported are always the environment's own.
 
+    ``random_trial_steps`` ends each random trial after that many steps (None: when the
+    environment ends it), for tasks whose episodes are long but whose dynamics a few random steps
+    already show.
+
     Offline starts: ``offline_data`` (an ``.npz`` of logged transitions, see
     :func:`~forethought.data.load_npz`) fills the buffer before the first trial, and
     ``offline_model`` (a model saved with ``DynamicsModel.save``, e.g. by ``forethought
@@ -65,6 +69,7 @@ class PETSConfig:
         optimizer="icem", horizon=15, particles=5, propagation="tsinf",
         settings={"population": 100, "elites": 10, "iterations": 3}))
     random_trials: int = 1
+    random_trial_steps: int | None = None
     oracle: bool = False
     state_cost: dict = field(default_factory=dict)
     offline_data: str | None = None
@@ -74,6 +79,8 @@ class PETSConfig:
     def __post_init__(self) -> None:
         if self.random_trials < 0:
             raise ValueError(f"random_trials must be >= 0, got {self.random_trials}")
+        if self.random_trial_steps is not None and self.random_trial_steps < 1:
+            raise ValueError(f"random_trial_steps must be >= 1 (or None), got {self.random_trial_steps}")
 
 
 @dataclass
@@ -162,7 +169,8 @@ class PETS:
         start = time.perf_counter()
         index, val_loss = self.trials_done, None
         seed = episode_seed(self.config.seed, index)
-        if index < self.random_trials:
+        random_trial = index < self.random_trials
+        if random_trial:
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None
         else:
@@ -172,7 +180,8 @@ class PETS:
             self.agent = self._mpc()
             self.agent.reset()
             policy = self.agent.act
-        episode = run_episode(self.env, policy, seed=seed, buffer=self.buffer, render=render)
+        max_steps = self.config.random_trial_steps if random_trial else None
+        episode = run_episode(self.env, policy, seed=seed, buffer=self.buffer, render=render, max_steps=max_steps)
         plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
         result = TrialResult(index, episode.total_reward, episode.steps, len(self.buffer) - self.offline_rows,
                              val_loss, plan_ms, time.perf_counter() - start)
