@@ -75,7 +75,8 @@ def test_an_offline_start_plans_from_the_first_trial_and_saves_the_random_one(le
 
     logged = collect(envs.make("linear"), steps=200, seed=5)
     logged.save(tmp_path / "logged.npz")
-    offline = PETS(envs.make("linear"), small_config(offline_data=str(tmp_path / "logged.npz")))
+    offline = PETS(envs.make("linear"), small_config(offline_data=str(tmp_path / "logged.npz"),
+                                                     train=TrainConfig(max_epochs=30, patience=5, min_epoch_batches=4)))
     assert offline.random_trials == 0 and len(offline.buffer) == 200
     first = offline.learn(1)[0]
     _, scratch = learned
