@@ -92,3 +92,30 @@ def test_bad_input():
         SACConfig(batch_size=0)
     with pytest.raises(FileNotFoundError, match="no saved SAC agent"):
         SAC.load("/nonexistent/sac", MatchTarget())
+
+
+def test_an_offline_start_fills_the_buffer_and_counts_towards_learning_starts(tmp_path):
+    import gymnasium as gym
+
+    from forethought.agents.mbpo import MBPO, MBPOConfig
+    from forethought.data import collect
+    from forethought.models.config import ModelConfig, TrainConfig
+
+    collect(gym.make("Pendulum-v1"), steps=120, seed=3).save(tmp_path / "logged.npz")
+    config = SACConfig(hidden_size=16, batch_size=16, learning_starts=100, offline_data=str(tmp_path / "logged.npz"))
+    agent = SAC(gym.make("Pendulum-v1"), config)
+    assert agent.offline_rows == 120 and len(agent.buffer) == 120 and agent.stored_steps == 120
+    agent.learn(5)
+    assert agent.updates == 5 and agent.env_steps == 5  # learning from the first real step: no random warm-up
+    agent.save(tmp_path / "sac")
+    (tmp_path / "logged.npz").rename(tmp_path / "moved.npz")  # a saved agent does not need the logged file
+    restored = SAC.load(tmp_path / "sac", gym.make("Pendulum-v1"))
+    assert restored.offline_rows == 120 and len(restored.buffer) == 125
+    mbpo = MBPO(gym.make("Pendulum-v1"), MBPOConfig(
+        sac=SACConfig(hidden_size=16, batch_size=16, learning_starts=100, offline_data=str(tmp_path / "moved.npz")),
+        model=ModelConfig(kind="pe", ensemble_size=2, hidden_size=16, hidden_layers=1), train=TrainConfig(max_epochs=2),
+        rollout_starts=10, policy_updates=1))
+    mbpo.learn(1)
+    assert mbpo.model.fitted and mbpo.log and mbpo.log[0]["env_steps"] == 1  # model and rollouts from step 1
+    with pytest.raises(ValueError, match="obs/action sizes"):
+        SAC(gym.make("MountainCarContinuous-v0"), SACConfig(offline_data=str(tmp_path / "moved.npz")))

@@ -67,7 +67,7 @@ class Dyna(ModelBasedSAC):
         if stored >= c.model_warmup and (not self.model_fits or sac.env_steps - self.model_fits[-1] >= c.model_every):
             self._fit_model()
             self.model_fits.append(sac.env_steps)
-        if not self.model_fits or c.imagined_updates == 0 or sac.env_steps < sac.config.learning_starts:
+        if not self.model_fits or c.imagined_updates == 0 or sac.stored_steps < sac.config.learning_starts:
             return
         starts = math.ceil(sac.config.batch_size / c.rollout_length)
         for _ in range(c.imagined_updates):

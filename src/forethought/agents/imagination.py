@@ -138,7 +138,10 @@ class ModelBasedSAC:
         if not (path / "state.json").exists():
             raise FileNotFoundError(f"{path} holds no saved {cls.__name__} agent (state.json missing)")
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        agent = cls(env, build(config_type, state["config"]), task)
+        config = build(config_type, state["config"])
+        # the saved SAC buffer already holds any logged offline rows
+        agent = cls(env, replace(config, sac=replace(config.sac, offline_data=None)), task)
+        agent.config = config
         agent.sac = SAC.load(path / "sac", env)
         if state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")

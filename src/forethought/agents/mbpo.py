@@ -93,12 +93,12 @@ class MBPO(ModelBasedSAC):
 
     def _after_real_step(self, sac: SAC) -> None:
         c, steps = self.config, sac.env_steps
-        if steps < sac.config.learning_starts:
+        if sac.stored_steps < sac.config.learning_starts:
             return
         if self.model_fitted_at is None or steps - self.model_fitted_at >= c.model_every:
             self._fit_model()
             self.model_fitted_at = steps
-        if (steps - sac.config.learning_starts) % c.rollout_every == 0:
+        if not self.log or (sac.stored_steps - sac.config.learning_starts) % c.rollout_every == 0:
             self._rollouts(steps)
         for _ in range(c.policy_updates):
             sac.update(mixed_batch(sac.buffer, self.model_buffer, sac.config.batch_size, c.real_fraction,

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +31,7 @@ from forethought.agents.episode import episode_seed
 from forethought.config import build
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.collect import flat_dim
+from forethought.data.offline import load_npz
 from forethought.serialization import atomic_write_text, load_checkpoint, save_checkpoint
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
@@ -42,7 +43,10 @@ class SACConfig:
 
     ``updates_per_step`` is the update-to-data ratio: gradient steps per real environment step
     once ``learning_starts`` steps (uniform random actions) have been collected.
-    ``target_entropy`` defaults to ``-action_dim``."""
+    ``target_entropy`` defaults to ``-action_dim``. ``offline_data`` (an ``.npz`` of logged
+    transitions, see :func:`~forethought.data.load_npz`) fills the replay buffer before the first
+    step; its rows count towards ``learning_starts``, so with enough of them the agent learns and
+    acts with its policy from the first step."""
 
     hidden_size: int = 256
     hidden_layers: int = 2
@@ -55,6 +59,7 @@ class SACConfig:
     updates_per_step: int = 1
     initial_alpha: float = 1.0
     target_entropy: float | None = None
+    offline_data: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -162,10 +167,25 @@ class SAC:
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.learning_rate)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.learning_rate)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, capacity=c.buffer_capacity)
-        self.env_steps, self.updates = 0, 0
+        self.env_steps, self.updates, self.offline_rows = 0, 0, 0
+        if c.offline_data is not None:
+            self.add_offline(load_npz(c.offline_data))
         self.history: list[EpisodeRecord] = []
         self._obs: np.ndarray | None = None
         self._episode_return, self._episode_steps, self._wall_s = 0.0, 0, 0.0
+
+    def add_offline(self, logged: ReplayBuffer) -> None:
+        """Put logged transitions (same sizes as this environment's) into the replay buffer."""
+        if (logged.obs_dim, logged.act_dim) != (self.obs_dim, self.act_dim):
+            raise ValueError(f"logged transitions have obs/action sizes {logged.obs_dim}/{logged.act_dim}, but "
+                             f"{type(self.env.unwrapped).__name__} has {self.obs_dim}/{self.act_dim}")
+        self.buffer.add_batch(**logged.arrays())
+        self.offline_rows += len(logged)
+
+    @property
+    def stored_steps(self) -> int:
+        """Transitions counting towards ``learning_starts``: real steps plus logged offline rows."""
+        return self.env_steps + self.offline_rows
 
     # ------------------------------------------------------------------ acting
     def to_env_action(self, squashed: torch.Tensor) -> torch.Tensor:
@@ -243,7 +263,7 @@ class SAC:
             if self._obs is None:
                 self._obs, _ = self.env.reset(seed=episode_seed(c.seed, len(self.history)))
                 self._episode_return, self._episode_steps = 0.0, 0
-            if self.env_steps < c.learning_starts:
+            if self.stored_steps < c.learning_starts:
                 unit = torch.rand(self.act_dim, generator=self.generator) * 2 - 1
                 action = self.to_env_action(unit).numpy().reshape(self.env.action_space.shape)
                 action = action.astype(self.env.action_space.dtype)
@@ -258,7 +278,7 @@ class SAC:
             self._obs = next_obs
             if before_update is not None:
                 before_update(self)
-            if self.env_steps >= c.learning_starts:
+            if self.stored_steps >= c.learning_starts:
                 for _ in range(c.updates_per_step):
                     self.update(self.buffer.sample(c.batch_size, self.generator))
             if terminated or truncated:
@@ -288,7 +308,7 @@ class SAC:
         save_checkpoint(path / "networks", tensors, {"kind": "sac"})
         self.buffer.save(path / "buffer.npz")
         state = {"config": asdict(self.config), "history": [asdict(r) for r in self.history],
-                 "env_steps": self.env_steps, "updates": self.updates}
+                 "env_steps": self.env_steps, "updates": self.updates, "offline_rows": self.offline_rows}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     @classmethod
@@ -298,7 +318,9 @@ class SAC:
         if not (path / "state.json").exists():
             raise FileNotFoundError(f"{path} holds no saved SAC agent (state.json missing)")
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-        agent = cls(env, build(SACConfig, state["config"]))
+        config = build(SACConfig, state["config"])
+        agent = cls(env, replace(config, offline_data=None))  # the saved buffer holds the logged rows
+        agent.config = config
         tensors, _ = load_checkpoint(path / "networks")
         for name, module in agent._modules().items():
             prefix = f"{name}."
@@ -312,5 +334,6 @@ class SAC:
                              f"but {type(env.unwrapped).__name__} has {agent.obs_dim}/{agent.act_dim}")
         agent.buffer = buffer
         agent.env_steps, agent.updates = state["env_steps"], state["updates"]
+        agent.offline_rows = state.get("offline_rows", 0)
         agent.history = [EpisodeRecord(**r) for r in state["history"]]
         return agent
