@@ -7,6 +7,8 @@ ensemble on the same data), plans every action, and its episodes' mean return an
 action are printed. ``pets-paper float32`` is the algorithm mbrl-lib's PETS agent runs (CEM
 350/35/5, 20 particles, TS1, horizon 15), so its return stands for the return of mbrl-lib's
 planner; ``benchmarks/mbrl_lib_reference.py`` times mbrl-lib itself on the same configuration.
+``icem-350 bfloat16`` is iCEM with the same population, elites and particles but three iterations
+of a decaying population (350, 280, 224 candidates), computing in bfloat16.
 
     python benchmarks/planning_return.py [--episodes 3] [--trials 8] [--configs pets-paper,default]
 """
@@ -32,6 +34,9 @@ PAPER_PLANNER = PlannerConfig(optimizer="cem", horizon=15, particles=20, propaga
 ROWS = {  # name: (model, planner)
     "pets-paper float32": ("paper", PAPER_PLANNER),
     "pets-paper bfloat16": ("paper", dataclasses.replace(PAPER_PLANNER, compute_dtype="bfloat16")),
+    "icem-350 bfloat16": ("paper", PlannerConfig(optimizer="icem", horizon=15, particles=20, propagation="ts1",
+                                                 compute_dtype="bfloat16",
+                                                 settings={"population": 350, "elites": 35, "iterations": 3})),
     "default float32": ("default", PETSConfig().planner),
     "default bfloat16": ("default", dataclasses.replace(PETSConfig().planner, compute_dtype="bfloat16")),
 }
