@@ -6,6 +6,9 @@ Configurations:
 - ``pets-paper``: 7-member 4x200 probabilistic ensemble (5 elites), CEM population 350,
   35 elites, 5 iterations, horizon 15, 20 particles, TS1 (the configuration mbrl-lib's PETS
   example uses; mbrl-lib 0.2.0 took a median 1.57 s per action on a 2-core machine of this kind).
+- ``icem-350``: the same model, particles and population, searched by iCEM in three iterations
+  of a decaying population (350, 280, 224): about half the candidates of the paper's CEM, at the
+  same closed-loop return (``benchmarks/planning_return.py``).
 - ``default``: forethought's PETS defaults: 5-member 3x200 ensemble, iCEM (population 100
   decaying, 10 elites, 3 iterations), 5 particles, TS-infinity: under 100 ms per action, and it
   still swings the cart-pole up (``benchmarks/pets_learning.py``); its plan quality is reported
@@ -41,6 +44,9 @@ CONFIGS = {
     "pets-paper": dict(**PETS_PAPER,
                        planner=PlannerConfig(optimizer="cem", horizon=15, particles=20, propagation="ts1",
                                              settings={"population": 350, "elites": 35, "iterations": 5})),
+    "icem-350": dict(**PETS_PAPER,
+                     planner=PlannerConfig(optimizer="icem", horizon=15, particles=20, propagation="ts1",
+                                           settings={"population": 350, "elites": 35, "iterations": 3})),
     "default": dict(members=PETSConfig().model.ensemble_size, layers=PETSConfig().model.hidden_layers,
                     hidden=PETSConfig().model.hidden_size, planner=PETSConfig().planner),
 }
