@@ -34,7 +34,8 @@ class DynaConfig:
 
     sac: SACConfig = field(default_factory=SACConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5))
+    # epochs of at least 20 minibatches, as for MBPO: one pass over a few hundred rows is too few steps
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5, min_epoch_batches=20))
     imagined_updates: int = 10
     rollout_length: int = 1
     model_every: int = 250
