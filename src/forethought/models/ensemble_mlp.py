@@ -196,9 +196,8 @@ class FrozenEnsemble:
 
     def __init__(self, network: EnsembleDynamicsNetwork, members: list[int], dtype: torch.dtype | str = torch.float32,
                  input_scale: torch.Tensor | None = None, input_shift: torch.Tensor | None = None,
-                 pad: int | None = None, chunk_bytes: int | None = None, member_loop: bool = False) -> None:
+                 pad: int | None = None, chunk_bytes: int | None = None) -> None:
         self.dtype = compute_dtype(dtype)
-        self.member_loop = bool(member_loop)
         bf16 = self.dtype == torch.bfloat16
         self.pad = pad if pad is not None else 16
         self.chunk_bytes = chunk_bytes if chunk_bytes is not None else (4 << 20 if bf16 else 2 << 20)
@@ -257,23 +256,13 @@ class FrozenEnsemble:
     def _rows(self, parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """:meth:`__call__` on one row block."""
         h = self._input(parts)
-        if self.member_loop:
-            out = torch.stack([self._member(h[e], e) for e in range(h.shape[0])]).float()
-        else:
-            for weight in self.weights[:-1]:
-                h = F.silu(torch.bmm(h, weight), inplace=True)
-            out = torch.bmm(h, self.weights[-1]).float()
+        for weight in self.weights[:-1]:
+            h = F.silu(torch.bmm(h, weight), inplace=True)
+        out = torch.bmm(h, self.weights[-1]).float()
         if not self.probabilistic:
             return out, None
         mean, raw_log_std = out.split(self.out_dim, dim=-1)
         return mean, soft_bound(raw_log_std, self.min_log_std, self.max_log_std)
-
-    def _member(self, h: torch.Tensor, member: int) -> torch.Tensor:
-        """Member ``member``'s layers on its rows ``h [B, in']``, one after another (the member's
-        weights and activations stay in cache)."""
-        for weight in self.weights[:-1]:
-            h = F.silu(torch.mm(h, weight[member]), inplace=True)
-        return torch.mm(h, self.weights[-1][member])
 
     def _input(self, parts: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """``[E, B, in']`` first-layer input in the compute dtype: the mapped inputs, the ones
