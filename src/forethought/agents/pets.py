@@ -25,7 +25,7 @@ from forethought.agents.episode import Episode, episode_seed, random_policy, run
 from forethought.agents.mpc import MPCAgent, PlannerConfig
 from forethought.data.buffer import ReplayBuffer
 from forethought.data.offline import load_npz
-from forethought.data.collect import flat_dim
+from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.envs.analytic import analytic_step, env_task_functions
 from forethought.envs.task_functions import TaskFunctions, with_state_cost
 from forethought.config import build
@@ -120,17 +120,12 @@ class PETS:
         c = self.config
         if c.offline_data is not None:
             logged = load_npz(c.offline_data)
-            self._check_sizes(c.offline_data, logged.obs_dim, logged.act_dim)
+            check_env_sizes(c.offline_data, logged.obs_dim, logged.act_dim, self.env)
             self.buffer, self.offline_rows = logged, len(logged)
         if c.offline_model is not None:
             model = DynamicsModel.load(c.offline_model)
-            self._check_sizes(c.offline_model, model.obs_dim, model.act_dim)
+            check_env_sizes(c.offline_model, model.obs_dim, model.act_dim, self.env)
             self.model = model
-
-    def _check_sizes(self, source: str, obs_dim: int, act_dim: int) -> None:
-        if (obs_dim, act_dim) != (self.obs_dim, self.act_dim):
-            raise ValueError(f"{source} has obs/action sizes {obs_dim}/{act_dim}, but "
-                             f"{type(self.env.unwrapped).__name__} has {self.obs_dim}/{self.act_dim}")
 
     @property
     def random_trials(self) -> int:
@@ -227,9 +222,7 @@ class PETS:
         agent = cls(env, replace(config, offline_data=None, offline_model=None), task)
         agent.config = config
         buffer = ReplayBuffer.load(path / "buffer.npz")
-        if (buffer.obs_dim, buffer.act_dim) != (agent.obs_dim, agent.act_dim):
-            raise ValueError(f"the agent in {path} was trained with obs/action sizes {buffer.obs_dim}/{buffer.act_dim}, "
-                             f"but {type(env.unwrapped).__name__} has {agent.obs_dim}/{agent.act_dim}")
+        check_env_sizes(f"the agent in {path}", buffer.obs_dim, buffer.act_dim, env)
         agent.buffer, agent.offline_rows = buffer, state.get("offline_rows", 0)
         if not agent.config.oracle and state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")

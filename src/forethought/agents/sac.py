@@ -30,7 +30,7 @@ from torch import nn
 from forethought.agents.episode import episode_seed
 from forethought.config import build
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
-from forethought.data.collect import flat_dim
+from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.data.offline import load_npz
 from forethought.serialization import atomic_write_text, load_checkpoint, save_checkpoint
 
@@ -176,9 +176,7 @@ class SAC:
 
     def add_offline(self, logged: ReplayBuffer) -> None:
         """Put logged transitions (same sizes as this environment's) into the replay buffer."""
-        if (logged.obs_dim, logged.act_dim) != (self.obs_dim, self.act_dim):
-            raise ValueError(f"logged transitions have obs/action sizes {logged.obs_dim}/{logged.act_dim}, but "
-                             f"{type(self.env.unwrapped).__name__} has {self.obs_dim}/{self.act_dim}")
+        check_env_sizes("the logged transitions", logged.obs_dim, logged.act_dim, self.env)
         self.buffer.add_batch(**logged.arrays())
         self.offline_rows += len(logged)
 
@@ -329,9 +327,7 @@ class SAC:
             agent.log_alpha.copy_(tensors["log_alpha"])
         agent.generator.set_state(tensors["generator"])
         buffer = ReplayBuffer.load(path / "buffer.npz", capacity=agent.config.buffer_capacity)
-        if (buffer.obs_dim, buffer.act_dim) != (agent.obs_dim, agent.act_dim):
-            raise ValueError(f"the agent in {path} was trained with obs/action sizes {buffer.obs_dim}/{buffer.act_dim}, "
-                             f"but {type(env.unwrapped).__name__} has {agent.obs_dim}/{agent.act_dim}")
+        check_env_sizes(f"the agent in {path}", buffer.obs_dim, buffer.act_dim, env)
         agent.buffer = buffer
         agent.env_steps, agent.updates = state["env_steps"], state["updates"]
         agent.offline_rows = state.get("offline_rows", 0)

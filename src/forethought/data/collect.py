@@ -22,6 +22,15 @@ def flat_dim(space: gym.Space) -> int:
     raise TypeError(f"only Box and Discrete spaces can be stored, got {space}")
 
 
+def check_env_sizes(source: str, obs_dim: int, act_dim: int, env: gym.Env) -> None:
+    """ValueError unless transitions of ``obs_dim``/``act_dim`` (from ``source``, named in the
+    message) fit ``env``'s observation and action spaces."""
+    expected = flat_dim(env.observation_space), flat_dim(env.action_space)
+    if (obs_dim, act_dim) != expected:
+        raise ValueError(f"{source} has obs/action sizes {obs_dim}/{act_dim}, but {type(env.unwrapped).__name__} "
+                         f"has {expected[0]}/{expected[1]}")
+
+
 def collect(env: gym.Env, steps: int, seed: int, policy: Policy | None = None,
             buffer: ReplayBuffer | None = None, progress: bool = False) -> ReplayBuffer:
     """Step ``env`` for ``steps`` transitions and store them; episodes restart on termination or
