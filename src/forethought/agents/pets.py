@@ -144,6 +144,11 @@ class PETS:
         return KnownDynamics(step, self.obs_dim, self.act_dim)
 
     @property
+    def env_steps(self) -> int:
+        """Real steps this agent has taken (logged offline transitions are not counted)."""
+        return len(self.buffer) - self.offline_rows
+
+    @property
     def trials_done(self) -> int:
         return len(self.history)
 
@@ -178,8 +183,8 @@ class PETS:
         max_steps = self.config.random_trial_steps if random_trial else None
         episode = run_episode(self.env, policy, seed=seed, buffer=self.buffer, render=render, max_steps=max_steps)
         plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
-        result = TrialResult(index, episode.total_reward, episode.steps, len(self.buffer) - self.offline_rows,
-                             val_loss, plan_ms, time.perf_counter() - start)
+        result = TrialResult(index, episode.total_reward, episode.steps, self.env_steps, val_loss, plan_ms,
+                             time.perf_counter() - start)
         self.history.append(result)
         return result, episode
 

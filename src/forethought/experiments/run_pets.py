@@ -113,7 +113,7 @@ def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | No
         if config.steps is None:
             history = agent.learn(config.trials, callback=record, render_last=env.render_mode == "rgb_array")
         else:
-            while agent.trials_done < config.trials and len(agent.buffer) < config.steps:
+            while agent.trials_done < config.trials and agent.env_steps < config.steps:
                 agent.learn(1, callback=record)
             history = agent.history
         returns = [r.total_reward for r in history]
