@@ -84,11 +84,14 @@ class MLPDynamics(DynamicsModel):
              generator: torch.Generator) -> FitReport:
         if not self.fitted or not self.warm_start:
             self.network.reset_parameters(generator)
-        delta = next_obs - obs
+        self.fit_normalizers(obs, action, next_obs)
+        return self.train_network(obs, action, next_obs, self.training_options, generator)
+
+    def fit_normalizers(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> None:
+        """Fit the input (obs, action) and output (next_obs - obs) normalisers to transitions ``[N, .]``."""
         self.obs_norm.fit(obs)
         self.act_norm.fit(action)
-        self.delta_norm.fit(delta)
-        return self.train_network(obs, action, next_obs, self.training_options, generator)
+        self.delta_norm.fit(next_obs - obs)
 
     def train_network(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor,
                       options: TrainingOptions, generator: torch.Generator) -> FitReport:

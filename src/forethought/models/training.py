@@ -192,12 +192,12 @@ def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimi
     Returns ``(mean training loss, batches)``, or ``(None, index of the bad batch)`` at the first
     non-finite loss."""
     k, n = member_rows.shape
-    rows = n if math.ceil(n / options.batch_size) >= options.min_epoch_batches else \
+    epoch_rows = n if math.ceil(n / options.batch_size) >= options.min_epoch_batches else \
         options.min_epoch_batches * options.batch_size
     shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator), dim=1))
-                          for _ in range(math.ceil(rows / n))], dim=1)[:, :rows]
+                          for _ in range(math.ceil(epoch_rows / n))], dim=1)[:, :epoch_rows]
     losses = []
-    for batch, start in enumerate(range(0, rows, options.batch_size)):
+    for batch, start in enumerate(range(0, epoch_rows, options.batch_size)):
         rows = shuffled[:, start:start + options.batch_size]
         member_losses = train_step(network, optimizer, x[rows], y[rows], options)
         if member_losses is None:

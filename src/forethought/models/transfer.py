@@ -46,9 +46,7 @@ def fine_tune(model: MLPDynamics, data: Any, mode: str = "all", frozen_layers: i
     else:
         obs, action, next_obs = transition_tensors(data, None, None, model.obs_dim, model.act_dim)
     if mode == "normalizer":
-        model.obs_norm.fit(obs)
-        model.act_norm.fit(action)
-        model.delta_norm.fit(next_obs - obs)
+        model.fit_normalizers(obs, action, next_obs)
         return FitReport(message=f"re-fitted the normalisers on {obs.shape[0]} transitions (no gradient steps)")
     frozen = {"all": 0, "freeze": frozen_layers, "output": model.hidden_layers}[mode]
     options = replace(model.training_options, frozen_layers=frozen, **training)
