@@ -106,14 +106,13 @@ class PolicyGuidedMPC(MPCAgent):
         self.steps += 1
         if proposals is not None and bool((self.optimizer.bounds.project(proposals) == plan).all(dim=(1, 2)).any()):
             self.proposal_wins += 1
+        too_uncertain = False
         if self.hybrid.fallback_threshold is not None:
             self.last_disagreement = float(self.judge.evaluate(obs_t, plan[None]).disagreement[0])
-            if self.last_disagreement > self.hybrid.fallback_threshold:
-                self.fallbacks += 1
-                self.plan_ms.append(1000.0 * (time.perf_counter() - start))
-                return self.fallback(obs)
+            too_uncertain = self.last_disagreement > self.hybrid.fallback_threshold
+            self.fallbacks += too_uncertain
         self.plan_ms.append(1000.0 * (time.perf_counter() - start))
-        return self._to_env_action(plan[0])
+        return self.fallback(obs) if too_uncertain else self._to_env_action(plan[0])
 
     def _policy_action(self, obs: np.ndarray) -> np.ndarray:
         action = self.policy(torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1)), True)[0]

@@ -23,15 +23,12 @@ def interquartile_mean(values: Sequence[float], axis: int = 0) -> np.ndarray | f
     return stats.trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
 
 
-def _mean(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    return np.mean(values, axis=axis)
+STATISTICS: dict[str, Statistic] = {"mean": np.mean, "iqm": interquartile_mean, "median": np.median}
 
 
-def _median(values: np.ndarray, axis: int = 0) -> np.ndarray:
-    return np.median(values, axis=axis)
-
-
-STATISTICS: dict[str, Statistic] = {"mean": _mean, "iqm": interquartile_mean, "median": _median}
+def _constant(values: np.ndarray) -> bool:
+    """One value, or all equal: nothing for a bootstrap to resample."""
+    return values.size == 1 or bool(np.all(values == values[0]))
 
 
 @dataclass
@@ -62,7 +59,7 @@ def bootstrap_interval(values: Sequence[float], statistic: str = "iqm", confiden
         raise ValueError(f"values must be a non-empty 1-D sequence of finite numbers, got {values.tolist()}")
     fn = _statistic(statistic)
     point = float(fn(values))
-    if values.size == 1 or np.all(values == values[0]):
+    if _constant(values):
         return Interval(point, point, point)
     result = stats.bootstrap((values,), fn, n_resamples=resamples, confidence_level=confidence,
                              method="percentile", vectorized=True, rng=np.random.default_rng(seed))
@@ -135,7 +132,7 @@ def efficiency_ratio(slower: Sequence[float], faster: Sequence[float], confidenc
         return np.median(a, axis=axis) / np.median(b, axis=axis)
 
     point = float(ratio(slower, faster))
-    if (slower.size == 1 or np.all(slower == slower[0])) and (faster.size == 1 or np.all(faster == faster[0])):
+    if _constant(slower) and _constant(faster):
         return Interval(point, point, point)
     result = stats.bootstrap((slower, faster), ratio, n_resamples=resamples, confidence_level=confidence,
                              method="percentile", vectorized=True, paired=False, rng=np.random.default_rng(seed))
