@@ -1,0 +1,94 @@
+"""Image observations: any rendering environment seen as ``[3, size, size]`` uint8 frames.
+
+    env = make_pixel_env("pendulum-swingup", size=64, action_repeat=2)
+    frame, info = env.reset(seed=0)      # frame [3, 64, 64] uint8; info["state"] the true state
+    frame, reward, terminated, truncated, info = env.step(action)
+
+Our own environments are drawn at ``supersample`` times the size and box-averaged down, so thin
+parts (a pole) stay visible as anti-aliased strokes; MuJoCo tasks render at the size directly.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# MuJoCo picks its OpenGL backend when its renderer is first imported; on a machine without a
+# display only EGL (or OSMesa) works, so ask for EGL unless the user chose a backend.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import gymnasium as gym
+import numpy as np
+from PIL import Image
+
+from forethought.envs.make import OWN_ENVS, make
+
+
+def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
+    """``[H, W, 3]`` uint8 -> ``[size, size, 3]`` uint8: an exact box average when ``H`` and ``W``
+    are multiples of ``size``, otherwise PIL's box filter."""
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an [H, W, 3] uint8 frame, got shape {frame.shape} and dtype {frame.dtype}")
+    height, width = frame.shape[:2]
+    if (height, width) == (size, size):
+        return frame
+    if height % size == 0 and width % size == 0:
+        blocks = frame.reshape(size, height // size, size, width // size, 3).astype(np.float32)
+        return np.round(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BOX))
+
+
+class PixelObservation(gym.Wrapper):
+    """Observations are the rendered frame, channel first (``[3, size, size]`` uint8); each agent
+    action is applied ``action_repeat`` times (rewards summed, stopping early at the episode's end).
+
+    ``info["state"]`` carries the wrapped environment's own observation, for diagnostics and for a
+    state-based oracle; agents learning from pixels must not use it.
+    """
+
+    def __init__(self, env: gym.Env, size: int = 64, action_repeat: int = 1) -> None:
+        if env.render_mode != "rgb_array":
+            raise ValueError(f"PixelObservation needs an environment made with render_mode='rgb_array', "
+                             f"got render_mode={env.render_mode!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}")
+        if isinstance(action_repeat, bool) or not isinstance(action_repeat, int) or action_repeat < 1:
+            raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
+        super().__init__(env)
+        self.size, self.action_repeat = size, action_repeat
+        self.observation_space = gym.spaces.Box(0, 255, shape=(3, size, size), dtype=np.uint8)
+
+    def _frame(self) -> np.ndarray:
+        frame = self.env.render()
+        if frame is None:
+            raise RuntimeError("the wrapped environment rendered no frame (was it reset?)")
+        return np.ascontiguousarray(resize_frame(np.asarray(frame), self.size).transpose(2, 0, 1))
+
+    def reset(self, **kwargs: Any) -> tuple[np.ndarray, dict]:
+        state, info = self.env.reset(**kwargs)
+        return self._frame(), {**info, "state": state}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        total = 0.0
+        for _ in range(self.action_repeat):
+            state, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return self._frame(), total, terminated, truncated, {**info, "state": state}
+
+
+def make_pixel_env(name: str, size: int = 64, action_repeat: int = 1, supersample: int = 4,
+                   **kwargs: Any) -> PixelObservation:
+    """``make(name)`` seen through :class:`PixelObservation` (``kwargs`` go to the environment).
+
+    Our environments are drawn at ``supersample * size`` pixels and box-averaged; Gymnasium ids
+    are made with ``width = height = size`` where the environment accepts them (MuJoCo does)."""
+    if name in OWN_ENVS:
+        env = make(name, render_mode="rgb_array", render_size=(supersample * size, supersample * size), **kwargs)
+    else:
+        try:
+            env = make(name, render_mode="rgb_array", width=size, height=size, **kwargs)
+        except TypeError:  # an environment without width/height arguments: resized after rendering
+            env = make(name, render_mode="rgb_array", **kwargs)
+    return PixelObservation(env, size=size, action_repeat=action_repeat)
