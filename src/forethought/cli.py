@@ -42,7 +42,16 @@ per real step; mbpo: branched model rollouts and mixed real/imagined SAC updates
 eval_every steps the deterministic policy is evaluated; one line per evaluation, and metrics.csv
 (env_steps, eval_return, train_return, episodes, wall_s, model_val_loss), TensorBoard events,
 checkpoints/agent/, summary.json and plots/learning_curve.png. Overrides e.g. eval_every=500
-target=-200 agent.policy_updates=10 agent.sac.batch_size=128."""
+target=-200 agent.policy_updates=10 agent.sac.batch_size=128.
+
+planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by default) for --steps
+environment steps: a latent world model (conv encoder, RSSM, decoder, reward and continue heads)
+trained on sequences; planet plans with CEM in its latent space, dreamer trains an actor-critic in
+imagination. One line per episode; metrics.csv (episode, env_steps, return, eval_return, loss parts,
+act_ms_per_step, wall_s), TensorBoard, checkpoints/agent/, summary.json (oracle return, steps to
+70 % of it, held-out reward error, throughput), plots/learning_curve.png, plots/open_loop.png,
+videos/open_loop.gif and videos/last_episode.gif. Overrides e.g. agent.model.depth=16
+agent.train_steps=50 agent.settings.population=300 action_repeat=4 eval_every=10."""
 
 ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--models) and propagation mode
 (--propagation) over several seeds. Writes metrics.csv (one row per variant, seed and trial),
@@ -83,10 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=_compare_models)
     run = commands.add_parser("run", help="learn to control an environment with an agent",
                               description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("algo", choices=("pets", "sac", "dyna", "mbpo"), help="the agent to run")
-    run.add_argument("--env", help="environment (default cartpole-swingup for pets, Pendulum-v1 otherwise)")
+    run.add_argument("algo", choices=("pets", "sac", "dyna", "mbpo", "planet", "dreamer"), help="the agent to run")
+    run.add_argument("--env", help="environment (default cartpole-swingup for pets, pendulum-swingup for planet and "
+                                   "dreamer, Pendulum-v1 otherwise)")
+    run.add_argument("--pixels", action="store_true",
+                     help="learn from 64x64 images (planet and dreamer always do; the other agents learn from states)")
     run.add_argument("--trials", type=int, help="pets: trials (episodes) to run, random ones included (default 15)")
-    run.add_argument("--steps", type=int, help="sac/dyna/mbpo: real environment steps (default 20000)")
+    run.add_argument("--steps", type=int, help="sac/dyna/mbpo: real environment steps (default 20000); "
+                                               "planet/dreamer: environment steps, action repeats counted (default 50000)")
     run.add_argument("--seed", type=int, help="seed (default 0)")
     _add_run_options(run, "runs/<algo>")
     run.set_defaults(handler=_run)
@@ -192,6 +205,10 @@ def _compare_models(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.algo in ("planet", "dreamer"):
+        return _run_latent(args)
+    if args.pixels:
+        raise SystemExit(f"forethought run {args.algo}: learns from states; --pixels is for planet and dreamer")
     if args.algo != "pets":
         return _run_policy(args)
     from rich.console import Console
@@ -245,6 +262,35 @@ def _run_policy(args: argparse.Namespace) -> int:
                   + ("" if summary["target"] is None else f"; target {summary['target']:g} reached after "
                      f"{summary['steps_to_target']} real steps"))
     console.print(f"run directory: {config.out}")
+    return 0
+
+
+def _run_latent(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from forethought.config import load_config
+    from forethought.experiments.run_latent import RUN_CONFIGS, run_latent
+
+    if args.trials is not None:
+        raise SystemExit(f"forethought run {args.algo}: --trials is for pets; give --steps")
+    flags = {"env": args.env, "steps": args.steps, "seed": args.seed, "out": args.out}
+    config = load_config(RUN_CONFIGS[args.algo], args.config, _overrides(args, flags))
+    console = Console()
+
+    def line(row: dict) -> None:
+        evaluation = "" if row["eval_return"] is None else f"  eval return {row['eval_return']:9.2f}"
+        loss = "" if row["reconstruction"] is None else (f"  recon {row['reconstruction']:8.2f}  reward mse "
+                                                          f"{row['reward_mse']:.3g}  kl {row['kl']:6.2f}")
+        console.print(f"episode {row['episode']:4d}  env steps {row['env_steps']:7d}  return {row['return']:9.2f}"
+                      f"{evaluation}{loss}  act {row['act_ms_per_step']:6.1f} ms/step  elapsed {row['wall_s']:7.1f} s")
+
+    summary = run_latent(args.algo, config, on_episode=line, overwrite=args.overwrite)
+    oracle = summary["oracle_return"]
+    best = summary["best_eval_return"]
+    console.print(f"best eval return {best:.2f}" + ("" if oracle is None else
+                  f", oracle planner {oracle:.2f}; 70 % of it reached after {summary['steps_to_70pct_oracle']} env steps")
+                  + f"; {summary['s_per_1000_env_steps']:.1f} s per 1000 env steps")
+    console.print(f"run directory: {config.out} (plots/open_loop.png, videos/)")
     return 0
 
 

@@ -90,3 +90,29 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise CheckpointError(f"checkpoint {tensor_path} is corrupted or truncated: sha256 {digest[:12]}... "
                               f"does not match the recorded {str(record.get('sha256'))[:12]}...")
     return load_file(str(tensor_path)), record["metadata"]
+
+
+def module_tensors(prefix: str, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, torch.Tensor]:
+    """A module's weights (``prefix.weights.*``) and its optimiser's per-parameter state
+    (``prefix.optim.<index>.<name>``) as flat tensors for :func:`save_checkpoint`."""
+    tensors = {f"{prefix}.weights.{k}": v for k, v in module.state_dict().items()}
+    if optimizer is not None:
+        for index, state in optimizer.state_dict()["state"].items():
+            tensors.update({f"{prefix}.optim.{index}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
+                            for k, v in state.items()})
+    return tensors
+
+
+def load_module_tensors(prefix: str, tensors: dict[str, torch.Tensor], module: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Restore what :func:`module_tensors` wrote under ``prefix`` (weights strictly: a missing or
+    unexpected weight raises)."""
+    weights = f"{prefix}.weights."
+    module.load_state_dict({k[len(weights):]: v for k, v in tensors.items() if k.startswith(weights)})
+    if optimizer is not None:
+        state, optim = optimizer.state_dict(), f"{prefix}.optim."
+        for key, value in tensors.items():
+            if key.startswith(optim):
+                index, name = key[len(optim):].split(".", 1)
+                state["state"].setdefault(int(index), {})[name] = value
+        optimizer.load_state_dict(state)

@@ -43,7 +43,8 @@ class PixelObservation(gym.Wrapper):
     action is applied ``action_repeat`` times (rewards summed, stopping early at the episode's end).
 
     ``info["state"]`` carries the wrapped environment's own observation, for diagnostics and for a
-    state-based oracle; agents learning from pixels must not use it.
+    state-based oracle (agents learning from pixels must not use it); ``info["repeat_steps"]`` the
+    number of wrapped-environment steps this step took.
     """
 
     def __init__(self, env: gym.Env, size: int = 64, action_repeat: int = 1) -> None:
@@ -70,12 +71,12 @@ class PixelObservation(gym.Wrapper):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         total = 0.0
-        for _ in range(self.action_repeat):
+        for repeat in range(1, self.action_repeat + 1):
             state, reward, terminated, truncated, info = self.env.step(action)
             total += float(reward)
             if terminated or truncated:
                 break
-        return self._frame(), total, terminated, truncated, {**info, "state": state}
+        return self._frame(), total, terminated, truncated, {**info, "state": state, "repeat_steps": repeat}
 
 
 def make_pixel_env(name: str, size: int = 64, action_repeat: int = 1, supersample: int = 4,

@@ -43,3 +43,13 @@ def write_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float 
     iio.imwrite(stream, np.stack(frames), extension=".gif", duration=1000.0 / fps, loop=0)
     atomic_write_bytes(path, stream.getvalue())
     return Path(path)
+
+
+def write_png(image: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write an ``[H, W, 3]`` uint8 image as a PNG."""
+    import imageio.v3 as iio
+
+    stream = io.BytesIO()
+    iio.imwrite(stream, image, extension=".png")
+    atomic_write_bytes(path, stream.getvalue())
+    return Path(path)

@@ -8,7 +8,8 @@
 
 Loss per sequence batch (averaged over batch and time): image reconstruction ``0.5 * sum of
 squared pixel errors`` (the negative log-likelihood of a unit-variance Gaussian, up to a constant),
-reward ``0.5 * squared error``, continue binary cross-entropy, and the balanced KL with free bits:
+reward ``0.5 * squared error`` (of symlog rewards by default; ``reward_mse`` is reported in
+the environment's units), continue binary cross-entropy, and the balanced KL with free bits:
 
     kl_scale * (balance * max(free_nats, KL(sg(q) || p)) + (1 - balance) * max(free_nats, KL(q || sg(p))))
 
@@ -29,7 +30,7 @@ from torch import nn
 from forethought.data.sequences import SequenceBatch
 from forethought.models.rssm import RSSM, LatentState
 from forethought.models.vision import ConvDecoder, ConvEncoder, preprocess
-from forethought.serialization import CheckpointError, load_checkpoint, save_checkpoint
+from forethought.serialization import CheckpointError, load_checkpoint, load_module_tensors, module_tensors, save_checkpoint
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 """Maps latent features ``[N, feature_dim]`` to actions ``[N, action_dim]``."""
@@ -38,7 +39,12 @@ Policy = Callable[[torch.Tensor], torch.Tensor]
 @dataclass
 class LatentModelConfig:
     """Sizes and loss weights of :class:`LatentWorldModel` (defaults after PlaNet/Dreamer, with the
-    convolution ``depth`` the main lever on CPU cost: it scales conv FLOPs quadratically)."""
+    convolution ``depth`` the main lever on CPU cost: it scales conv FLOPs quadratically).
+
+    ``symlog_rewards``: the reward head regresses ``symlog(r) = sign(r) log(1 + |r|)`` (as
+    DreamerV3), so tasks whose rewards span hundreds (Pendulum: down to -33 per step with an action
+    repeat of 2) train as well as those in ``[0, 1]``; :meth:`LatentWorldModel.reward` returns
+    rewards in the environment's units either way."""
 
     image_size: int = 64
     depth: int = 32
@@ -51,6 +57,7 @@ class LatentModelConfig:
     kl_balance: float = 0.8
     kl_scale: float = 1.0
     reward_scale: float = 1.0
+    symlog_rewards: bool = True
     continue_scale: float = 1.0
     learning_rate: float = 6e-4
     grad_clip: float = 100.0
@@ -64,6 +71,14 @@ class LatentModelConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not (self.learning_rate > 0 and self.grad_clip > 0 and self.min_std > 0):
             raise ValueError("learning_rate, grad_clip and min_std must be > 0")
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.expm1(x.abs())
 
 
 def mlp_head(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
@@ -154,8 +169,9 @@ class LatentWorldModel(nn.Module):
         return LatentState.stack(states), torch.stack(taken, 1)
 
     def reward(self, features: torch.Tensor) -> torch.Tensor:
-        """Predicted reward of arriving at each state: ``[..., feature_dim]`` -> ``[...]``."""
-        return self.reward_head(features).squeeze(-1)
+        """Predicted reward of arriving at each state (environment units): ``[..., feature_dim]`` -> ``[...]``."""
+        raw = self.reward_head(features).squeeze(-1)
+        return symexp(raw) if self.config.symlog_rewards else raw
 
     def continue_probability(self, features: torch.Tensor) -> torch.Tensor:
         """Predicted probability that the episode goes on after each state: ``[...]``."""
@@ -170,14 +186,19 @@ class LatentWorldModel(nn.Module):
         target = preprocess(batch.obs)
         reconstruction = 0.5 * (self.decoder(features) - target).pow(2).sum((-3, -2, -1)).mean()
         not_first = (~batch.is_first).float()
-        reward_error = 0.5 * ((self.reward(features) - batch.reward).pow(2) * not_first).sum() / not_first.sum().clamp(min=1)
+        rows = not_first.sum().clamp(min=1)
+        raw = self.reward_head(features).squeeze(-1)
+        target_reward = symlog(batch.reward) if c.symlog_rewards else batch.reward
+        reward_error = 0.5 * ((raw - target_reward).pow(2) * not_first).sum() / rows
         continue_loss = F.binary_cross_entropy_with_logits(self.continue_head(features).squeeze(-1),
                                                            (~batch.is_terminal).float())
         kl_term = balanced_kl_loss(self.rssm, posterior, prior, c.free_nats, c.kl_balance).mean()
         total = reconstruction + c.reward_scale * reward_error + c.continue_scale * continue_loss + c.kl_scale * kl_term
         with torch.no_grad():
             kl_value = self.rssm.kl(posterior, prior).mean()
-        parts = {"loss": total.item(), "reconstruction": reconstruction.item(), "reward_mse": 2 * reward_error.item(),
+            predicted = symexp(raw) if c.symlog_rewards else raw
+            reward_mse = ((predicted - batch.reward).pow(2) * not_first).sum() / rows
+        parts = {"loss": total.item(), "reconstruction": reconstruction.item(), "reward_mse": reward_mse.item(),
                  "continue_bce": continue_loss.item(), "kl": kl_value.item()}
         return total, parts, states
 
@@ -213,11 +234,7 @@ class LatentWorldModel(nn.Module):
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Weights, optimiser moments and config as a safetensors + JSON checkpoint (atomic)."""
-        tensors = {f"model.{k}": v for k, v in self.state_dict().items()}
-        optimizer_state = self.optimizer.state_dict()
-        for index, state in optimizer_state["state"].items():
-            for key, value in state.items():
-                tensors[f"adam.{index}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        tensors = module_tensors("model", self, self.optimizer)
         save_checkpoint(path, tensors, {"kind": "latent-world-model", "config": asdict(self.config),
                                         "action_dim": self.action_dim, "updates": self.updates,
                                         "generator": self.generator.get_state().tolist()})
@@ -228,13 +245,7 @@ class LatentWorldModel(nn.Module):
         if meta.get("kind") != "latent-world-model":
             raise CheckpointError(f"{path} is not a latent world model checkpoint (kind={meta.get('kind')!r})")
         model = cls(LatentModelConfig(**meta["config"]), meta["action_dim"])
-        model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        optimizer_state = model.optimizer.state_dict()
-        for key, value in tensors.items():
-            if key.startswith("adam."):
-                _, index, name = key.split(".", 2)
-                optimizer_state["state"].setdefault(int(index), {})[name] = value
-        model.optimizer.load_state_dict(optimizer_state)
+        load_module_tensors("model", tensors, model, model.optimizer)
         model.updates = meta["updates"]
         model.generator.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
         return model

@@ -1,0 +1,190 @@
+"""Dreamer (Hafner et al., 2020; return normalisation after DreamerV3): an actor and a critic trained
+only on imagined latent trajectories of a world model learned from pixels.
+
+After each world-model update, every posterior state of the batch starts an imagined rollout of
+``imagination_horizon`` steps under the actor. The critic regresses the lambda-returns of those
+rollouts; the actor maximises them by backpropagating through the learned dynamics (continuous
+actions), with returns divided by a running scale (the 5th-95th percentile range, at least 1) and
+an entropy bonus. The world model's own weights are not changed by these losses.
+
+    agent = Dreamer(make_pixel_env("pendulum-swingup", action_repeat=2), DreamerConfig())
+    agent.learn(episodes=100)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from forethought.agents.latent import LatentAgent, LatentAgentConfig
+from forethought.models.rssm import LatentState
+from forethought.models.world_model import mlp_head
+from forethought.serialization import load_module_tensors, module_tensors
+
+
+@dataclass
+class DreamerConfig(LatentAgentConfig):
+    """Dreamer settings: the shared latent-agent ones plus behaviour learning (defaults after
+    DreamerV1, with DreamerV3's return normalisation and entropy bonus)."""
+
+    imagination_horizon: int = 15
+    gamma: float = 0.99
+    lambda_: float = 0.95
+    actor_lr: float = 8e-5
+    critic_lr: float = 8e-5
+    entropy_scale: float = 3e-4
+    actor_hidden: int = 200
+    target_tau: float = 0.02
+    return_scale_decay: float = 0.99
+    grad_clip: float = 100.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.imagination_horizon < 1:
+            raise ValueError(f"imagination_horizon must be >= 1, got {self.imagination_horizon}")
+        for name in ("gamma", "lambda_", "return_scale_decay"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.target_tau <= 1.0:
+            raise ValueError(f"target_tau must be in (0, 1], got {self.target_tau}")
+        if not (self.actor_lr > 0 and self.critic_lr > 0 and self.entropy_scale >= 0):
+            raise ValueError("actor_lr and critic_lr must be > 0 and entropy_scale >= 0")
+
+
+class TanhGaussianActor(nn.Module):
+    """Features ``[N, F]`` -> a tanh-squashed Gaussian over normalised actions ``[N, a]``."""
+
+    def __init__(self, feature_dim: int, action_dim: int, hidden: int, min_std: float = 1e-4, init_std: float = 5.0) -> None:
+        super().__init__()
+        self.net = mlp_head(feature_dim, hidden, 2 * action_dim)
+        self.min_std, self.raw_init_std = min_std, math.log(math.exp(init_std) - 1.0)
+
+    def _mean_std(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, raw_std = self.net(features).chunk(2, dim=-1)
+        return 5.0 * torch.tanh(mean / 5.0), nn.functional.softplus(raw_std + self.raw_init_std) + self.min_std
+
+    def sample(self, features: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised action ``[N, a]`` and its log-probability ``[N]`` (tanh correction included)."""
+        mean, std = self._mean_std(features)
+        pre_tanh = mean + std * torch.randn(mean.shape, generator=generator)
+        action = torch.tanh(pre_tanh)
+        log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh) - 2.0 * (
+            math.log(2.0) - pre_tanh - nn.functional.softplus(-2.0 * pre_tanh))
+        return action, log_prob.sum(-1)
+
+    def mode(self, features: torch.Tensor) -> torch.Tensor:
+        """The deterministic action ``tanh(mean)`` ``[N, a]``."""
+        return torch.tanh(self._mean_std(features)[0])
+
+
+def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lambda_: float) -> torch.Tensor:
+    """TD(lambda) returns ``[N, H]`` of imagined steps: ``rewards`` and ``discounts`` ``[N, H]`` belong
+    to the step into state ``t + 1``, ``values`` ``[N, H + 1]`` to states ``0 .. H``:
+    ``R_t = r_t + d_t ((1 - lambda) v_{t+1} + lambda R_{t+1})`` with ``R_H = v_H``."""
+    horizon = rewards.shape[1]
+    if values.shape[1] != horizon + 1 or discounts.shape != rewards.shape:
+        raise ValueError(f"need rewards/discounts [N, H] and values [N, H + 1], got {tuple(rewards.shape)}, "
+                         f"{tuple(discounts.shape)}, {tuple(values.shape)}")
+    returns, following = [], values[:, -1]
+    for t in reversed(range(horizon)):
+        following = rewards[:, t] + discounts[:, t] * ((1 - lambda_) * values[:, t + 1] + lambda_ * following)
+        returns.append(following)
+    return torch.stack(returns[::-1], dim=1)
+
+
+class Dreamer(LatentAgent):
+    """Actor-critic in imagination; see the module docstring."""
+
+    kind = "dreamer"
+    config_class = DreamerConfig
+
+    def __init__(self, env: gym.Env, config: DreamerConfig | None = None) -> None:
+        config = config or DreamerConfig()
+        super().__init__(env, config)
+        features = self.model.feature_dim
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left as it was
+            torch.manual_seed(config.seed + 7)
+            self.actor = TanhGaussianActor(features, self.action_dim, config.actor_hidden)
+            self.critic = mlp_head(features, config.actor_hidden, 1)
+            self.target_critic = mlp_head(features, config.actor_hidden, 1)
+        self.target_critic.load_state_dict(self.critic.state_dict())
+        self.target_critic.requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5)
+        self.return_scale = torch.ones(())
+        self.imagine_generator = torch.Generator().manual_seed(config.seed + 2)
+
+    def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
+        features = state.features
+        action = self.actor.sample(features, self.generator)[0] if explore else self.actor.mode(features)
+        return action[0].numpy().astype(np.float32)
+
+    def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features ``[N, H + 1, F]`` of rollouts under the actor from ``start`` (``[N, ...]``), and
+        the log-probabilities ``[N, H]`` of the actions taken."""
+        log_probs: list[torch.Tensor] = []
+
+        def policy(features: torch.Tensor) -> torch.Tensor:
+            action, log_prob = self.actor.sample(features.detach(), self.imagine_generator)
+            log_probs.append(log_prob)
+            return action
+
+        future, _ = self.model.imagine(start, self.config.imagination_horizon, policy=policy,
+                                       generator=self.imagine_generator)
+        return torch.cat([start.features[:, None], future.features], 1), torch.stack(log_probs, 1)
+
+    def train_behaviour(self, states: LatentState) -> dict[str, float]:
+        c = self.config
+        self.model.requires_grad_(False)
+        try:
+            features, log_probs = self.imagine(states.reshape(-1).detach())
+            rewards = self.model.reward(features[:, 1:])
+            discounts = c.gamma * self.model.continue_probability(features[:, 1:])
+            values = self.target_critic(features).squeeze(-1)
+            returns = lambda_returns(rewards, values, discounts, c.lambda_)
+            weights = torch.cumprod(torch.cat([torch.ones_like(discounts[:, :1]), discounts[:, :-1]], 1), 1).detach()
+            with torch.no_grad():
+                spread = torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05)
+                self.return_scale = c.return_scale_decay * self.return_scale + (1 - c.return_scale_decay) * spread
+            scale = self.return_scale.clamp(min=1.0)
+            actor_loss = -(weights * (returns / scale - c.entropy_scale * log_probs)).mean()
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            actor_loss.backward()
+            nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
+            self.actor_optimizer.step()
+        finally:
+            self.model.requires_grad_(True)
+        predicted = self.critic(features[:, :-1].detach()).squeeze(-1)
+        critic_loss = 0.5 * (weights * (predicted - returns.detach()) ** 2).mean()
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        nn.utils.clip_grad_norm_(self.critic.parameters(), c.grad_clip)
+        self.critic_optimizer.step()
+        with torch.no_grad():
+            for target, source in zip(self.target_critic.parameters(), self.critic.parameters()):
+                target.lerp_(source, c.target_tau)
+        return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(),
+                "imagined_return": returns[:, 0].mean().item(), "entropy": -log_probs.mean().item(),
+                "return_scale": float(self.return_scale)}
+
+    # ------------------------------------------------------------------ persistence
+    def _parts(self) -> tuple[tuple[str, nn.Module, torch.optim.Optimizer | None], ...]:
+        return (("actor", self.actor, self.actor_optimizer), ("critic", self.critic, self.critic_optimizer),
+                ("target_critic", self.target_critic, None))
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {"return_scale": self.return_scale.clone(), "imagine_generator": self.imagine_generator.get_state()}
+        for prefix, module, optimizer in self._parts():
+            tensors.update(module_tensors(prefix, module, optimizer))
+        return tensors
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.return_scale = tensors["return_scale"]
+        self.imagine_generator.set_state(tensors["imagine_generator"])
+        for prefix, module, optimizer in self._parts():
+            load_module_tensors(prefix, tensors, module, optimizer)
