@@ -180,3 +180,32 @@ def test_ablate_rejects_unknown_variants(tmp_path, capsys):
     assert "models must be a non-empty list drawn from" in capsys.readouterr().err
     assert main(["ablate", "--propagation", "ts2", "--out", str(tmp_path / "b")]) == 2
     assert "propagations must be a non-empty list drawn from" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("algo", ["planet", "dreamer"])
+def test_run_latent_agent_from_pixels_writes_the_run(tmp_path, capsys, algo):
+    out = tmp_path / algo
+    code = main(["run", algo, "--pixels", "--env", "pendulum-swingup", "--steps", "60", "--out", str(out),
+                 "image_size=16", "action_repeat=2", "env_kwargs={max_episode_steps: 20}", "eval_every=2",
+                 "oracle_episodes=0", "open_loop_context=3", "open_loop_length=8", "agent.model.depth=4",
+                 "agent.model.deter_size=16", "agent.model.stoch=4", "agent.model.hidden_size=16",
+                 "agent.seed_episodes=1", "agent.train_steps=2", "agent.batch_size=2", "agent.sequence_length=5",
+                 "agent.settings={population: 16, elites: 4, iterations: 2}" if algo == "planet"
+                 else "agent.imagination_horizon=3"])
+    assert code == 0
+    for name in ("config.yaml", "metrics.csv", "summary.json", "plots/learning_curve.png", "plots/open_loop.png",
+                 "videos/open_loop.gif", "videos/last_episode.gif", "checkpoints/agent/world_model.safetensors",
+                 "checkpoints/agent/buffer.npz"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["env_steps"]) for r in rows] == [20, 40, 60] and rows[1]["eval_return"] != ""
+    assert rows[0]["reconstruction"] != ""  # one seed episode, trained on at once
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] == 60 and summary["world_model_updates"] == 6
+    assert len(summary["held_out_reward_abs_error_by_horizon"]) == 5 and summary["imagined_steps_per_s"] > 0
+    assert "episode    2" in capsys.readouterr().out
+
+
+def test_pixels_is_only_for_the_latent_agents(tmp_path):
+    with pytest.raises(SystemExit, match="--pixels is for planet and dreamer"):
+        main(["run", "sac", "--pixels", "--out", str(tmp_path / "x")])

@@ -93,6 +93,7 @@ class LatentAgent(ABC):
         self.history: list[LatentEpisodeResult] = []
         self.env_steps = 0
         self._state: LatentState | None = None
+        self.last_action = np.zeros(self.action_dim, np.float32)
 
     # ------------------------------------------------------------------ acting
     def to_env_action(self, action: np.ndarray) -> np.ndarray:
@@ -100,14 +101,15 @@ class LatentAgent(ABC):
         return (self._low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self._high - self._low)).astype(np.float32)
 
     def reset(self) -> None:
-        """Forget the filtered state (an episode starts)."""
+        """Forget the filtered state and the last action (call when an episode starts)."""
         self._state = None
+        self.last_action = np.zeros(self.action_dim, np.float32)
 
     @torch.no_grad()
-    def observe(self, obs: np.ndarray, previous_action: np.ndarray) -> LatentState:
-        """Update the filtered state with frame ``obs`` reached by ``previous_action`` (normalised)."""
+    def observe(self, obs: np.ndarray) -> LatentState:
+        """Update the filtered state with frame ``obs``, reached by :attr:`last_action`."""
         frame = torch.from_numpy(np.ascontiguousarray(obs))[None]
-        action = torch.as_tensor(previous_action, dtype=torch.float32).reshape(1, self.action_dim)
+        action = torch.as_tensor(self.last_action, dtype=torch.float32).reshape(1, self.action_dim)
         self._state = self.model.observe_step(self._state, action, frame)
         return self._state
 
@@ -115,15 +117,13 @@ class LatentAgent(ABC):
     def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
         """Normalised action ``[action_dim]`` for the filtered state (batch of one)."""
 
-    def act(self, obs: np.ndarray, previous_action: np.ndarray | None = None, explore: bool = False) -> np.ndarray:
-        """Environment action for frame ``obs``; ``previous_action`` (normalised) None at an
-        episode's first frame. Keeps the filtered state between calls."""
-        if previous_action is None:
-            self.reset()
-            previous_action = np.zeros(self.action_dim, np.float32)
-        state = self.observe(obs, previous_action)
+    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
+        """Environment action for frame ``obs`` (call :meth:`reset` at each episode's start: the
+        filtered state is kept between calls). :attr:`last_action` holds it normalised."""
+        state = self.observe(obs)
         with torch.no_grad():
-            return self.act_latent(state, explore)
+            self.last_action = np.asarray(self.act_latent(state, explore), np.float32)
+        return self.to_env_action(self.last_action)
 
     # ------------------------------------------------------------------ learning
     def train_behaviour(self, states: LatentState) -> dict[str, float]:
@@ -146,21 +146,19 @@ class LatentAgent(ABC):
         obs, info = self.env.reset(seed=seed)
         self.buffer.start_episode(obs)
         self.reset()
-        previous = np.zeros(self.action_dim, np.float32)
         total, steps, act_s, frames = 0.0, 0, 0.0, [obs.transpose(1, 2, 0)] if render else []
         while True:
             start = time.perf_counter()
             if random:
-                action = torch.rand(self.action_dim, generator=self.generator).numpy() * 2 - 1
+                self.last_action = (torch.rand(self.action_dim, generator=self.generator) * 2 - 1).numpy()
+                action = self.to_env_action(self.last_action)
             else:
-                state = self.observe(obs, previous)
-                with torch.no_grad():
-                    action = self.act_latent(state, explore=True)
+                action = self.act(obs, explore=True)
             act_s += time.perf_counter() - start
-            obs, reward, terminated, truncated, info = self.env.step(self.to_env_action(action))
+            obs, reward, terminated, truncated, info = self.env.step(action)
             self.env_steps += int(info.get("repeat_steps", 1))
-            self.buffer.add_step(action, reward, obs, terminated)
-            total, steps, previous = total + float(reward), steps + 1, np.asarray(action, np.float32)
+            self.buffer.add_step(self.last_action, reward, obs, terminated)
+            total, steps = total + float(reward), steps + 1
             if render:
                 frames.append(obs.transpose(1, 2, 0))
             if terminated or truncated:

@@ -82,3 +82,9 @@ class PlaNet(LatentAgent):
             noise = torch.randn(action.shape, generator=self.generator) * self.config.exploration_noise
             action = (action + noise).clamp(-1.0, 1.0)
         return action.numpy().astype(np.float32)
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        return {"plan_generator": self.plan_generator.get_state()}
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.plan_generator.set_state(tensors["plan_generator"])

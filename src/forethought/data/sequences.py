@@ -41,7 +41,8 @@ class SequenceBatch:
 
 class SequenceBuffer:
     """Stores whole episodes in flat growing arrays; :meth:`sample` draws chunks that lie inside one
-    episode, uniformly over all valid start rows. ``capacity`` (rows) drops the oldest episodes."""
+    episode, uniformly over all valid start rows. At ``capacity`` rows the oldest whole episode is
+    dropped (the episode being written is always kept, so one longer than ``capacity`` still fits)."""
 
     _FIELDS = ("obs", "action", "reward", "is_first", "is_terminal")
 
@@ -72,6 +73,7 @@ class SequenceBuffer:
         return array
 
     def _append(self, obs: np.ndarray, action: np.ndarray, reward: float, is_first: bool, is_terminal: bool) -> None:
+        self._drop_oldest_if_full()
         if self._size == len(self._arrays["reward"]):
             grown = self._allocate(2 * self._size)
             for name in self._FIELDS:
@@ -84,9 +86,10 @@ class SequenceBuffer:
 
     def start_episode(self, obs: Any) -> None:
         """Begin a new episode at its first observation (an unfinished previous one is kept)."""
+        obs = self._check_obs(obs)
         self._drop_oldest_if_full()
         self._episode_starts.append(self._size)
-        self._append(self._check_obs(obs), np.zeros(self.action_dim, np.float32), 0.0, True, False)
+        self._append(obs, np.zeros(self.action_dim, np.float32), 0.0, True, False)
         self._open = True
 
     def add_step(self, action: Any, reward: float, next_obs: Any, terminated: bool) -> None:
@@ -103,15 +106,14 @@ class SequenceBuffer:
             self._open = False
 
     def _drop_oldest_if_full(self) -> None:
-        """Keep at most ``capacity`` rows by removing whole episodes from the front."""
+        """Keep at most ``capacity`` rows by removing the oldest whole episode (never the newest)."""
         if self._size < self.capacity or len(self._episode_starts) < 2:
             return
-        keep_from = next((s for s in self._episode_starts[1:] if self._size - s < self.capacity),
-                         self._episode_starts[-1])
+        keep_from = self._episode_starts[1]
         for name in self._FIELDS:
             self._arrays[name][: self._size - keep_from] = self._arrays[name][keep_from: self._size]
         self._size -= keep_from
-        self._episode_starts = [s - keep_from for s in self._episode_starts if s >= keep_from]
+        self._episode_starts = [s - keep_from for s in self._episode_starts[1:]]
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:

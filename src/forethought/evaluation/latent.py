@@ -52,7 +52,7 @@ def prediction_strip(report: OpenLoopReport, sequence: int = 0, every: int = 2, 
     after), enlarged ``scale`` times."""
     steps = range(0, report.real.shape[1], every)
     rows = [np.concatenate([frames[sequence, t] for t in steps], axis=1) for frames in (report.real, report.predicted)]
-    gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
+    gap = np.full((2, rows[0].shape[1], 3), 128, np.uint8)
     return _enlarge(np.concatenate([rows[0], gap, rows[1]], axis=0), scale)
 
 

@@ -91,12 +91,12 @@ def evaluate(agent: LatentAgent, env, episodes: int, seed: int, held_out: Sequen
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
         held_out.start_episode(obs)
-        previous, total, done = None, 0.0, False
+        agent.reset()
+        total, done = 0.0, False
         while not done:
-            action = agent.act(obs, previous, explore=False)
-            obs, reward, terminated, truncated, _ = env.step(agent.to_env_action(action))
-            held_out.add_step(action, reward, obs, terminated)
-            previous, total, done = action, total + float(reward), terminated or truncated
+            obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+            held_out.add_step(agent.last_action, reward, obs, terminated)
+            total, done = total + float(reward), terminated or truncated
         returns.append(total)
     return returns
 
