@@ -36,7 +36,7 @@ class PlaNetConfig(LatentAgentConfig):
 
     optimizer: str = "cem"
     horizon: int = 12
-    settings: dict = field(default_factory=lambda: {"population": 500, "elites": 50, "iterations": 6,
+    settings: dict = field(default_factory=lambda: {"population": 300, "elites": 30, "iterations": 5,
                                                     "momentum": 0.0, "init_std": 1.0})
     exploration_noise: float = 0.3
     sample: bool = True
