@@ -194,7 +194,7 @@ def test_run_latent_agent_from_pixels_writes_the_run(tmp_path, capsys, algo):
                  else "agent.imagination_horizon=3"])
     assert code == 0
     for name in ("config.yaml", "metrics.csv", "summary.json", "plots/learning_curve.png", "plots/open_loop.png",
-                 "videos/open_loop.gif", "videos/last_episode.gif", "checkpoints/agent/world_model.safetensors",
+                 "plots/reward_error.png", "videos/open_loop.gif", "videos/last_episode.gif", "checkpoints/agent/world_model.safetensors",
                  "checkpoints/agent/buffer.npz"):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "metrics.csv").open()))

@@ -6,7 +6,8 @@ env_steps, return, eval_return`` (every ``eval_every`` episodes), the world-mode
 wall_s``), TensorBoard events of the same, the agent in ``checkpoints/agent/``, ``summary.json``
 (final and best evaluation return, the state-based oracle planner's return and steps to 70 % of
 it, held-out reward prediction error, training and imagination throughput, seconds per 1,000 real
-steps), ``plots/learning_curve.png``, ``plots/open_loop.png`` (held-out frames above the model's
+steps), ``plots/learning_curve.png``, ``plots/reward_error.png`` (held-out reward error per step
+of latent rollout), ``plots/open_loop.png`` (held-out frames above the model's
 open-loop prediction) with ``videos/open_loop.gif``, and ``videos/last_episode.gif``.
 """
 
@@ -26,6 +27,7 @@ from forethought.agents.planet import PlaNet, PlaNetConfig
 from forethought.data.sequences import SequenceBuffer
 from forethought.envs.pixels import make_pixel_env
 from forethought.evaluation.latent import imagination_throughput, open_loop_report, prediction_pairs, prediction_strip
+from forethought.evaluation.plots import plot_compounding_error
 from forethought.experiments.media import plot_learning_curve, write_gif, write_png
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_pets import RunPETSConfig, fraction_of, oracle_return
@@ -165,6 +167,8 @@ def _summary(algo: str, config: RunLatentConfig, agent: LatentAgent, evaluations
         report = open_loop_report(agent.model, batch, config.open_loop_context)
         write_png(prediction_strip(report, every=max(1, length // 12)), run.plots / "open_loop.png")
         write_gif(prediction_pairs(report), run.path / "videos" / "open_loop.gif", fps=10)
+        plot_compounding_error({"mean |reward error|": report.reward_abs_error}, run.plots / "reward_error.png",
+                               title="Latent rollout reward error vs horizon (held-out)", ylabel="|r_hat - r|")
         diagnostics = {"held_out_reward_abs_error_by_horizon": report.reward_abs_error.astype(float).round(4).tolist(),
                        "held_out_frame_mse_by_horizon": report.frame_mse.astype(float).round(5).tolist(),
                        "held_out_reward_mse_filtered": _filtered_reward_mse(agent, held_out)}
