@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 DESCRIPTION = """Model-based reinforcement learning: learn how a system moves from a few real
 transitions, measure how good that model is, and plan or train policies inside it."""
@@ -237,17 +238,22 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_policy(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+def _step_budget_config(args: argparse.Namespace, run_configs: dict[str, type]) -> Any:
+    """The run config of an agent whose budget is --steps (every agent but pets)."""
     from forethought.config import load_config
-    from forethought.experiments.run_policy import RUN_CONFIGS, run_policy
 
     if args.trials is not None:
         raise SystemExit(f"forethought run {args.algo}: --trials is for pets; give --steps")
     flags = {"env": args.env, "steps": args.steps, "seed": args.seed, "out": args.out}
-    config = load_config(RUN_CONFIGS[args.algo], args.config, _overrides(args, flags))
-    console = Console()
+    return load_config(run_configs[args.algo], args.config, _overrides(args, flags))
+
+
+def _run_policy(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from forethought.experiments.run_policy import RUN_CONFIGS, run_policy
+
+    config, console = _step_budget_config(args, RUN_CONFIGS), Console()
 
     def line(row: dict) -> None:
         loss = row.get("model_val_loss")
@@ -268,14 +274,9 @@ def _run_policy(args: argparse.Namespace) -> int:
 def _run_latent(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from forethought.config import load_config
     from forethought.experiments.run_latent import RUN_CONFIGS, run_latent
 
-    if args.trials is not None:
-        raise SystemExit(f"forethought run {args.algo}: --trials is for pets; give --steps")
-    flags = {"env": args.env, "steps": args.steps, "seed": args.seed, "out": args.out}
-    config = load_config(RUN_CONFIGS[args.algo], args.config, _overrides(args, flags))
-    console = Console()
+    config, console = _step_budget_config(args, RUN_CONFIGS), Console()
 
     def line(row: dict) -> None:
         evaluation = "" if row["eval_return"] is None else f"  eval return {row['eval_return']:9.2f}"
