@@ -69,6 +69,13 @@ real steps with shaded intervals) and summary.json. --workers N runs N at a time
 processes. Settings per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
 mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
 
+REPORT_HELP = """Read run directories (of run, fit-model, compare-models; for a compare OUT, give the runs
+under OUT/runs/, or OUT itself) and write OUT/report.md and OUT/report.html: final and best return
+per algorithm and environment over seeds (interquartile mean, 95 % bootstrap interval), learning
+curves per environment (plots/curves_<env>.png), the model diagnostics each run recorded (one-step
+and compounding error, calibration, latent reward error, oracle return), and links to every run's
+plots and videos."""
+
 MODEL_CHOICES = ("linear", "d", "p", "de", "pe")
 
 
@@ -126,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--workers", type=int, help="runs side by side in separate processes (default 1)")
     _add_run_options(versus, "runs/compare")
     versus.set_defaults(handler=_compare)
+
+    report = commands.add_parser("report", help="one Markdown/HTML report from many run directories",
+                                 description=REPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (a compare OUT: its runs/*)")
+    report.add_argument("--out", default="report", help="folder to write report.md, report.html, plots/ (default report)")
+    report.add_argument("--title", default="forethought report")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -292,6 +306,19 @@ def _run_latent(args: argparse.Namespace) -> int:
                   f", oracle planner {oracle:.2f}; 70 % of it reached after {summary['steps_to_70pct_oracle']} env steps")
                   + f"; {summary['s_per_1000_env_steps']:.1f} s per 1000 env steps")
     console.print(f"run directory: {config.out} (plots/open_loop.png, videos/)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from forethought.experiments.report import build_report
+
+    runs: list[Path] = []
+    for item in args.runs:
+        path = Path(item)
+        nested = sorted(p for p in (path / "runs").glob("*") if (p / "metrics.csv").is_file())
+        runs += nested if not (path / "metrics.csv").is_file() and nested else [path]
+    report = build_report(runs, args.out, title=args.title)
+    print(f"{len(runs)} runs in {len(report.groups)} groups: {report.markdown_path} and {report.html_path}")
     return 0
 
 

@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 
 from forethought.data.buffer import ReplayBuffer
 from forethought.evaluation.compounding import Windows, open_loop_rollout, trajectory_windows
+from forethought.evaluation.statistics import aggregate_curves
 from forethought.models.base import DynamicsModel
 from forethought.serialization import atomic_write_bytes
 
@@ -125,3 +126,27 @@ def plot_predicted_trajectories(model: DynamicsModel, data: ReplayBuffer | Windo
     axes[-1].set_xlabel("step")
     fig.tight_layout()
     return save_figure(fig, path, dpi)
+
+
+def plot_seed_curves(curves: dict[str, list[tuple[Sequence[int], Sequence[float]]]], path: str | os.PathLike, *,
+                     title: str, target: float | None = None, last_step: int | None = None,
+                     dpi: int = 100) -> Path:
+    """Learning curves over seeds: per label, the interquartile mean of its seeds' ``(steps,
+    returns)`` curves vs real steps, shaded between the ends of the 95 % bootstrap interval."""
+    grids = [np.asarray(steps) for runs in curves.values() for steps, _ in runs]
+    budgets = np.unique(np.concatenate(grids + ([np.array([last_step])] if last_step is not None else [])))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for label, runs in curves.items():
+        curve = aggregate_curves(runs, budgets)
+        line, = ax.plot(curve.budgets, curve.iqm, label=f"{label} ({len(runs)} seed{'s' if len(runs) > 1 else ''})")
+        ax.fill_between(curve.budgets, curve.low, curve.high, color=line.get_color(), alpha=0.2)
+    if target is not None:
+        ax.axhline(target, color="k", linestyle="--", linewidth=1, label=f"target {target:g}")
+    ax.set_xlabel("real environment steps")
+    ax.set_ylabel("return (IQM over seeds)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=dpi)

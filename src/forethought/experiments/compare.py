@@ -36,7 +36,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from forethought import envs
 from forethought.agents.dyna import Dyna, DynaConfig
@@ -44,7 +43,7 @@ from forethought.agents.mbpo import MBPO, MBPOConfig
 from forethought.agents.pets import PETS, PETSConfig
 from forethought.agents.sac import SAC, SACConfig
 from forethought.evaluation.disturbance import Push, PushResult, push_recovery
-from forethought.evaluation.plots import save_figure
+from forethought.evaluation.plots import plot_seed_curves
 from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
                                                steps_to_threshold)
 from forethought.experiments.run_dir import RunDir
@@ -258,19 +257,6 @@ def markdown(summary: dict[str, Any], config: CompareConfig) -> str:
 
 def plot_comparison(results: list[RunResult], config: CompareConfig, path: os.PathLike) -> None:
     """IQM return vs real steps per algorithm, shaded between the bootstrap interval's ends."""
-    budgets = np.unique(np.concatenate([np.asarray(r.steps) for r in results] + [np.array([config.steps])]))
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.add_subplot()
-    for algo in config.algos:
-        curve = aggregate_curves([(r.steps, r.returns) for r in results if r.algo == algo], budgets)
-        line, = ax.plot(curve.budgets, curve.iqm, label=algo)
-        ax.fill_between(curve.budgets, curve.low, curve.high, color=line.get_color(), alpha=0.2)
-    if config.target is not None:
-        ax.axhline(config.target, color="k", linestyle="--", linewidth=1, label=f"target {config.target:g}")
-    ax.set_xlabel("real environment steps")
-    ax.set_ylabel("return (IQM over seeds)")
-    ax.set_title(f"{config.env}: {config.seeds} seeds")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, path, dpi=100)
+    curves = {algo: [(r.steps, r.returns) for r in results if r.algo == algo] for algo in config.algos}
+    plot_seed_curves(curves, path, title=f"{config.env}: {config.seeds} seeds", target=config.target,
+                     last_step=config.steps)
