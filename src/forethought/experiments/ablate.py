@@ -64,7 +64,7 @@ def ablate(config: AblateConfig, on_run: Callable[[str, int, list[float]], None]
     """Run the grid; ``on_run(variant, seed, returns)`` after each PETS run. Returns the summary."""
     start = time.perf_counter()
     curves: dict[str, list[list[float]]] = {}
-    with RunDir(config.out, config, overwrite=overwrite) as run:
+    with RunDir(config.out, config, overwrite=overwrite, command="ablate") as run:
         step = 0
         for model, propagation in itertools.product(config.models, config.propagations):
             variant = f"{model}-{propagation}"

@@ -153,7 +153,7 @@ def compare(config: CompareConfig, on_run: Callable[[RunResult], None] | None = 
     start = time.perf_counter()
     jobs = [(algo, seed) for seed in range(config.seeds) for algo in config.algos]
     results: list[RunResult] = []
-    with RunDir(config.out, config, overwrite=overwrite) as run:
+    with RunDir(config.out, config, overwrite=overwrite, command="compare") as run:
         if config.workers == 1:
             for algo, seed in jobs:
                 results.append(run_one(config, algo, seed))

@@ -49,7 +49,7 @@ def compare_models(config: CompareModelsConfig, progress: bool = False, overwrit
     torch.manual_seed(config.seed)
     train, held_out = load_data(config, progress)
     results: dict[str, dict[str, Any]] = {}
-    with RunDir(config.out, config, overwrite=overwrite) as run:
+    with RunDir(config.out, config, overwrite=overwrite, command="compare-models") as run:
         train.save(run.path / "data.npz")
         for index, kind in enumerate([*config.models, BASELINE]):
             model = _model(config, kind, train.obs_dim, train.act_dim, progress)

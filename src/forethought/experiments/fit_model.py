@@ -81,7 +81,7 @@ def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = 
     start = time.perf_counter()
     train, held_out = load_data(config, progress)
     model = build_model(config.model, config.train, train.obs_dim, train.act_dim, progress=progress)
-    with RunDir(config.out, config, overwrite=overwrite) as run:
+    with RunDir(config.out, config, overwrite=overwrite, command="fit-model") as run:
         train.save(run.path / "data.npz")
         report = model.fit(train, generator=torch.Generator().manual_seed(config.seed))
         for epoch, train_loss in enumerate(report.train_loss):

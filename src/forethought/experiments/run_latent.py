@@ -120,7 +120,7 @@ def run_latent(algo: str, config: RunLatentConfig, on_episode: Callable[[dict], 
                *(DREAMER_COLUMNS if algo == "dreamer" else ()), "act_ms_per_step", "wall_s"]
     evaluations: list[tuple[int, float]] = []
     train_s = 0.0
-    with RunDir(config.out, config, overwrite=overwrite) as run:
+    with RunDir(config.out, config, overwrite=overwrite, command=f"run {algo}") as run:
         oracle = oracle_return(RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs,
                                              oracle_episodes=config.oracle_episodes, seed=config.seed))
         while agent.env_steps < config.steps:

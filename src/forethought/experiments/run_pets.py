@@ -9,8 +9,10 @@ last trial in ``videos/``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -20,8 +22,10 @@ from forethought import envs
 from forethought.agents.episode import Episode
 from forethought.agents.pets import PETS, PETSConfig, TrialResult
 from forethought.envs.analytic import analytic_step
+from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_dir import RunDir
+from forethought.serialization import atomic_write_text
 
 ORACLE_FRACTION = 0.9
 
@@ -90,32 +94,42 @@ def steps_to_reach(history: list[TrialResult], target: float | None) -> int | No
 
 
 def run_pets(config: RunPETSConfig, on_trial: Callable[[TrialResult], None] | None = None,
-             overwrite: bool = False) -> dict[str, Any]:
-    """Run the whole job; ``on_trial`` is called after every trial (the CLI prints a line)."""
+             overwrite: bool = False, resume: bool = False, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the whole job; ``on_trial`` is called after every trial (the CLI prints a line).
+
+    With ``resume`` the run already in ``config.out`` continues from its last good agent
+    checkpoint (``warn`` hears when a damaged one was passed over): the trials after it are run
+    again from their start, so the metrics come out as those of an uninterrupted run."""
     torch.manual_seed(config.seed)
     start = time.perf_counter()
     env = _make_env(config, render=config.video and config.steps is None)
-    agent = PETS(env, dataclasses.replace(config.agent, seed=config.seed))
-    with RunDir(config.out, config, overwrite=overwrite) as run:
+    agent_dir = Path(config.out) / "checkpoints" / "agent"
+    if resume:
+        agent = PETS.load(latest_agent_checkpoint(agent_dir, warn), env)
+        run = RunDir(config.out, config, resume_rows=agent.trials_done, purge_step=agent.trials_done)
+        oracle = json.loads((run.checkpoints / "oracle.json").read_text(encoding="utf-8"))["oracle_return"]
+        start -= float(run.kept_rows[-1]["wall_s"]) if run.kept_rows else 0.0
+    else:
+        agent = PETS(env, dataclasses.replace(config.agent, seed=config.seed))
+        run = RunDir(config.out, config, overwrite=overwrite, command="run pets")
         oracle = oracle_return(config)
-
+        atomic_write_text(run.checkpoints / "oracle.json", json.dumps({"oracle_return": oracle}))
+    with run:
         def record(result: TrialResult, episode: Episode) -> None:
             run.log({"trial": result.trial, "env_steps": result.env_steps, "return": result.total_reward,
                      "model_val_loss": result.model_val_loss, "plan_ms_per_step": result.plan_ms_per_step,
                      "wall_s": time.perf_counter() - start}, step=result.trial)
-            agent.save(run.checkpoints / "agent")
+            save_agent_checkpoint(agent.save, agent_dir)
             if episode.frames:
                 write_gif(episode.frames, run.path / "videos" / f"trial_{result.trial:03d}.gif",
                           fps=env.metadata.get("render_fps", 10))
             if on_trial is not None:
                 on_trial(result)
 
-        if config.steps is None:
-            history = agent.learn(config.trials, callback=record, render_last=env.render_mode == "rgb_array")
-        else:
-            while agent.trials_done < config.trials and agent.env_steps < config.steps:
-                agent.learn(1, callback=record)
-            history = agent.history
+        while agent.trials_done < config.trials and (config.steps is None or agent.env_steps < config.steps):
+            last = config.steps is None and agent.trials_done == config.trials - 1
+            agent.learn(1, callback=record, render_last=last and env.render_mode == "rgb_array")
+        history = agent.history
         returns = [r.total_reward for r in history]
         target = None if oracle is None else fraction_of(oracle, ORACLE_FRACTION)
         plot_learning_curve(returns, run.plots / "learning_curve.png", oracle=oracle, title=f"PETS on {config.env}")

@@ -82,7 +82,7 @@ def run_policy(algo: str, config: RunPolicyConfig, on_eval: Callable[[dict], Non
     env, eval_env = envs.make(config.env, **config.env_kwargs), envs.make(config.env, **config.env_kwargs)
     agent = AGENTS[algo](env, replace(config.agent, seed=config.seed))
     start, learning_s, rows = time.perf_counter(), 0.0, []
-    with RunDir(config.out, config, overwrite=overwrite) as run:
+    with RunDir(config.out, config, overwrite=overwrite, command=f"run {algo}") as run:
         while agent.env_steps < config.steps:
             chunk_start = time.perf_counter()
             agent.learn(min(config.eval_every, config.steps - agent.env_steps))
