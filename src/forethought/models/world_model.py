@@ -8,8 +8,8 @@
 
 Loss per sequence batch (averaged over batch and time): image reconstruction ``0.5 * sum of
 squared pixel errors`` (the negative log-likelihood of a unit-variance Gaussian, up to a constant),
-reward ``0.5 * squared error`` (of symlog rewards by default; ``reward_mse`` is reported in
-the environment's units), continue binary cross-entropy, and the balanced KL with free bits:
+reward ``0.5 * squared error`` (of standardised rewards by default; ``reward_mse`` is reported
+in the environment's units), continue binary cross-entropy, and the balanced KL with free bits:
 
     kl_scale * (balance * max(free_nats, KL(sg(q) || p)) + (1 - balance) * max(free_nats, KL(q || sg(p))))
 
@@ -41,10 +41,12 @@ class LatentModelConfig:
     """Sizes and loss weights of :class:`LatentWorldModel` (defaults after PlaNet/Dreamer, with the
     convolution ``depth`` the main lever on CPU cost: it scales conv FLOPs quadratically).
 
-    ``symlog_rewards``: the reward head regresses ``symlog(r) = sign(r) log(1 + |r|)`` (as
-    DreamerV3), so tasks whose rewards span hundreds (Pendulum: down to -33 per step with an action
-    repeat of 2) train as well as those in ``[0, 1]``; :meth:`LatentWorldModel.reward` returns
-    rewards in the environment's units either way."""
+    ``normalize_rewards``: the reward head regresses rewards standardised by a running mean and
+    standard deviation of the training batches (EMA, decay 0.99), so tasks whose rewards sit far
+    from zero (Pendulum: around -20 per step with an action repeat of 2) are learned as fast as
+    those in ``[0, 1]`` with full resolution; :meth:`LatentWorldModel.reward` returns rewards in
+    the environment's units either way.
+    """
 
     image_size: int = 64
     depth: int = 32
@@ -57,7 +59,7 @@ class LatentModelConfig:
     kl_balance: float = 0.8
     kl_scale: float = 1.0
     reward_scale: float = 1.0
-    symlog_rewards: bool = True
+    normalize_rewards: bool = True
     continue_scale: float = 1.0
     learning_rate: float = 6e-4
     grad_clip: float = 100.0
@@ -108,6 +110,9 @@ class LatentWorldModel(nn.Module):
             self.decoder = ConvDecoder(features, config.image_size, config.depth)
             self.reward_head = mlp_head(features, config.hidden_size, 1)
             self.continue_head = mlp_head(features, config.hidden_size, 1)
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
+        self.register_buffer("reward_statistics_set", torch.zeros((), dtype=torch.bool))
         self.optimizer = torch.optim.Adam(self.parameters(), lr=config.learning_rate, eps=1e-5)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.updates = 0
@@ -170,8 +175,7 @@ class LatentWorldModel(nn.Module):
 
     def reward(self, features: torch.Tensor) -> torch.Tensor:
         """Predicted reward of arriving at each state (environment units): ``[..., feature_dim]`` -> ``[...]``."""
-        raw = self.reward_head(features).squeeze(-1)
-        return symexp(raw) if self.config.symlog_rewards else raw
+        return self.reward_head(features).squeeze(-1) * self.reward_std + self.reward_mean
 
     def continue_probability(self, features: torch.Tensor) -> torch.Tensor:
         """Predicted probability that the episode goes on after each state: ``[...]``."""
@@ -187,8 +191,10 @@ class LatentWorldModel(nn.Module):
         reconstruction = 0.5 * (self.decoder(features) - target).pow(2).sum((-3, -2, -1)).mean()
         not_first = (~batch.is_first).float()
         rows = not_first.sum().clamp(min=1)
+        if c.normalize_rewards:
+            self._update_reward_statistics(batch.reward, not_first)
         raw = self.reward_head(features).squeeze(-1)
-        target_reward = symlog(batch.reward) if c.symlog_rewards else batch.reward
+        target_reward = (batch.reward - self.reward_mean) / self.reward_std
         reward_error = 0.5 * ((raw - target_reward).pow(2) * not_first).sum() / rows
         continue_loss = F.binary_cross_entropy_with_logits(self.continue_head(features).squeeze(-1),
                                                            (~batch.is_terminal).float())
@@ -196,11 +202,23 @@ class LatentWorldModel(nn.Module):
         total = reconstruction + c.reward_scale * reward_error + c.continue_scale * continue_loss + c.kl_scale * kl_term
         with torch.no_grad():
             kl_value = self.rssm.kl(posterior, prior).mean()
-            predicted = symexp(raw) if c.symlog_rewards else raw
+            predicted = raw * self.reward_std + self.reward_mean
             reward_mse = ((predicted - batch.reward).pow(2) * not_first).sum() / rows
         parts = {"loss": total.item(), "reconstruction": reconstruction.item(), "reward_mse": reward_mse.item(),
                  "continue_bce": continue_loss.item(), "kl": kl_value.item()}
         return total, parts, states
+
+    @torch.no_grad()
+    def _update_reward_statistics(self, reward: torch.Tensor, weight: torch.Tensor) -> None:
+        """EMA of the mean and std of the rewards in ``reward`` where ``weight`` is 1 (the first
+        batch sets them); the std is floored at 1e-3 so constant rewards stay finite."""
+        count = weight.sum().clamp(min=1)
+        mean = (reward * weight).sum() / count
+        std = (((reward - mean) ** 2 * weight).sum() / count).sqrt().clamp(min=1e-3)
+        decay = 0.99 if self.reward_statistics_set else 0.0
+        self.reward_mean.mul_(decay).add_((1 - decay) * mean)
+        self.reward_std.mul_(decay).add_((1 - decay) * std)
+        self.reward_statistics_set.fill_(True)
 
     def train_step(self, batch: SequenceBatch) -> tuple[dict[str, float], LatentState]:
         """One Adam step with gradient-norm clipping; returns the loss parts and the (detached)
