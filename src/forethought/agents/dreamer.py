@@ -32,7 +32,9 @@ from forethought.serialization import load_module_tensors, module_tensors
 class DreamerConfig(LatentAgentConfig):
     """Dreamer settings: the shared latent-agent ones plus behaviour learning (defaults after
     DreamerV1, with DreamerV3's return normalisation, entropy bonus and symlog critic; learning
-    rates above DreamerV1's 8e-5, since a CPU budget allows far fewer updates per environment step)."""
+    rates above DreamerV1's 8e-5, since a CPU budget allows far fewer updates per environment step).
+    ``exploration_noise`` is the std of Gaussian noise added to the actor's sampled (normalised)
+    action while collecting, as in DreamerV1: a saturated actor still tries other actions."""
 
     imagination_horizon: int = 15
     gamma: float = 0.99
@@ -44,6 +46,7 @@ class DreamerConfig(LatentAgentConfig):
     target_tau: float = 0.02
     return_scale_decay: float = 0.99
     grad_clip: float = 100.0
+    exploration_noise: float = 0.3
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,8 +57,8 @@ class DreamerConfig(LatentAgentConfig):
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0.0 < self.target_tau <= 1.0:
             raise ValueError(f"target_tau must be in (0, 1], got {self.target_tau}")
-        if not (self.actor_lr > 0 and self.critic_lr > 0 and self.entropy_scale >= 0):
-            raise ValueError("actor_lr and critic_lr must be > 0 and entropy_scale >= 0")
+        if not (self.actor_lr > 0 and self.critic_lr > 0 and self.entropy_scale >= 0 and self.exploration_noise >= 0):
+            raise ValueError("actor_lr and critic_lr must be > 0, entropy_scale and exploration_noise >= 0")
 
 
 class TanhGaussianActor(nn.Module):
@@ -123,8 +126,11 @@ class Dreamer(LatentAgent):
 
     def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
         features = state.features
-        action = self.actor.sample(features, self.generator)[0] if explore else self.actor.mode(features)
-        return action[0].numpy().astype(np.float32)
+        if not explore:
+            return self.actor.mode(features)[0].numpy().astype(np.float32)
+        action = self.actor.sample(features, self.generator)[0][0]
+        noise = torch.randn(action.shape, generator=self.generator) * self.config.exploration_noise
+        return (action + noise).clamp(-1.0, 1.0).numpy().astype(np.float32)
 
     def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``[N, H + 1, F]`` of rollouts under the actor from ``start`` (``[N, ...]``), and
