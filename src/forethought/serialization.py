@@ -92,15 +92,28 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return load_file(str(tensor_path)), record["metadata"]
 
 
+def optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """An optimiser's per-parameter state (Adam's moments and step counts) as flat tensors
+    ``prefix.optim.<index>.<name>`` for :func:`save_checkpoint`."""
+    return {f"{prefix}.optim.{index}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
+            for index, state in optimizer.state_dict()["state"].items() for k, v in state.items()}
+
+
+def load_optimizer_tensors(prefix: str, tensors: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+    """Restore what :func:`optimizer_tensors` wrote under ``prefix``."""
+    state, optim = optimizer.state_dict(), f"{prefix}.optim."
+    for key, value in tensors.items():
+        if key.startswith(optim):
+            index, name = key[len(optim):].split(".", 1)
+            state["state"].setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(state)
+
+
 def module_tensors(prefix: str, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict[str, torch.Tensor]:
-    """A module's weights (``prefix.weights.*``) and its optimiser's per-parameter state
-    (``prefix.optim.<index>.<name>``) as flat tensors for :func:`save_checkpoint`."""
+    """A module's weights (``prefix.weights.*``) and, when given, its optimiser's state (see
+    :func:`optimizer_tensors`) as flat tensors for :func:`save_checkpoint`."""
     tensors = {f"{prefix}.weights.{k}": v for k, v in module.state_dict().items()}
-    if optimizer is not None:
-        for index, state in optimizer.state_dict()["state"].items():
-            tensors.update({f"{prefix}.optim.{index}.{k}": v if torch.is_tensor(v) else torch.tensor(v)
-                            for k, v in state.items()})
-    return tensors
+    return {**tensors, **(optimizer_tensors(prefix, optimizer) if optimizer is not None else {})}
 
 
 def load_module_tensors(prefix: str, tensors: dict[str, torch.Tensor], module: torch.nn.Module,
@@ -110,9 +123,4 @@ def load_module_tensors(prefix: str, tensors: dict[str, torch.Tensor], module: t
     weights = f"{prefix}.weights."
     module.load_state_dict({k[len(weights):]: v for k, v in tensors.items() if k.startswith(weights)})
     if optimizer is not None:
-        state, optim = optimizer.state_dict(), f"{prefix}.optim."
-        for key, value in tensors.items():
-            if key.startswith(optim):
-                index, name = key[len(optim):].split(".", 1)
-                state["state"].setdefault(int(index), {})[name] = value
-        optimizer.load_state_dict(state)
+        load_optimizer_tensors(prefix, tensors, optimizer)

@@ -105,6 +105,10 @@ class ModelBasedSAC:
         """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
         return self.sac.learn(steps, callback, before_update=self._after_real_step)
 
+    def restore_episode(self) -> None:
+        """See :meth:`SAC.restore_episode`."""
+        self.sac.restore_episode()
+
     def _after_real_step(self, sac: SAC) -> None:
         raise NotImplementedError
 

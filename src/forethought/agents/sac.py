@@ -32,7 +32,8 @@ from forethought.config import build
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.data.offline import load_npz
-from forethought.serialization import atomic_write_text, load_checkpoint, save_checkpoint
+from forethought.serialization import (atomic_write_text, load_checkpoint, load_module_tensors, load_optimizer_tensors,
+                                       module_tensors, optimizer_tensors, save_checkpoint)
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -173,6 +174,7 @@ class SAC:
         self.history: list[EpisodeRecord] = []
         self._obs: np.ndarray | None = None
         self._episode_return, self._episode_steps, self._wall_s = 0.0, 0, 0.0
+        self._saved_episode: dict | None = None  # an unfinished episode of a loaded agent (restore_episode)
 
     def add_offline(self, logged: ReplayBuffer) -> None:
         """Put logged transitions (same sizes as this environment's) into the replay buffer."""
@@ -294,19 +296,26 @@ class SAC:
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "critic_target": self.critic_target}
 
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer}
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the agent to folder ``path``: networks, temperature and generator
         (``networks.*``), replay buffer (``buffer.npz``), config and history (``state.json``)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        tensors = {f"{name}.{key}": value for name, module in self._modules().items()
-                   for key, value in module.state_dict().items()}
+        tensors = {}
+        for name, module in self._modules().items():
+            tensors.update(module_tensors(name, module, self._optimizers().get(name)))
         tensors["log_alpha"] = self.log_alpha.detach().clone()
+        tensors.update(optimizer_tensors("alpha", self.alpha_optimizer))
         tensors["generator"] = self.generator.get_state()
         save_checkpoint(path / "networks", tensors, {"kind": "sac"})
         self.buffer.save(path / "buffer.npz")
         state = {"config": asdict(self.config), "history": [asdict(r) for r in self.history],
-                 "env_steps": self.env_steps, "updates": self.updates, "offline_rows": self.offline_rows}
+                 "env_steps": self.env_steps, "updates": self.updates, "offline_rows": self.offline_rows,
+                 "episode_in_progress": None if self._obs is None else
+                 {"return": self._episode_return, "steps": self._episode_steps}}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     @classmethod
@@ -321,10 +330,10 @@ class SAC:
         agent.config = config
         tensors, _ = load_checkpoint(path / "networks")
         for name, module in agent._modules().items():
-            prefix = f"{name}."
-            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            load_module_tensors(name, tensors, module, agent._optimizers().get(name))
         with torch.no_grad():
             agent.log_alpha.copy_(tensors["log_alpha"])
+        load_optimizer_tensors("alpha", tensors, agent.alpha_optimizer)
         agent.generator.set_state(tensors["generator"])
         buffer = ReplayBuffer.load(path / "buffer.npz", capacity=agent.config.buffer_capacity)
         check_env_sizes(f"the agent in {path}", buffer.obs_dim, buffer.act_dim, env)
@@ -332,4 +341,25 @@ class SAC:
         agent.env_steps, agent.updates = state["env_steps"], state["updates"]
         agent.offline_rows = state.get("offline_rows", 0)
         agent.history = [EpisodeRecord(**r) for r in state["history"]]
+        agent._saved_episode = state.get("episode_in_progress")
         return agent
+
+    def restore_episode(self) -> None:
+        """Put the environment back where the saved agent's unfinished episode was: reset it with
+        that episode's seed and replay its stored actions (deterministic environments: each replayed
+        step must reproduce the stored next observation, else a RuntimeError says where it did not).
+        After this, :meth:`learn` continues exactly as the uninterrupted agent would have."""
+        saved = self._saved_episode
+        if saved is None:
+            return
+        steps = saved["steps"]
+        obs, _ = self.env.reset(seed=episode_seed(self.config.seed, len(self.history)))
+        replay = self.buffer.subset(np.arange(len(self.buffer) - steps, len(self.buffer)))
+        for i in range(steps):
+            action = replay.action[i].numpy().reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
+            obs, *_ = self.env.step(action)
+            if not np.allclose(np.ravel(obs), replay.next_obs[i].numpy(), rtol=1e-5, atol=1e-6):
+                raise RuntimeError(f"replaying the unfinished episode diverged at step {i + 1} of {steps}: the "
+                                   f"environment is not deterministic, so this run cannot be resumed exactly")
+        self._obs, self._episode_return, self._episode_steps = obs, saved["return"], steps
+        self._saved_episode = None
