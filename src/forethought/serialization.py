@@ -124,3 +124,11 @@ def load_module_tensors(prefix: str, tensors: dict[str, torch.Tensor], module: t
     module.load_state_dict({k[len(weights):]: v for k, v in tensors.items() if k.startswith(weights)})
     if optimizer is not None:
         load_optimizer_tensors(prefix, tensors, optimizer)
+
+
+def read_agent_state(path: str | os.PathLike, agent: str) -> dict[str, Any]:
+    """The ``state.json`` of the agent folder ``path`` (``agent`` names the kind in the error)."""
+    path = Path(path)
+    if not (path / "state.json").exists():
+        raise FileNotFoundError(f"{path} holds no saved {agent} agent (state.json missing)")
+    return json.loads((path / "state.json").read_text(encoding="utf-8"))

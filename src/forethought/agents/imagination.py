@@ -21,7 +21,7 @@ from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
 from forethought.models.config import build_model
-from forethought.serialization import atomic_write_text
+from forethought.serialization import atomic_write_text, read_agent_state
 
 MODEL_SEED_OFFSET = 1_000_003  # the model work's generator is seeded apart from SAC's
 
@@ -139,9 +139,7 @@ class ModelBasedSAC:
               ) -> tuple[Any, dict[str, Any]]:
         """The agent :meth:`_save` wrote, around ``env``, and its saved ``state``."""
         path = Path(path)
-        if not (path / "state.json").exists():
-            raise FileNotFoundError(f"{path} holds no saved {cls.__name__} agent (state.json missing)")
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        state = read_agent_state(path, cls.__name__)
         config = build(config_type, state["config"])
         # the saved SAC buffer already holds any logged offline rows
         agent = cls(env, replace(config, sac=replace(config.sac, offline_data=None)), task)

@@ -24,7 +24,7 @@ from forethought.config import build
 from forethought.data.sequences import SequenceBuffer
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import LatentModelConfig, LatentWorldModel
-from forethought.serialization import atomic_write_text, load_checkpoint, save_checkpoint
+from forethought.serialization import atomic_write_text, load_checkpoint, read_agent_state, save_checkpoint
 
 
 @dataclass
@@ -209,9 +209,7 @@ class LatentAgent(ABC):
     def load(cls, path: str | os.PathLike, env: gym.Env) -> "LatentAgent":
         """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment)."""
         path = Path(path)
-        if not (path / "state.json").exists():
-            raise FileNotFoundError(f"{path} holds no saved {cls.__name__} agent (state.json missing)")
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        state = read_agent_state(path, cls.__name__)
         if state.get("kind") != cls.kind:
             raise ValueError(f"{path} holds a {state.get('kind')!r} agent, not {cls.kind!r}")
         agent = cls(env, build(cls.config_class, state["config"]))

@@ -32,7 +32,7 @@ from forethought.config import build
 from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
-from forethought.serialization import atomic_write_text, load_checkpoint, save_checkpoint
+from forethought.serialization import atomic_write_text, load_checkpoint, read_agent_state, save_checkpoint
 
 
 @dataclass
@@ -219,9 +219,7 @@ class PETS:
     def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "PETS":
         """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment)."""
         path = Path(path)
-        if not (path / "state.json").exists():
-            raise FileNotFoundError(f"{path} holds no saved PETS agent (state.json missing)")
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        state = read_agent_state(path, "PETS")
         config = build(PETSConfig, state["config"])
         # the saved buffer and model already hold what an offline start loaded
         agent = cls(env, replace(config, offline_data=None, offline_model=None), task)

@@ -33,7 +33,7 @@ from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.data.offline import load_npz
 from forethought.serialization import (atomic_write_text, load_checkpoint, load_module_tensors, load_optimizer_tensors,
-                                       module_tensors, optimizer_tensors, save_checkpoint)
+                                       module_tensors, optimizer_tensors, read_agent_state, save_checkpoint)
 
 LOG_STD_MIN, LOG_STD_MAX = -20.0, 2.0
 
@@ -322,9 +322,7 @@ class SAC:
     def load(cls, path: str | os.PathLike, env: gym.Env) -> "SAC":
         """Rebuild an agent saved with :meth:`save` around ``env`` (its next episode starts fresh)."""
         path = Path(path)
-        if not (path / "state.json").exists():
-            raise FileNotFoundError(f"{path} holds no saved SAC agent (state.json missing)")
-        state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+        state = read_agent_state(path, "SAC")
         config = build(SACConfig, state["config"])
         agent = cls(env, replace(config, offline_data=None))  # the saved buffer holds the logged rows
         agent.config = config

@@ -87,7 +87,6 @@ class SequenceBuffer:
     def start_episode(self, obs: Any) -> None:
         """Begin a new episode at its first observation (an unfinished previous one is kept)."""
         obs = self._check_obs(obs)
-        self._drop_oldest_if_full()
         self._episode_starts.append(self._size)
         self._append(obs, np.zeros(self.action_dim, np.float32), 0.0, True, False)
         self._open = True

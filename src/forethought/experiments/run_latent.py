@@ -28,6 +28,7 @@ from forethought.data.sequences import SequenceBuffer
 from forethought.envs.pixels import make_pixel_env
 from forethought.evaluation.latent import imagination_throughput, open_loop_report, prediction_pairs, prediction_strip
 from forethought.evaluation.plots import plot_compounding_error
+from forethought.experiments.checkpoints import save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif, write_png
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_pets import RunPETSConfig, fraction_of, oracle_return
@@ -123,11 +124,10 @@ def run_latent(algo: str, config: RunLatentConfig, on_episode: Callable[[dict], 
     with RunDir(config.out, config, overwrite=overwrite, command=f"run {algo}") as run:
         oracle = oracle_return(RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs,
                                              oracle_episodes=config.oracle_episodes, seed=config.seed))
+        frames: list[np.ndarray] = []
         while agent.env_steps < config.steps:
-            last = agent.env_steps + 200 * config.action_repeat >= config.steps  # film what is likely the last
-            filmed: list[list[np.ndarray]] = []
-            result: LatentEpisodeResult = agent.learn(1, callback=lambda _, frames: filmed.append(frames),
-                                                      render_last=last)[0]
+            filmed: list[list[np.ndarray]] = []  # the frames are the observations: keeping them is free
+            result: LatentEpisodeResult = agent.learn(1, callback=lambda _, f: filmed.append(f), render_last=True)[0]
             frames = filmed[0]
             train_s += result.train_s
             eval_return = None
@@ -135,18 +135,17 @@ def run_latent(algo: str, config: RunLatentConfig, on_episode: Callable[[dict], 
                 eval_return = float(np.mean(evaluate(agent, eval_env, config.eval_episodes,
                                                      100_000 + 100 * result.episode, held_out)))
                 evaluations.append((agent.env_steps, eval_return))
-            row = {"episode": result.episode, "env_steps": result.env_steps, "return": result.total_reward,
-                   "eval_return": eval_return, **{k: result.train.get(k) for k in columns if k in result.train},
-                   "act_ms_per_step": result.act_ms_per_step, "wall_s": time.perf_counter() - start}
-            row = {k: row.get(k) for k in columns}
+            values = {"episode": result.episode, "env_steps": result.env_steps, "return": result.total_reward,
+                      "eval_return": eval_return, "act_ms_per_step": result.act_ms_per_step,
+                      "wall_s": time.perf_counter() - start}
+            row = {k: values[k] if k in values else result.train.get(k) for k in columns}
             run.log(row, step=result.env_steps)
             if on_episode is not None:
                 on_episode(row)
             if (result.episode + 1) % config.checkpoint_every == 0:
-                agent.save(run.checkpoints / "agent")
-            if frames:
-                write_gif(frames, run.path / "videos" / "last_episode.gif", fps=10)
-        agent.save(run.checkpoints / "agent")
+                save_agent_checkpoint(agent.save, run.checkpoints / "agent")
+        write_gif(frames, run.path / "videos" / "last_episode.gif", fps=10)
+        save_agent_checkpoint(agent.save, run.checkpoints / "agent")
         summary = _summary(algo, config, agent, evaluations, oracle, held_out, run, train_s, start)
         run.write_summary(summary)
     env.close(), eval_env.close()
