@@ -71,11 +71,14 @@ real steps with shaded intervals) and summary.json. --workers N runs N at a time
 processes. Settings per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
 mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
 
-RESUME_HELP = """Continue a run killed at any point (SIGKILL included) from its last good checkpoint: the agent
-(model, buffer, every random generator's state, history) is saved atomically after every trial
-with a checksum manifest; a damaged checkpoint is passed over for the previous one, with a message.
-The trials after the checkpoint are run again from their start, so metrics.csv ends up as that of
-an uninterrupted run (bit for bit on CPU, timings aside). Continues run pets runs so far."""
+RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, planet, dreamer) killed at any point
+(SIGKILL included) from its last good checkpoint. The agent (models and their optimisers, replay
+and model buffers, policy and critics, counters, every random generator's state, history) is
+saved atomically with a checksum manifest after every trial (pets), evaluation (sac, dyna, mbpo)
+or checkpoint_every episodes (planet, dreamer); a damaged checkpoint is passed over for the
+previous one, with a message. An unfinished episode is replayed into the environment and the steps
+after the checkpoint are taken again, so metrics.csv ends up as that of an uninterrupted run (bit
+for bit on CPU, timings aside)."""
 
 REPORT_HELP = """Read run directories (of run, fit-model, compare-models; for a compare OUT, give the runs
 under OUT/runs/, or OUT itself) and write OUT/report.md and OUT/report.html: final and best return
@@ -233,114 +236,85 @@ def _compare_models(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.algo in ("planet", "dreamer"):
-        return _run_latent(args)
-    if args.pixels:
-        raise SystemExit(f"forethought run {args.algo}: learns from states; --pixels is for planet and dreamer")
-    if args.algo != "pets":
-        return _run_policy(args)
-    from forethought.config import load_config
-    from forethought.experiments.run_pets import RunPETSConfig
-
-    if args.steps is not None:
-        raise SystemExit("forethought run pets: --steps is for sac/dyna/mbpo; PETS counts --trials")
-    flags = {"env": args.env, "trials": args.trials, "seed": args.seed, "out": args.out}
-    config = load_config(RunPETSConfig, args.config, _overrides(args, flags))
-    return _run_pets_job(config, overwrite=args.overwrite)
-
-
-def _run_pets_job(config, overwrite: bool = False, resume: bool = False) -> int:
     from rich.console import Console
 
-    from forethought.experiments.run_pets import run_pets
+    from forethought.config import load_config
+    from forethought.experiments.commands import run_config_class, start_run
 
-    console, start = Console(), time.perf_counter()
+    if args.pixels and args.algo not in ("planet", "dreamer"):
+        raise SystemExit(f"forethought run {args.algo}: learns from states; --pixels is for planet and dreamer")
+    if args.algo == "pets":
+        if args.steps is not None:
+            raise SystemExit("forethought run pets: --steps is for sac/dyna/mbpo; PETS counts --trials")
+        flags = {"env": args.env, "trials": args.trials, "seed": args.seed, "out": args.out}
+    else:
+        if args.trials is not None:
+            raise SystemExit(f"forethought run {args.algo}: --trials is for pets; give --steps")
+        flags = {"env": args.env, "steps": args.steps, "seed": args.seed, "out": args.out}
+    config = load_config(run_config_class(args.algo), args.config, _overrides(args, flags))
+    console = Console()
+    summary = start_run(args.algo, config, callback=_progress_line(args.algo, console), overwrite=args.overwrite)
+    console.print(_summary_line(args.algo, summary))
+    console.print(f"run directory: {config.out}" + (" (plots/open_loop.png, videos/)"
+                                                     if args.algo in ("planet", "dreamer") else ""))
+    return 0
 
-    def line(result) -> None:
+
+def _progress_line(algo: str, console) -> Any:
+    """The live line ``forethought run <algo>`` prints per trial, evaluation or episode."""
+    start = time.perf_counter()
+
+    def pets_line(result) -> None:
         loss = "   n/a  " if result.model_val_loss is None else f"{result.model_val_loss:.2e}"
         plan = "  n/a" if result.plan_ms_per_step is None else f"{result.plan_ms_per_step:5.0f}"
         console.print(f"trial {result.trial:3d}  return {result.total_reward:9.2f}  env steps {result.env_steps:6d}  "
                       f"model val loss {loss}  plan {plan} ms/step  elapsed {time.perf_counter() - start:7.1f} s")
 
-    summary = run_pets(config, on_trial=line, overwrite=overwrite, resume=resume,
-                       warn=lambda message: print(f"forethought resume: {message}", file=sys.stderr))
-    oracle = summary["oracle_return"]
-    console.print(f"best return {summary['best_return']:.2f}, final {summary['final_return']:.2f}"
-                  + ("" if oracle is None else f", oracle planner {oracle:.2f}; 90 % of it reached after "
-                     f"{summary['steps_to_90pct_oracle']} env steps"))
-    console.print(f"run directory: {config.out}")
-    return 0
-
-
-def _resume(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from forethought.config import load_config
-    from forethought.experiments.run_dir import read_run_info
-    from forethought.experiments.run_pets import RunPETSConfig
-
-    info = read_run_info(args.run_dir)
-    if info.get("command") != "run pets":
-        raise ValueError(f"{args.run_dir} was written by {info.get('command')!r}; resume continues 'run pets' "
-                         "runs so far")
-    config = load_config(RunPETSConfig, Path(args.run_dir) / "config.yaml")
-    return _run_pets_job(dataclasses.replace(config, out=str(args.run_dir)), resume=True)
-
-
-def _step_budget_config(args: argparse.Namespace, run_configs: dict[str, type]) -> Any:
-    """The run config of an agent whose budget is --steps (every agent but pets)."""
-    from forethought.config import load_config
-
-    if args.trials is not None:
-        raise SystemExit(f"forethought run {args.algo}: --trials is for pets; give --steps")
-    flags = {"env": args.env, "steps": args.steps, "seed": args.seed, "out": args.out}
-    return load_config(run_configs[args.algo], args.config, _overrides(args, flags))
-
-
-def _run_policy(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from forethought.experiments.run_policy import RUN_CONFIGS, run_policy
-
-    config, console = _step_budget_config(args, RUN_CONFIGS), Console()
-
-    def line(row: dict) -> None:
+    def policy_line(row: dict) -> None:
         loss = row.get("model_val_loss")
         train = "n/a" if row["train_return"] is None else f"{row['train_return']:9.2f}"
         console.print(f"env steps {row['env_steps']:7d}  eval return {row['eval_return']:9.2f}  last episode {train}  "
-                      + ("" if args.algo == "sac" else "model val loss " + ("n/a" if loss is None else f"{loss:.2e}") + "  ")
+                      + ("" if algo == "sac" else "model val loss " + ("n/a" if loss is None else f"{loss:.2e}") + "  ")
                       + f"elapsed {row['wall_s']:7.1f} s")
 
-    summary = run_policy(args.algo, config, on_eval=line, overwrite=args.overwrite)
-    console.print(f"best eval return {summary['best_eval_return']:.2f}, final {summary['final_eval_return']:.2f}, "
-                  f"{summary['s_per_1000_steps']:.1f} s per 1000 real steps"
-                  + ("" if summary["target"] is None else f"; target {summary['target']:g} reached after "
-                     f"{summary['steps_to_target']} real steps"))
-    console.print(f"run directory: {config.out}")
-    return 0
-
-
-def _run_latent(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from forethought.experiments.run_latent import RUN_CONFIGS, run_latent
-
-    config, console = _step_budget_config(args, RUN_CONFIGS), Console()
-
-    def line(row: dict) -> None:
+    def latent_line(row: dict) -> None:
         evaluation = "" if row["eval_return"] is None else f"  eval return {row['eval_return']:9.2f}"
         loss = "" if row["reconstruction"] is None else (f"  recon {row['reconstruction']:8.2f}  reward mse "
                                                           f"{row['reward_mse']:.3g}  kl {row['kl']:6.2f}")
         console.print(f"episode {row['episode']:4d}  env steps {row['env_steps']:7d}  return {row['return']:9.2f}"
                       f"{evaluation}{loss}  act {row['act_ms_per_step']:6.1f} ms/step  elapsed {row['wall_s']:7.1f} s")
 
-    summary = run_latent(args.algo, config, on_episode=line, overwrite=args.overwrite)
-    oracle = summary["oracle_return"]
-    best = summary["best_eval_return"]
-    console.print(f"best eval return {best:.2f}" + ("" if oracle is None else
-                  f", oracle planner {oracle:.2f}; 70 % of it reached after {summary['steps_to_70pct_oracle']} env steps")
-                  + f"; {summary['s_per_1000_env_steps']:.1f} s per 1000 env steps")
-    console.print(f"run directory: {config.out} (plots/open_loop.png, videos/)")
+    return pets_line if algo == "pets" else latent_line if algo in ("planet", "dreamer") else policy_line
+
+
+def _summary_line(algo: str, summary: dict) -> str:
+    """What ``forethought run <algo>`` prints when the run ends."""
+    if algo == "pets":
+        oracle = summary["oracle_return"]
+        return (f"best return {summary['best_return']:.2f}, final {summary['final_return']:.2f}"
+                + ("" if oracle is None else f", oracle planner {oracle:.2f}; 90 % of it reached after "
+                   f"{summary['steps_to_90pct_oracle']} env steps"))
+    if algo in ("planet", "dreamer"):
+        oracle = summary["oracle_return"]
+        return (f"best eval return {summary['best_eval_return']:.2f}" + ("" if oracle is None else
+                f", oracle planner {oracle:.2f}; 70 % of it reached after {summary['steps_to_70pct_oracle']} env steps")
+                + f"; {summary['s_per_1000_env_steps']:.1f} s per 1000 env steps")
+    return (f"best eval return {summary['best_eval_return']:.2f}, final {summary['final_eval_return']:.2f}, "
+            f"{summary['s_per_1000_steps']:.1f} s per 1000 real steps"
+            + ("" if summary["target"] is None else f"; target {summary['target']:g} reached after "
+               f"{summary['steps_to_target']} real steps"))
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from forethought.experiments.commands import resume_run, run_algo
+
+    algo = run_algo(args.run_dir)
+    summary = resume_run(args.run_dir, callback=_progress_line(algo, Console()),
+                         warn=lambda message: print(f"forethought resume: {message}", file=sys.stderr))
+    Console().print(_summary_line(algo, summary))
+    Console().print(f"run directory: {args.run_dir}")
     return 0
 
 

@@ -2,6 +2,7 @@
 damaged checkpoints are passed over; directories that are not runs are refused."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -108,3 +109,93 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, capsys):
     (out / "run.json").write_text(json.dumps({**info, "version": "0.0.1"}))
     assert main(["resume", str(out)]) == 2
     assert "written by forethought 0.0.1" in capsys.readouterr().err
+
+
+MBPO_ARGS = ["run", "mbpo", "--env", "Pendulum-v1", "--steps", "450", "--seed", "2", "eval_every=150", "eval_episodes=1",
+             "agent.sac.hidden_size=32", "agent.sac.batch_size=32", "agent.sac.learning_starts=60",
+             "agent.model.ensemble_size=2", "agent.model.hidden_size=16", "agent.model.hidden_layers=2",
+             "agent.train.max_epochs=5", "agent.model_every=100", "agent.rollout_every=50",
+             "agent.rollout_starts=64", "agent.policy_updates=2", "agent.rollout_schedule=[100, 300]",
+             "agent.max_rollout_length=3"]
+
+
+def test_a_killed_and_resumed_mbpo_run_matches_an_uninterrupted_one(tmp_path):
+    """Killed mid-way through a 200-step episode (evaluations every 150 steps): the resumed run replays
+    the unfinished episode and its SAC, model, model buffer and generators carry on exactly."""
+    reference = forethought(*MBPO_ARGS, "--out", str(tmp_path / "reference"))
+    killed = forethought(*MBPO_ARGS, "--out", str(tmp_path / "killed"))
+    deadline = time.monotonic() + 300
+    rows = tmp_path / "killed" / "metrics.csv"
+    while time.monotonic() < deadline and not (rows.exists() and len(rows.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the next chunk of steps
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert len(metrics(tmp_path / "killed")) < 3
+    resumed = forethought("resume", str(tmp_path / "killed"))
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()
+    expected, got = metrics(tmp_path / "reference"), metrics(tmp_path / "killed")
+    assert len(expected) == 3 and [r["env_steps"] for r in expected] == ["150", "300", "450"]
+    assert [{k: v for k, v in r.items() if k != "learn_s"} for r in got] == \
+        [{k: v for k, v in r.items() if k != "learn_s"} for r in expected]
+
+
+class Crash(Exception):
+    pass
+
+
+def _crash_after(rows: int):
+    seen = []
+
+    def callback(row) -> None:
+        seen.append(row)
+        if len(seen) == rows:
+            raise Crash
+    return callback
+
+
+@pytest.mark.parametrize("algo", ["sac", "dyna"])
+def test_sac_and_dyna_runs_resume_exactly_after_a_crash(tmp_path, algo):
+    from forethought.config import load_config
+    from forethought.experiments.commands import resume_run, run_config_class, start_run
+
+    overrides = ["env=Pendulum-v1", "steps=400", "eval_every=150", "eval_episodes=1", "seed=1",
+                 "agent.sac.hidden_size=32" if algo == "dyna" else "agent.hidden_size=32",
+                 "agent.sac.batch_size=32" if algo == "dyna" else "agent.batch_size=32"]
+    if algo == "dyna":
+        overrides += ["agent.model.ensemble_size=2", "agent.model.hidden_size=16", "agent.train.max_epochs=3",
+                      "agent.model_warmup=50", "agent.model_every=100", "agent.imagined_updates=2"]
+    config = load_config(run_config_class(algo), None, overrides)
+    start_run(algo, dataclasses.replace(config, out=str(tmp_path / "reference")))
+    with pytest.raises(Crash):
+        start_run(algo, dataclasses.replace(config, out=str(tmp_path / "crashed")), callback=_crash_after(2))
+    summary = resume_run(tmp_path / "crashed")
+    drop = ("wall_s", "learn_s")
+    expected = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "reference")]
+    got = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "crashed")]
+    assert [r["env_steps"] for r in expected] == ["150", "300", "400"] and got == expected
+    assert summary["env_steps"] == 400
+
+
+def test_a_crashed_dreamer_run_resumes_exactly(tmp_path):
+    from forethought.config import load_config
+    from forethought.experiments.commands import resume_run, run_config_class, start_run
+
+    overrides = ["env=pendulum-swingup", "image_size=16", "action_repeat=2", "steps=100", "oracle_episodes=0",
+                 "eval_every=2", "checkpoint_every=1", "seed=4", "env_kwargs={max_episode_steps: 20}",
+                 "open_loop_context=3", "open_loop_length=8", "agent.model.depth=4", "agent.model.deter_size=16",
+                 "agent.model.stoch=4", "agent.model.hidden_size=16", "agent.seed_episodes=1", "agent.train_steps=2",
+                 "agent.batch_size=2", "agent.sequence_length=5", "agent.imagination_horizon=3"]
+    config = load_config(run_config_class("dreamer"), None, overrides)
+    start_run("dreamer", dataclasses.replace(config, out=str(tmp_path / "reference")))
+    with pytest.raises(Crash):
+        start_run("dreamer", dataclasses.replace(config, out=str(tmp_path / "crashed")), callback=_crash_after(3))
+    resume_run(tmp_path / "crashed")
+    drop = ("wall_s", "act_ms_per_step")
+    expected = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "reference")]
+    got = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "crashed")]
+    assert len(expected) == 5 and got == expected
+    reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
+    resumed = json.loads((tmp_path / "crashed" / "summary.json").read_text())
+    assert resumed["held_out_reward_abs_error_by_horizon"] == reference["held_out_reward_abs_error_by_horizon"]

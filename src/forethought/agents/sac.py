@@ -352,7 +352,7 @@ class SAC:
             return
         steps = saved["steps"]
         obs, _ = self.env.reset(seed=episode_seed(self.config.seed, len(self.history)))
-        replay = self.buffer.subset(np.arange(len(self.buffer) - steps, len(self.buffer)))
+        replay = self.buffer.subset(np.arange(len(self.buffer) - steps, len(self.buffer))).all()
         for i in range(steps):
             action = replay.action[i].numpy().reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
             obs, *_ = self.env.step(action)

@@ -3,7 +3,9 @@
 Writes to the run directory: ``metrics.csv`` (one row per collected episode: ``episode,
 env_steps, return, eval_return`` (every ``eval_every`` episodes), the world-model loss parts
 (``reconstruction, reward_mse, kl, ...``), Dreamer's actor/critic losses, ``act_ms_per_step,
-wall_s``), TensorBoard events of the same, the agent in ``checkpoints/agent/``, ``summary.json``
+wall_s``), TensorBoard events of the same, the agent in ``checkpoints/agent/`` every
+``checkpoint_every`` episodes and at the end (with the held-out evaluation episodes and the
+run's own counters, swapped in atomically: ``forethought resume`` continues from it), ``summary.json``
 (final and best evaluation return, the state-based oracle planner's return and steps to 70 % of
 it, held-out reward prediction error, training and imagination throughput, seconds per 1,000 real
 steps), ``plots/learning_curve.png``, ``plots/reward_error.png`` (held-out reward error per step
@@ -14,8 +16,10 @@ open-loop prediction) with ``videos/open_loop.gif``, and ``videos/last_episode.g
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -28,14 +32,17 @@ from forethought.data.sequences import SequenceBuffer
 from forethought.envs.pixels import make_pixel_env
 from forethought.evaluation.latent import imagination_throughput, open_loop_report, prediction_pairs, prediction_strip
 from forethought.evaluation.plots import plot_compounding_error
-from forethought.experiments.checkpoints import save_agent_checkpoint
+from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif, write_png
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_pets import RunPETSConfig, fraction_of, oracle_return
+from forethought.serialization import atomic_write_text
 
 ORACLE_FRACTION = 0.7
 LOSS_COLUMNS = ("loss", "reconstruction", "reward_mse", "continue_bce", "kl")
 DREAMER_COLUMNS = ("actor_loss", "critic_loss", "imagined_return", "entropy")
+HELD_OUT, HELD_OUT_CAPACITY = "held_out.npz", 10_000  # the evaluation episodes, saved with the agent
+RUN_STATE = "run_state.json"  # the run's own counters, saved with the agent
 
 
 @dataclass
@@ -105,25 +112,49 @@ def evaluate(agent: LatentAgent, env, episodes: int, seed: int, held_out: Sequen
 
 
 def run_latent(algo: str, config: RunLatentConfig, on_episode: Callable[[dict], None] | None = None,
-               overwrite: bool = False) -> dict[str, Any]:
-    """Run the whole job for ``algo`` (``planet`` or ``dreamer``); ``on_episode`` sees every metrics row."""
+               overwrite: bool = False, resume: bool = False, warn: Callable[[str], None] | None = None
+               ) -> dict[str, Any]:
+    """Run the whole job for ``algo`` (``planet`` or ``dreamer``); ``on_episode`` sees every metrics row.
+
+    With ``resume`` the run already in ``config.out`` continues from its last good checkpoint
+    (``warn`` hears when a damaged one was passed over); the episodes after it are collected
+    again, so the metrics come out as those of an uninterrupted run (timings aside)."""
     if algo not in AGENTS:
         raise ValueError(f"algo must be one of {sorted(AGENTS)}, got {algo!r}")
     start = time.perf_counter()
     make = lambda: make_pixel_env(config.env, config.image_size, config.action_repeat, **config.env_kwargs)  # noqa: E731
     env, eval_env = make(), make()
-    agent_config = dataclasses.replace(config.agent, seed=config.seed,
-                                       model=dataclasses.replace(config.agent.model, image_size=config.image_size,
-                                                                 seed=config.seed))
-    agent = AGENTS[algo](env, agent_config)
-    held_out = SequenceBuffer(eval_env.observation_space.shape, agent.action_dim, capacity=10_000)
     columns = ["episode", "env_steps", "return", "eval_return", *LOSS_COLUMNS,
                *(DREAMER_COLUMNS if algo == "dreamer" else ()), "act_ms_per_step", "wall_s"]
-    evaluations: list[tuple[int, float]] = []
-    train_s = 0.0
-    with RunDir(config.out, config, overwrite=overwrite, command=f"run {algo}") as run:
+    agent_dir = Path(config.out) / "checkpoints" / "agent"
+    if resume:
+        checkpoint = latest_agent_checkpoint(agent_dir, warn)
+        agent = AGENTS[algo].load(checkpoint, env)
+        held_out = SequenceBuffer.load(checkpoint / HELD_OUT, capacity=HELD_OUT_CAPACITY)
+        saved = json.loads((checkpoint / RUN_STATE).read_text(encoding="utf-8"))
+        oracle, train_s = saved["oracle_return"], saved["train_s"]
+        run = RunDir(config.out, config, resume_rows=len(agent.history), purge_step=agent.env_steps + 1)
+        evaluations = [(int(r["env_steps"]), float(r["eval_return"])) for r in run.kept_rows if r["eval_return"]]
+        start -= float(run.kept_rows[-1]["wall_s"]) if run.kept_rows else 0.0
+    else:
+        agent_config = dataclasses.replace(config.agent, seed=config.seed,
+                                           model=dataclasses.replace(config.agent.model, image_size=config.image_size,
+                                                                     seed=config.seed))
+        agent = AGENTS[algo](env, agent_config)
+        held_out = SequenceBuffer(eval_env.observation_space.shape, agent.action_dim, capacity=HELD_OUT_CAPACITY)
+        run = RunDir(config.out, config, overwrite=overwrite, command=f"run {algo}")
         oracle = oracle_return(RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs,
                                              oracle_episodes=config.oracle_episodes, seed=config.seed))
+        evaluations, train_s = [], 0.0
+
+    def checkpoint() -> None:
+        def save(path: Path) -> None:
+            agent.save(path)
+            held_out.save(path / HELD_OUT)
+            atomic_write_text(path / RUN_STATE, json.dumps({"oracle_return": oracle, "train_s": train_s}))
+        save_agent_checkpoint(save, agent_dir)
+
+    with run:
         frames: list[np.ndarray] = []
         while agent.env_steps < config.steps:
             filmed: list[list[np.ndarray]] = []  # the frames are the observations: keeping them is free
@@ -143,9 +174,10 @@ def run_latent(algo: str, config: RunLatentConfig, on_episode: Callable[[dict], 
             if on_episode is not None:
                 on_episode(row)
             if (result.episode + 1) % config.checkpoint_every == 0:
-                save_agent_checkpoint(agent.save, run.checkpoints / "agent")
-        write_gif(frames, run.path / "videos" / "last_episode.gif", fps=10)
-        save_agent_checkpoint(agent.save, run.checkpoints / "agent")
+                checkpoint()
+        if frames:
+            write_gif(frames, run.path / "videos" / "last_episode.gif", fps=10)
+        checkpoint()
         summary = _summary(algo, config, agent, evaluations, oracle, held_out, run, train_s, start)
         run.write_summary(summary)
     env.close(), eval_env.close()
