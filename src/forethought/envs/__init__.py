@@ -4,7 +4,7 @@
 from forethought.envs.analytic import StepFunction, analytic_step, env_task_functions
 from forethought.envs.cartpole_swingup import CartPoleParams, CartPoleSwingUpEnv, cartpole_step
 from forethought.envs.linear import LinearSystemEnv
-from forethought.envs.make import OWN_ENVS, make, register_with_gymnasium
+from forethought.envs.make import OWN_ENVS, make, make_vector, register_with_gymnasium
 from forethought.envs.pendulum_swingup import PendulumParams, PendulumSwingUpEnv, pendulum_step
 from forethought.envs.task_functions import TaskFunctions, register_task_functions, task_functions, with_state_cost
 
@@ -23,6 +23,7 @@ __all__ = [
     "env_task_functions",
     "cartpole_step",
     "make",
+    "make_vector",
     "pendulum_step",
     "register_task_functions",
     "task_functions",

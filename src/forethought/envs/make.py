@@ -62,3 +62,17 @@ def _unknown(name: str, cause: Exception) -> ValueError:
         f"unknown environment {name!r}: not one of ours {list(OWN_ENVS)} and not a registered "
         f"Gymnasium id ({cause})"
     )
+
+
+def make_vector(name: str, num_envs: int, asynchronous: bool = False, **kwargs: Any) -> gym.vector.VectorEnv:
+    """``num_envs`` copies of :func:`make(name, **kwargs) <make>` stepped together: in this process
+    (``SyncVectorEnv``) or one worker process each (``AsyncVectorEnv``, for environments slow enough
+    to pay for the inter-process traffic: MuJoCo tasks, simulators). An episode that ends is reset
+    in the same step, its final observation in ``info["final_obs"]`` (Gymnasium's same-step autoreset,
+    which :func:`~forethought.data.collect` expects)."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    make(name, **kwargs).close()  # an unknown name or bad argument fails here, not in a worker
+    factories = [lambda: make(name, **kwargs) for _ in range(num_envs)]
+    vector = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    return vector(factories, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

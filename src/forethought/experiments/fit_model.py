@@ -27,13 +27,17 @@ class FitModelConfig:
 
     With ``data`` unset, ``steps`` random-action transitions are collected for training and
     ``eval_steps`` more, from separate episodes, for held-out evaluation; with ``data`` set, the
-    last ``holdout`` fraction of its episodes is held out instead.
+    last ``holdout`` fraction of its episodes is held out instead. ``num_envs`` > 1 collects from
+    that many copies of the environment at once (``async_envs``: each in its own process; see
+    :func:`~forethought.envs.make_vector`); copy ``i`` starts from ``seed + i``.
     """
 
     env: str = "cartpole-swingup"
     env_kwargs: dict = field(default_factory=dict)
     steps: int = 5000
     eval_steps: int = 1000
+    num_envs: int = 1
+    async_envs: bool = False
     data: str | None = None
     holdout: float = 0.2
     horizon: int = 10
@@ -43,7 +47,7 @@ class FitModelConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        for name in ("steps", "eval_steps", "horizon"):
+        for name in ("steps", "eval_steps", "horizon", "num_envs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
@@ -52,7 +56,8 @@ def load_data(config: FitModelConfig, progress: bool) -> tuple[ReplayBuffer, Rep
     """Training and held-out evaluation buffers."""
     if config.data is not None:
         return load_npz(config.data).split_episodes(config.holdout)
-    env = envs.make(config.env, **config.env_kwargs)
+    env = (envs.make(config.env, **config.env_kwargs) if config.num_envs == 1 else
+           envs.make_vector(config.env, config.num_envs, asynchronous=config.async_envs, **config.env_kwargs))
     try:
         train = collect(env, config.steps, seed=config.seed, progress=progress)
         held_out = collect(env, config.eval_steps, seed=config.seed + 10_000, progress=progress)
