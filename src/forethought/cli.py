@@ -87,6 +87,17 @@ curves per environment (plots/curves_<env>.png), the model diagnostics each run 
 and compounding error, calibration, latent reward error, oracle return), and links to every run's
 plots and videos."""
 
+SWEEP_HELP = """Many runs of one forethought run command from a sweep file (YAML): the settings every run
+shares (base), a grid of values (every combination), random draws (random: samples, seed, params
+with uniform, log_uniform, int_uniform or choice), and seeds. Every run's config is checked before
+any run starts. Runs go one after another (--backend sequential), side by side in a local process
+pool (process, the default) or as Ray tasks (ray: a one-machine cluster, or ray_address: auto /
+ray://host:port in the file), each into OUT/runs/<name>/, with a live table of their progress. A run
+that crashes or whose worker dies is resumed from its last checkpoint, up to retries times. OUT gets
+sweep.yaml, runs.csv (name, varied values, seed, status, attempts, final and best return, wall_s),
+sweep.md and summary.json. Started again on the same OUT, finished runs are kept and the others
+resumed. Sweep file values can also be set as key=value, e.g. retries=3 base.trials=5."""
+
 MODEL_CHOICES = ("linear", "d", "p", "de", "pe")
 
 
@@ -156,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="report", help="folder to write report.md, report.html, plots/ (default report)")
     report.add_argument("--title", default="forethought report")
     report.set_defaults(handler=_report)
+
+    sweep = commands.add_parser("sweep", help="many runs from a sweep file (grid, random, seeds), local or on Ray",
+                                description=SWEEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("sweep_file", metavar="CONFIG.yaml", help="the sweep file")
+    sweep.add_argument("--backend", choices=("sequential", "process", "ray"),
+                       help="where the runs run (default: the file's, else process)")
+    sweep.add_argument("--workers", type=int, help="runs side by side (default: the file's, else 2)")
+    sweep.add_argument("--out", help="folder of the sweep (default: the file's, else runs/sweep)")
+    sweep.add_argument("--overwrite", action="store_true", help="start every run afresh, replacing OUT/runs/")
+    sweep.add_argument("--quiet", action="store_true", help="no live progress table")
+    sweep.add_argument("overrides", nargs="*", metavar="key.sub=value", help="sweep file overrides")
+    sweep.set_defaults(handler=_sweep)
     return parser
 
 
@@ -374,6 +397,18 @@ def _compare(args: argparse.Namespace) -> int:
     print((Path(config.out) / "compare.md").read_text())
     console.print(f"run directory: {config.out}")
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from forethought.experiments.sweep import sweep
+    from forethought.experiments.sweep_spec import load_sweep
+
+    config = load_sweep(args.sweep_file, _overrides(args, {"backend": args.backend, "workers": args.workers,
+                                                           "out": args.out}))
+    summary = sweep(config, progress=not args.quiet, overwrite=args.overwrite)
+    print((Path(config.out) / "sweep.md").read_text())
+    print(f"sweep folder: {config.out}")
+    return 0 if summary["failed"] == 0 else 1
 
 
 def _print_fit_summary(summary: dict, config) -> None:
