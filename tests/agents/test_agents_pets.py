@@ -102,5 +102,17 @@ def test_random_trials_can_be_cut_short():
     first, second = agent.learn(2)
     assert first.steps == 12 and first.env_steps == 12
     assert second.steps == 50 and second.env_steps == 62  # planned trials run to the episode's end
+    assert agent.buffer.arrays()["truncated"][11] and agent.buffer.episode_starts().tolist() == [0, 12]  # the cut ends an episode
     with pytest.raises(ValueError, match="random_trial_steps"):
         PETSConfig(random_trial_steps=0)
+
+
+def test_the_model_can_be_refitted_within_a_trial():
+    agent = PETS(envs.make("linear"), small_config(random_trial_steps=12, refit_every=20))
+    fits = []
+    fit = agent.model.fit
+    agent.model.fit = lambda buffer, **kw: (fits.append(len(buffer)), fit(buffer, **kw))[1]
+    agent.learn(2)
+    assert fits == [12, 32, 52]  # before the 50-step planned trial, then after its 20th and 40th steps
+    with pytest.raises(ValueError, match="refit_every"):
+        PETSConfig(refit_every=0)

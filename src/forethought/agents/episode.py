@@ -25,8 +25,9 @@ class Episode:
 def run_episode(env: gym.Env, policy: Policy, seed: int | None = None, buffer: ReplayBuffer | None = None,
                 render: bool = False, max_steps: int | None = None) -> Episode:
     """Step ``env`` with ``policy`` from ``reset(seed=seed)`` until termination, truncation or
-    ``max_steps``; append each transition to ``buffer`` when given; collect ``env.render()`` frames
-    when ``render`` (the env must have ``render_mode="rgb_array"``)."""
+    ``max_steps``; append each transition to ``buffer`` when given (the last one of an episode
+    ``max_steps`` cut short is stored as truncated); collect ``env.render()`` frames when ``render``
+    (the env must have ``render_mode="rgb_array"``)."""
     obs, _ = env.reset(seed=seed)
     episode = Episode(0.0, 0)
     if render:
@@ -35,7 +36,9 @@ def run_episode(env: gym.Env, policy: Policy, seed: int | None = None, buffer: R
         action = policy(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         if buffer is not None:
-            buffer.add(np.ravel(obs), np.ravel(action), float(reward), np.ravel(next_obs), terminated, truncated)
+            cut = max_steps is not None and episode.steps + 1 >= max_steps
+            buffer.add(np.ravel(obs), np.ravel(action), float(reward), np.ravel(next_obs), terminated,
+                       truncated or cut)
         episode.total_reward += float(reward)
         episode.steps += 1
         if render:

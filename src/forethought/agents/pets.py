@@ -54,7 +54,9 @@ class PETSConfig:
 
     ``random_trial_steps`` ends each random trial after that many steps (None: when the
     environment ends it), for tasks whose episodes are long but whose dynamics a few random steps
-    already show.
+    already show. ``refit_every`` also refits the model every that many steps within a planned
+    trial (None: only before each trial, as in the PETS paper), so a long first trial learns from
+    its own first steps.
 
     Offline starts: ``offline_data`` (an ``.npz`` of logged transitions, see
     :func:`~forethought.data.load_npz`) fills the buffer before the first trial, and
@@ -70,6 +72,7 @@ class PETSConfig:
         settings={"population": 100, "elites": 10, "iterations": 3}))
     random_trials: int = 1
     random_trial_steps: int | None = None
+    refit_every: int | None = None
     oracle: bool = False
     state_cost: dict = field(default_factory=dict)
     offline_data: str | None = None
@@ -81,6 +84,8 @@ class PETSConfig:
             raise ValueError(f"random_trials must be >= 0, got {self.random_trials}")
         if self.random_trial_steps is not None and self.random_trial_steps < 1:
             raise ValueError(f"random_trial_steps must be >= 1 (or None), got {self.random_trial_steps}")
+        if self.refit_every is not None and self.refit_every < 1:
+            raise ValueError(f"refit_every must be >= 1 (or None), got {self.refit_every}")
 
 
 @dataclass
@@ -179,7 +184,7 @@ class PETS:
                 val_loss = report.best_val_loss
             self.agent = self._mpc()
             self.agent.reset()
-            policy = self.agent.act
+            policy = self.agent.act if self.config.oracle or self.config.refit_every is None else self._refitting_policy()
         max_steps = self.config.random_trial_steps if random_trial else None
         episode = run_episode(self.env, policy, seed=seed, buffer=self.buffer, render=render, max_steps=max_steps)
         plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
@@ -187,6 +192,19 @@ class PETS:
                              time.perf_counter() - start)
         self.history.append(result)
         return result, episode
+
+    def _refitting_policy(self) -> Callable[[np.ndarray], np.ndarray | int]:
+        """The MPC agent's ``act``, refitting the model on all data every ``refit_every`` steps first
+        (the planner reads the model's weights afresh at every plan)."""
+        steps = 0
+
+        def act(obs: np.ndarray) -> np.ndarray | int:
+            nonlocal steps
+            if steps and steps % self.config.refit_every == 0:
+                self.model.fit(self.buffer, generator=self.generator)
+            steps += 1
+            return self.agent.act(obs)
+        return act
 
     def _mpc(self) -> MPCAgent:
         planner = self.config.planner
