@@ -35,19 +35,24 @@ def metrics(path: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k not in TIMINGS} for row in csv.DictReader(handle)]
 
 
-def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    reference = forethought(*PETS_ARGS, "--out", str(tmp_path / "reference"))
-    killed = forethought(*PETS_ARGS, "--out", str(tmp_path / "killed"))
+def kill_and_resume(args: list[str], out: Path, after_rows: int, wait_s: float = 0.0) -> subprocess.Popen:
+    """Start ``forethought *args --out out``, SIGKILL it ``wait_s`` after its metrics.csv holds
+    ``after_rows`` rows, and return ``forethought resume out`` started."""
+    killed = forethought(*args, "--out", str(out))
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # kill once two trials are logged, mid-way through the third
-        rows = (tmp_path / "killed" / "metrics.csv")
-        if rows.exists() and len(rows.read_text().splitlines()) >= 3:
-            break
+    rows = out / "metrics.csv"
+    while time.monotonic() < deadline and not (rows.exists() and len(rows.read_text().splitlines()) > after_rows):
         time.sleep(0.05)
+    time.sleep(wait_s)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert len(metrics(tmp_path / "killed")) < 6
-    resumed = forethought("resume", str(tmp_path / "killed"))
+    assert len(metrics(out)) <= after_rows + 1
+    return forethought("resume", str(out))
+
+
+def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    reference = forethought(*PETS_ARGS, "--out", str(tmp_path / "reference"))
+    resumed = kill_and_resume(PETS_ARGS, tmp_path / "killed", after_rows=2)  # mid-way through the third trial
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     assert reference.wait(timeout=600) == 0, reference.stderr.read()
     expected, got = metrics(tmp_path / "reference"), metrics(tmp_path / "killed")
@@ -123,16 +128,7 @@ def test_a_killed_and_resumed_mbpo_run_matches_an_uninterrupted_one(tmp_path):
     """Killed mid-way through a 200-step episode (evaluations every 150 steps): the resumed run replays
     the unfinished episode and its SAC, model, model buffer and generators carry on exactly."""
     reference = forethought(*MBPO_ARGS, "--out", str(tmp_path / "reference"))
-    killed = forethought(*MBPO_ARGS, "--out", str(tmp_path / "killed"))
-    deadline = time.monotonic() + 300
-    rows = tmp_path / "killed" / "metrics.csv"
-    while time.monotonic() < deadline and not (rows.exists() and len(rows.read_text().splitlines()) >= 2):
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the next chunk of steps
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert len(metrics(tmp_path / "killed")) < 3
-    resumed = forethought("resume", str(tmp_path / "killed"))
+    resumed = kill_and_resume(MBPO_ARGS, tmp_path / "killed", after_rows=1, wait_s=0.5)  # into the next 150 steps
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     assert reference.wait(timeout=600) == 0, reference.stderr.read()
     expected, got = metrics(tmp_path / "reference"), metrics(tmp_path / "killed")
