@@ -4,7 +4,6 @@ SIGKILLed (process pool, local Ray cluster), is resumed from its checkpoint and 
 metrics of an uninterrupted run."""
 
 import csv
-import dataclasses
 import json
 import math
 import os
@@ -222,3 +221,12 @@ def test_a_ray_sweep_resumes_the_run_whose_worker_was_killed(reference, tmp_path
     assert summary["done"] == 2 and summary["backend"] == "ray"
     check_every_run_matches(tmp_path / "out", reference, RUNS[1])
     assert local_ray.is_initialized()  # a cluster the sweep joined is left to its owner
+
+
+def test_the_readme_sweep_file_is_valid(tmp_path):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"### Sweeps.*?```yaml\n(.*?)```", readme, flags=re.S).group(1)
+    (tmp_path / "sweep.yaml").write_text(block)
+    runs = resolve_runs(load_sweep(tmp_path / "sweep.yaml", [f"out={tmp_path / 'out'}"]))
+    assert len(runs) == 8 and runs[0].name == "horizon=5,sample=0,lr=0.00188,particles=10,seed=0"
+    assert not (tmp_path / "out").exists()
