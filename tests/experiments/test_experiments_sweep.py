@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from rich.console import Console
 
 from forethought.cli import main
 from forethought.experiments import commands
-from forethought.experiments.sweep import sweep
+from forethought.experiments.sweep import SweepBoard, sweep
 from forethought.experiments.sweep_backends import read_attempt
 from forethought.experiments.sweep_spec import load_sweep, resolve_runs
 
@@ -122,6 +123,14 @@ def test_a_sequential_sweep_writes_its_records_and_keeps_finished_runs(reference
     assert all(f"| {name} | " in table for name in RUNS) and "Best return: horizon=" in table
     summary = json.loads((reference / "summary.json").read_text())
     assert summary["done"] == 2 and summary["failed"] == 0 and len(summary["runs"]) == 2
+    board = SweepBoard(load_sweep(reference / "sweep.yaml"), resolve_runs(load_sweep(reference / "sweep.yaml")))
+    board.status[RUNS[0]] = "done"  # as the backend reports it; the rest is read from the run directories
+    console = Console(record=True, width=150)
+    console.print(board.table())
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in console.export_text().splitlines()]
+    table_rows = {row[0]: row[1:5] for row in cells if row and row[0] in RUNS}
+    assert table_rows[RUNS[0]][:3] == ["done", "1", "6"] and table_rows[RUNS[1]][:3] == ["running", "1", "6"]
+    assert float(table_rows[RUNS[0]][3]) == pytest.approx(float(rows[RUNS[0]]["final_return"]), abs=0.01)
     resolved = load_sweep(reference / "sweep.yaml")
     assert resolved.grid == {"agent.planner.horizon": [3, 5]} and resolved.backend == "sequential"
     # the same sweep again: nothing re-runs; another config in the same folder is refused
