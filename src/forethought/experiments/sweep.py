@@ -184,7 +184,7 @@ def prepare(sweep: SweepConfig, overwrite: bool) -> tuple[list[SweepRun], dict[s
             continue
         if not _same_config(path, run.config):
             raise ValueError(f"{path} holds a run with another config than this sweep's run {run.name}; "
-                             "choose another out, or pass overwrite to start every run afresh")
+                             "choose another out, or start every run afresh with --overwrite")
         if (path / "summary.json").is_file():
             kept[run.name] = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     return runs, kept
