@@ -42,7 +42,7 @@ def test_saved_config_loads_back_identically(tmp_path):
     ("flag=3", "flag must be true or false"),
     ("inner.lr=fast", "inner.lr must be a number"),
     ("noequals", "not of the form key.sub=value"),
-    ("seed.x=1", "seed must be an integer"),
+    ("seed.x=1", "cannot set seed.x: seed is a value, not a section"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -56,3 +56,23 @@ def test_bad_yaml_file(tmp_path):
         load_config(Outer, path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(Outer, tmp_path / "missing.yaml")
+
+
+def test_an_override_keeps_the_other_defaults_of_the_section_it_changes(tmp_path):
+    from forethought.experiments.run_pets import RunPETSConfig
+
+    default = RunPETSConfig().agent.planner  # PETS's own planner: iCEM 100/10/3, 5 particles
+    planner = load_config(RunPETSConfig, None, ["agent.planner.horizon=7"]).agent.planner
+    assert planner.horizon == 7 and planner.optimizer == default.optimizer == "icem"
+    assert planner.particles == default.particles and planner.settings == default.settings
+    planner = load_config(RunPETSConfig, None, ["agent.planner.settings.population=40"]).agent.planner
+    assert planner.settings == {**default.settings, "population": 40}  # one entry of a mapping
+    planner = load_config(RunPETSConfig, None, ["agent.planner.settings={population: 40}"]).agent.planner
+    assert planner.settings == {"population": 40}  # a mapping given whole replaces it
+    path = tmp_path / "c.yaml"
+    path.write_text("agent:\n  planner:\n    horizon: 9\n  model:\n    hidden_size: 64\n")
+    config = load_config(RunPETSConfig, path)
+    assert config.agent.planner.horizon == 9 and config.agent.planner.optimizer == "icem"
+    assert config.agent.model.hidden_size == 64 and config.agent.model.hidden_layers == RunPETSConfig().agent.model.hidden_layers
+    with pytest.raises(ConfigError, match="unknown config key agent.planner.horizn"):
+        load_config(RunPETSConfig, None, ["agent.planner.horizn=7"])

@@ -3,12 +3,16 @@
     cfg = load_config(FitModelConfig, "my.yaml", ["model.kind=de", "train.lr=3e-4"])
     save_config(cfg, "runs/x/config.yaml")
 
-Unknown keys and values of the wrong type are rejected with the offending key named, before any
-work starts.
+Values are laid over the config's own defaults: ``agent.planner.horizon=20`` changes the horizon
+of the planner ``agent`` has by default and keeps its other settings (a section given as a
+mapping merges key by key too); a plain mapping value such as ``settings={population: 40}`` is
+replaced whole, while ``settings.population=40`` changes that one entry. Unknown keys and values of
+the wrong type are rejected with the offending key named, before any work starts.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -39,7 +43,7 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
     """Build ``cls`` from its defaults, then a YAML file (if given), then ``key.sub=value`` overrides."""
-    values: dict[str, Any] = {}
+    values = config_to_dict(cls())
     if path is not None:
         path = Path(path)
         if not path.exists():
@@ -50,23 +54,45 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
             raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping of keys to values, got {type(loaded).__name__}")
-        values = loaded or {}
+        for key, value in (loaded or {}).items():
+            set_value(cls, values, str(key), value)
     for override in overrides or []:
         key, sep, raw = override.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override {override!r} is not of the form key.sub=value")
-        _set_nested(values, key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None)
+        set_value(cls, values, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
     return build(cls, values)
 
 
-def _set_nested(values: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = values
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
+def set_value(cls: type | None, values: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` in ``values``, the nested dict of a ``cls`` config: a section (a
+    dataclass field) given as a mapping merges key by key into what is there; any other value
+    replaces what is there (a key inside a plain mapping field, like ``settings.population``,
+    replaces just that entry)."""
+    parts = key.split(".")
+    node, hint = values, cls
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {'.'.join(keys)}: {key} is a value, not a section")
-        node = child
-    node[keys[-1]] = value
+            raise ConfigError(f"cannot set {key}: {part} is a value, not a section")
+        node, hint = child, _section_type(hint, part)
+    last, section = parts[-1], _section_type(hint, parts[-1])
+    if section is not None and isinstance(value, dict) and isinstance(node.get(last), dict):
+        for sub, sub_value in value.items():
+            set_value(section, node[last], str(sub), sub_value)
+    else:
+        node[last] = copy.deepcopy(value)
+
+
+def _section_type(cls: type | None, name: str) -> type | None:
+    """The dataclass type of field ``name`` of dataclass ``cls`` (Optional unwrapped), else None."""
+    if cls is None or not dataclasses.is_dataclass(cls) or name not in {f.name for f in dataclasses.fields(cls)}:
+        return None
+    hint = typing.get_type_hints(cls)[name]
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    return next((o for o in options if dataclasses.is_dataclass(o)), None)
 
 
 def build(cls: type[T], values: dict[str, Any], prefix: str = "") -> T:

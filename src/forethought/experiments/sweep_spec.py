@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from forethought.config import ConfigError, build, config_to_dict, load_config
+from forethought.config import ConfigError, build, config_to_dict, load_config, set_value
 from forethought.experiments.commands import RUN_ALGOS, run_config_class
 
 BACKENDS = ("sequential", "process", "ray")
@@ -220,32 +220,17 @@ def _label(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_") or "_"
 
 
-def assign(values: dict, key: Any, value: Any) -> None:
-    """Set dotted ``key`` in the nested dict ``values``; mappings merge key by key into what is there."""
-    parts = key.split(".") if isinstance(key, str) else [key]
-    node = values
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"cannot set {key}: {part} is a value, not a section")
-    if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
-        for sub, sub_value in value.items():
-            assign(node[parts[-1]], sub, sub_value)
-    else:
-        node[parts[-1]] = copy.deepcopy(value)
-
-
 def resolve_runs(sweep: SweepConfig) -> list[SweepRun]:
     """:func:`expand` with every run's config built and checked (``base``, then its varied values,
     then its seed and out); a ValueError names the run and the bad setting."""
     runs = expand(sweep)
     cls = run_config_class(sweep.command)
     for run in runs:
-        values: dict = {}
+        values = config_to_dict(cls())
         try:
             for key, value in [*sweep.base.items(), *run.values.items(),
                                ("seed", run.seed), ("out", str(run.path(sweep.out)))]:
-                assign(values, key, value)
+                set_value(cls, values, str(key), value)
             run.config = config_to_dict(build(cls, values))
         except ConfigError as err:
             raise ConfigError(f"run {run.name} of the sweep: {err}") from err
