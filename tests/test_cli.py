@@ -184,6 +184,8 @@ def test_ablate_runs_the_grid_and_writes_the_table(tmp_path, capsys):
     assert set(summary["variants"]) == {"d-tsinf", "d-expectation", "pe-tsinf", "pe-expectation"}
     assert (out / "plots" / "return_vs_trial.png").is_file()
     assert "pe-expectation" in capsys.readouterr().out
+    run = out / "runs" / "pe-tsinf-seed1"  # every run is a run pets directory of its own
+    assert json.loads((run / "summary.json").read_text())["trials"] == 2 and (run / "checkpoints" / "agent").is_dir()
 
 
 def test_ablate_rejects_unknown_variants(tmp_path, capsys):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from forethought.experiments.backends import RunsFailed
 from forethought.serialization import CheckpointError
 
 DESCRIPTION = """Model-based reinforcement learning: learn how a system moves from a few real
@@ -57,7 +58,8 @@ videos/open_loop.gif and videos/last_episode.gif. Overrides e.g. agent.model.dep
 agent.train_steps=50 agent.settings.population=300 action_repeat=4 eval_every=10."""
 
 ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--models) and propagation mode
-(--propagation) over several seeds. Writes metrics.csv (one row per variant, seed and trial),
+(--propagation) over several seeds, each run into its own run directory OUT/runs/<variant>-seed<k>/
+on --backend as compare's runs (process by default, --workers at a time; ray; sequential). Writes metrics.csv (one row per variant, seed and trial),
 ablation.md (final and best return per variant, mean and std over seeds), summary.json and
 plots/return_vs_trial.png. Other settings as overrides, e.g. agent.planner.particles=20."""
 
@@ -67,8 +69,10 @@ run directory under OUT/runs/; then OUT gets curves.csv (every point of every le
 compare.md (final return per algorithm: interquartile mean over seeds with a 95 % bootstrap
 interval, and mean; with --target, real steps to reach it per seed and how many times as many steps
 each algorithm needs as the most efficient one, with an interval), plots/compare.png (IQM return vs
-real steps with shaded intervals) and summary.json. --workers N runs N at a time in separate
-processes. Settings per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
+real steps with shaded intervals) and summary.json. The runs go to --backend: process (default;
+--workers N runs N at a time in separate processes), ray (Ray tasks on a local cluster of N CPUs,
+or on the cluster at ray_address=auto|ray://host:port) or sequential (this process); a run whose
+process dies or that raises is resumed from its last checkpoint, up to retries=2 times. Settings per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
 mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
 
 RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, planet, dreamer) killed at any point
@@ -142,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default ts1,tsinf,expectation)")
     ablate.add_argument("--seeds", type=int, help="seeds per variant (default 3)")
     ablate.add_argument("--trials", type=int, help="trials per run (default 10)")
+    ablate.add_argument("--backend", choices=("process", "ray", "sequential"),
+                        help="where the runs run: local processes (default), Ray tasks, or this process")
+    ablate.add_argument("--workers", type=int, help="runs side by side (default 1)")
     _add_run_options(ablate, "runs/ablate")
     ablate.set_defaults(handler=_ablate)
 
@@ -152,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--seeds", type=int, help="seeds per algorithm (default 5)")
     versus.add_argument("--steps", type=int, help="real environment steps per run (default 20000)")
     versus.add_argument("--target", type=float, help="return whose first reaching is counted in real steps")
-    versus.add_argument("--workers", type=int, help="runs side by side in separate processes (default 1)")
+    versus.add_argument("--backend", choices=("process", "ray", "sequential"),
+                        help="where the runs run: local processes (default), Ray tasks, or this process")
+    versus.add_argument("--workers", type=int, help="runs side by side (default 1)")
     _add_run_options(versus, "runs/compare")
     versus.set_defaults(handler=_compare)
 
@@ -220,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args.overrides = list(getattr(args, "overrides", [])) + extra
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, CheckpointError, RunsFailed) as err:
         print(f"forethought {args.command}: error: {err}", file=sys.stderr)
         return 2
 
@@ -361,6 +370,7 @@ def _ablate(args: argparse.Namespace) -> int:
     from forethought.experiments.ablate import AblateConfig, ablate
 
     flags = {"env": args.env, "seeds": args.seeds, "trials": args.trials, "out": args.out,
+             "backend": args.backend, "workers": args.workers,
              "models": None if args.models is None else f"[{args.models}]",
              "propagations": None if args.propagation is None else f"[{args.propagation}]"}
     config = load_config(AblateConfig, args.config, _overrides(args, flags))
@@ -383,7 +393,7 @@ def _compare(args: argparse.Namespace) -> int:
     from forethought.experiments.compare import CompareConfig, compare
 
     flags = {"env": args.env, "seeds": args.seeds, "steps": args.steps, "target": args.target,
-             "workers": args.workers, "out": args.out,
+             "workers": args.workers, "backend": args.backend, "out": args.out,
              "algos": None if args.algos is None else f"[{args.algos}]"}
     config = load_config(CompareConfig, args.config, _overrides(args, flags))
     console, start = Console(), time.perf_counter()

@@ -58,6 +58,8 @@ def test_bad_compare_settings_are_rejected():
         CompareConfig(algos=["sac", "sac"])
     with pytest.raises(ValueError, match="workers"):
         CompareConfig(workers=0)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        CompareConfig(backend="slurm")
 
 
 def test_parallel_workers_give_every_run(tmp_path):
@@ -85,3 +87,16 @@ def test_compare_pushes_every_final_agent_and_reports_recovery(tmp_path):
     assert "median steps to recover" in (tmp_path / "push" / "compare.md").read_text()
     with pytest.raises(ValueError, match="push_at and push_velocity go together"):
         CompareConfig(push_at=10)
+
+
+def test_runs_on_ray_give_the_curves_of_runs_in_this_process(tmp_path):
+    pytest.importorskip("ray")
+    curves = {}
+    for backend in ("sequential", "ray"):
+        config = CompareConfig(env="linear", algos=["pets"], seeds=2, steps=100, backend=backend, workers=2,
+                               out=str(tmp_path / backend))
+        config.pets.model.kind = "linear"
+        config.pets.planner.settings = {"population": 20, "elites": 4, "iterations": 1}
+        compare(config)
+        curves[backend] = (tmp_path / backend / "curves.csv").read_text()
+    assert curves["ray"] == curves["sequential"] and curves["ray"].count("\n") == 1 + 2 * 2  # two 50-step trials each

@@ -21,7 +21,7 @@ from rich.console import Console
 from forethought.cli import main
 from forethought.experiments import commands
 from forethought.experiments.sweep import SweepBoard, sweep
-from forethought.experiments.sweep_backends import read_attempt
+from forethought.experiments.backends import read_attempt
 from forethought.experiments.sweep_spec import load_sweep, resolve_runs
 
 TINY_PETS = {"env": "linear", "trials": 6, "oracle_episodes": 0, "video": False, "agent.model.kind": "linear",

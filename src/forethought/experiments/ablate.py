@@ -1,28 +1,35 @@
 """``forethought ablate``: PETS over a grid of model types x propagation modes x seeds.
 
 The experiment of the PETS paper: which ingredients (probabilistic outputs, ensembles, trajectory
-sampling) matter. Writes ``metrics.csv`` (one row per variant, seed and trial), ``ablation.md``
-(final and best return per variant, mean and standard deviation over seeds) and
-``plots/return_vs_trial.png`` (mean return per trial, one line per variant, shaded min-max over
-seeds).
+sampling) matter. Every run is a ``run pets`` into its own run directory
+(``runs/<model>-<propagation>-seed<k>/``), on ``backend`` like ``compare``'s runs (local processes
+by default, ``workers`` side by side; Ray; or this process), each resumed from its checkpoint
+after a crash. Then the ablation's folder gets ``metrics.csv`` (one row per variant, seed and
+trial), ``ablation.md`` (final and best return per variant, mean and standard deviation over
+seeds) and ``plots/return_vs_trial.png`` (mean return per trial, one line per variant, shaded
+min-max over seeds).
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import itertools
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 
-from forethought import envs
-from forethought.agents.pets import PETS, PETSConfig
+from forethought.agents.pets import PETSConfig
+from forethought.config import config_to_dict
 from forethought.evaluation.plots import save_figure
+from forethought.experiments.backends import BACKENDS, Job, RunsFailed, run_jobs
 from forethought.experiments.run_dir import RunDir
+from forethought.experiments.run_pets import RunPETSConfig
 from forethought.planning import PROPAGATIONS
 from forethought.serialization import atomic_write_text
 
@@ -40,6 +47,10 @@ class AblateConfig:
     propagations: list[str] = field(default_factory=lambda: ["ts1", "tsinf", "expectation"])
     seeds: int = 3
     trials: int = 10
+    backend: str = "process"
+    workers: int = 1
+    retries: int = 2
+    ray_address: str | None = None
     out: str = "runs/ablate"
     agent: PETSConfig = field(default_factory=PETSConfig)
 
@@ -49,8 +60,13 @@ class AblateConfig:
         if not self.propagations or any(p not in PROPAGATIONS for p in self.propagations):
             raise ValueError(f"propagations must be a non-empty list drawn from {list(PROPAGATIONS)}, "
                              f"got {self.propagations}")
-        if self.seeds < 1 or self.trials < 1:
-            raise ValueError(f"seeds and trials must be >= 1, got seeds={self.seeds}, trials={self.trials}")
+        for name in ("seeds", "trials", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
 
 
 def variant_config(base: PETSConfig, model: str, propagation: str, seed: int) -> PETSConfig:
@@ -63,25 +79,44 @@ def ablate(config: AblateConfig, on_run: Callable[[str, int, list[float]], None]
            overwrite: bool = False) -> dict[str, Any]:
     """Run the grid; ``on_run(variant, seed, returns)`` after each PETS run. Returns the summary."""
     start = time.perf_counter()
-    curves: dict[str, list[list[float]]] = {}
+    variants = [f"{m}-{p}" for m, p in itertools.product(config.models, config.propagations)]
+    jobs: dict[str, tuple[str, int]] = {}
+    job_list = []
+    for model, propagation, seed in itertools.product(config.models, config.propagations, range(config.seeds)):
+        variant, name = f"{model}-{propagation}", f"{model}-{propagation}-seed{seed}"
+        run = RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs, trials=config.trials, seed=seed,
+                            out=str(Path(config.out) / "runs" / name), oracle_episodes=0, video=False,
+                            agent=variant_config(config.agent, model, propagation, seed))
+        jobs[name] = (variant, seed)
+        job_list.append(Job(name, "pets", config_to_dict(run)))
+    histories: dict[tuple[str, int], list[dict[str, str]]] = {}
+    failed: list[str] = []
+
+    def report(name: str, status: str, summary: dict | None = None, error: str | None = None) -> None:
+        if status == "failed":
+            failed.append(f"{name}: {error}")
+            return
+        with open(Path(config.out) / "runs" / name / "metrics.csv", newline="", encoding="utf-8") as handle:
+            histories[jobs[name]] = list(csv.DictReader(handle))
+        if on_run is not None:
+            on_run(*jobs[name], [float(r["return"]) for r in histories[jobs[name]]])
+
     with RunDir(config.out, config, overwrite=overwrite, command="ablate") as run:
+        for job in job_list:  # with overwrite: runs start afresh, not from an older ablation's checkpoints
+            shutil.rmtree(job.config["out"], ignore_errors=True)
+        run_jobs(job_list, config.backend, config.workers, config.retries, 1 if config.workers > 1 else None,
+                 report, config.ray_address)
+        if failed:
+            raise RunsFailed("runs failed after their retries: " + "; ".join(failed))
+        curves: dict[str, list[list[float]]] = {variant: [] for variant in variants}
         step = 0
-        for model, propagation in itertools.product(config.models, config.propagations):
-            variant = f"{model}-{propagation}"
-            curves[variant] = []
-            for seed in range(config.seeds):
-                torch.manual_seed(seed)
-                agent = PETS(envs.make(config.env, **config.env_kwargs),
-                             variant_config(config.agent, model, propagation, seed))
-                history = agent.learn(config.trials)
-                returns = [r.total_reward for r in history]
-                curves[variant].append(returns)
-                for r in history:
-                    run.log({"variant": variant, "seed": seed, "trial": r.trial, "env_steps": r.env_steps,
-                             "return": r.total_reward, "wall_s": time.perf_counter() - start}, step=step)
-                    step += 1
-                if on_run is not None:
-                    on_run(variant, seed, returns)
+        for variant, seed in jobs.values():
+            rows = histories[(variant, seed)]
+            curves[variant].append([float(r["return"]) for r in rows])
+            for r in rows:
+                run.log({"variant": variant, "seed": seed, "trial": int(r["trial"]), "env_steps": int(r["env_steps"]),
+                         "return": float(r["return"]), "wall_s": float(r["wall_s"])}, step=step)
+                step += 1
         table = summarize(curves)
         atomic_write_text(run.path / "ablation.md", markdown(table, config))
         plot_curves(curves, run.plots / "return_vs_trial.png", title=f"PETS ablation on {config.env}")

@@ -18,8 +18,11 @@ With ``push_at`` and ``push_velocity``, every run's final agent is also pushed m
 (:mod:`forethought.evaluation.disturbance`) in ``push_episodes`` episodes, and the report says how
 many pushes each algorithm survived and how many steps it took to recover.
 
-Runs go one after another, or in ``workers`` processes side by side (each run then uses one
-torch thread, so that two runs on two cores do not fight over them).
+The runs go to ``backend`` (:mod:`~forethought.experiments.backends`): local processes by
+default, ``workers`` side by side (each run then uses one torch thread, so that two runs on two
+cores do not fight over them), Ray tasks with ``backend: ray``, or one after another in this
+process with ``sequential``. A run whose process dies or that raises is resumed from its last
+checkpoint up to ``retries`` times.
 """
 
 from __future__ import annotations
@@ -27,10 +30,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,9 +48,11 @@ from forethought.evaluation.disturbance import Push, PushResult, push_recovery
 from forethought.evaluation.plots import plot_seed_curves
 from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
                                                steps_to_threshold)
+from forethought.config import config_to_dict
+from forethought.experiments.backends import BACKENDS, Job, RunsFailed, run_jobs
 from forethought.experiments.run_dir import RunDir
-from forethought.experiments.run_pets import RunPETSConfig, run_pets
-from forethought.experiments.run_policy import RUN_CONFIGS, run_policy
+from forethought.experiments.run_pets import RunPETSConfig
+from forethought.experiments.run_policy import RUN_CONFIGS
 from forethought.serialization import atomic_write_text
 
 ALGOS = ("pets", "sac", "dyna", "mbpo")
@@ -70,7 +74,10 @@ class CompareConfig:
     eval_every: int = 1000
     eval_episodes: int = 5
     target: float | None = None
+    backend: str = "process"
     workers: int = 1
+    retries: int = 2
+    ray_address: str | None = None
     push_at: int | None = None
     push_velocity: list[float] | None = None
     push_episodes: int = 3
@@ -89,6 +96,10 @@ class CompareConfig:
         for name in ("seeds", "steps", "eval_every", "eval_episodes", "workers", "push_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0, got {self.retries}")
 
 
 @dataclass
@@ -104,31 +115,28 @@ class RunResult:
     pushes: list[PushResult] = field(default_factory=list)
 
 
-def run_one(config: CompareConfig, algo: str, seed: int, threads: int | None = None) -> RunResult:
-    """Run ``algo`` with ``seed`` into ``<out>/runs/<algo>-seed<seed>`` and read its curve back."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    out = str(Path(config.out) / "runs" / f"{algo}-seed{seed}")
-    start = time.perf_counter()
+def run_job(config: CompareConfig, algo: str, seed: int) -> Job:
+    """The run of ``algo`` with ``seed``, into ``<out>/runs/<algo>-seed<seed>``."""
+    name = f"{algo}-seed{seed}"
+    out = str(Path(config.out) / "runs" / name)
     if algo == "pets":
         run = RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs, trials=1_000_000, steps=config.steps,
                             seed=seed, out=out, oracle_episodes=0, video=False, agent=config.pets)
-        summary = run_pets(run, overwrite=True)
-        x_key, y_key = "env_steps", "return"
     else:
         run = RUN_CONFIGS[algo](env=config.env, env_kwargs=config.env_kwargs, steps=config.steps,
                                 eval_every=config.eval_every, eval_episodes=config.eval_episodes,
                                 target=config.target, seed=seed, out=out, agent=getattr(config, algo))
-        summary = run_policy(algo, run, overwrite=True)
-        x_key, y_key = "env_steps", "eval_return"
-    with open(Path(out) / "metrics.csv", newline="", encoding="utf-8") as f:
+    return Job(name, algo, config_to_dict(run))
+
+
+def read_result(config: CompareConfig, algo: str, seed: int, summary: dict[str, Any]) -> RunResult:
+    """The learning curve of a finished run, read back from its run directory."""
+    out = Path(config.out) / "runs" / f"{algo}-seed{seed}"
+    y_key = "return" if algo == "pets" else "eval_return"
+    with open(out / "metrics.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    steps, returns = [int(r[x_key]) for r in rows], [float(r[y_key]) for r in rows]
-    wall = time.perf_counter() - start
-    result = RunResult(algo, seed, steps, returns, 1000 * wall / max(summary["env_steps"], 1), out)
-    if config.push_at is not None:
-        result.pushes = push_tests(config, algo, Path(out) / "checkpoints" / "agent", seed)
-    return result
+    steps, returns = [int(r["env_steps"]) for r in rows], [float(r[y_key]) for r in rows]
+    return RunResult(algo, seed, steps, returns, 1000 * summary["wall_s"] / max(summary["env_steps"], 1), str(out))
 
 
 def push_tests(config: CompareConfig, algo: str, agent_path: Path, seed: int) -> list[PushResult]:
@@ -151,21 +159,32 @@ def compare(config: CompareConfig, on_run: Callable[[RunResult], None] | None = 
             overwrite: bool = False) -> dict[str, Any]:
     """Run every algorithm on every seed, then write the comparison. Returns the summary."""
     start = time.perf_counter()
-    jobs = [(algo, seed) for seed in range(config.seeds) for algo in config.algos]
-    results: list[RunResult] = []
+    keys = [(algo, seed) for seed in range(config.seeds) for algo in config.algos]
+    jobs = {job.name: (key, job) for key, job in ((key, run_job(config, *key)) for key in keys)}
+    finished: dict[tuple[str, int], RunResult] = {}
+    failed: list[str] = []
+
+    def report(name: str, status: str, summary: dict | None = None, error: str | None = None) -> None:
+        (algo, seed), _ = jobs[name]
+        if status == "failed":
+            failed.append(f"{name}: {error}")
+            return
+        finished[(algo, seed)] = read_result(config, algo, seed, summary)
+        if on_run is not None:
+            on_run(finished[(algo, seed)])
+
     with RunDir(config.out, config, overwrite=overwrite, command="compare") as run:
-        if config.workers == 1:
-            for algo, seed in jobs:
-                results.append(run_one(config, algo, seed))
-                if on_run is not None:
-                    on_run(results[-1])
-        else:
-            with ProcessPoolExecutor(config.workers, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(run_one, config, algo, seed, 1) for algo, seed in jobs]
-                for future in futures:
-                    results.append(future.result())
-                    if on_run is not None:
-                        on_run(results[-1])
+        for _, job in jobs.values():  # with overwrite: runs start afresh, not from an older compare's checkpoints
+            shutil.rmtree(job.config["out"], ignore_errors=True)
+        run_jobs([job for _, job in jobs.values()], config.backend, config.workers, config.retries, 1 if config.workers > 1 else None, report,
+                 config.ray_address)
+        if failed:
+            raise RunsFailed("runs failed after their retries: " + "; ".join(failed))
+        results = [finished[key] for key in keys]
+        if config.push_at is not None:
+            for result in results:
+                result.pushes = push_tests(config, result.algo, Path(result.path) / "checkpoints" / "agent",
+                                           result.seed)
         for step, result in enumerate(results):
             run.log({"algo": result.algo, "seed": result.seed, "final_return": result.returns[-1],
                      "env_steps": result.steps[-1], "s_per_1000_steps": result.s_per_1000_steps}, step=step)

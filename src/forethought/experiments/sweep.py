@@ -3,7 +3,7 @@
     sweep(load_sweep("sweep.yaml"))
 
 Every run's config is built and checked first (see :mod:`~forethought.experiments.sweep_spec`);
-then the runs go to the sweep's backend (:mod:`~forethought.experiments.sweep_backends`), each
+then the runs go to the sweep's backend (:mod:`~forethought.experiments.backends`), each
 writing its own run directory ``OUT/runs/<name>/``, while a live table shows each run's status,
 attempts, metrics rows, last return and elapsed time, read from the run directories (so it follows
 every backend). The sweep folder gets, written atomically and updated as each run ends:
@@ -33,8 +33,7 @@ from typing import Any
 import yaml
 
 from forethought.config import save_config
-from forethought.experiments.sweep_backends import (ATTEMPT_FILE, Job, read_attempt, run_process_pool, run_ray,
-                                                    run_sequential)
+from forethought.experiments.backends import ATTEMPT_FILE, Job, read_attempt, run_jobs
 from forethought.experiments.sweep_spec import SweepConfig, SweepRun, resolve_runs, varied_keys
 from forethought.serialization import atomic_write_text
 
@@ -212,11 +211,7 @@ def sweep(config: SweepConfig, progress: bool = True, overwrite: bool = False) -
 
         live = Live(get_renderable=board.table, refresh_per_second=2)
     with live:
-        if config.backend == "sequential":
-            run_sequential(jobs, config.retries, config.threads, board.report)
-        elif config.backend == "process":
-            run_process_pool(jobs, config.workers, config.retries, config.threads, board.report)
-        else:
-            run_ray(jobs, config.workers, config.retries, config.threads, config.ray_address, board.report)
+        run_jobs(jobs, config.backend, config.workers, config.retries, config.threads, board.report,
+                 config.ray_address)
     write_outputs(board)
     return json.loads((out / "summary.json").read_text(encoding="utf-8"))

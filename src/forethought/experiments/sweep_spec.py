@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from forethought.config import ConfigError, build, config_to_dict, load_config, set_value
+from forethought.experiments.backends import BACKENDS
 from forethought.experiments.commands import RUN_ALGOS, run_config_class
 
-BACKENDS = ("sequential", "process", "ray")
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
 SET_BY_SWEEP = {"out": "the sweep's out (each run writes OUT/runs/<name>)", "seed": "seeds"}
 MAX_NAME = 120  # longer names (many varied keys) fall back to run000, run001, ...

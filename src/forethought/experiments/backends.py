@@ -1,4 +1,5 @@
-"""Where a sweep's runs are run: one after another, in a local process pool, or as Ray tasks.
+"""Where the runs of a sweep, comparison or ablation are run: one after another, in a local
+process pool, or as Ray tasks (:func:`run_jobs`).
 
 Every backend runs the same task, :func:`execute_run`: given a run's command and resolved config
 (a small dict), it continues the run from its last good checkpoint if its run directory has one,
@@ -32,7 +33,12 @@ from typing import Any, Callable
 from forethought.serialization import CheckpointError, atomic_write_text
 
 ATTEMPT_FILE = "sweep_attempt.json"
+BACKENDS = ("sequential", "process", "ray")
 Report = Callable[..., None]
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a comparison or ablation still failed after their retries (each named with its error)."""
 
 
 @dataclass
@@ -190,3 +196,18 @@ def run_ray(jobs: list[Job], workers: int, retries: int, threads: int | None, ad
     finally:
         if started:
             ray.shutdown()
+
+
+def run_jobs(jobs: list[Job], backend: str, workers: int, retries: int, threads: int | None, report: Report,
+             ray_address: str | None = None) -> None:
+    """Run ``jobs`` on ``backend`` (one of :data:`BACKENDS`), ``workers`` at a time, each retried
+    up to ``retries`` times from its checkpoint, with ``threads`` torch threads each (None: as the
+    process has); ``report`` hears how each ended."""
+    if backend == "sequential":
+        run_sequential(jobs, retries, threads, report)
+    elif backend == "process":
+        run_process_pool(jobs, workers, retries, threads, report)
+    elif backend == "ray":
+        run_ray(jobs, workers, retries, threads, ray_address, report)
+    else:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
