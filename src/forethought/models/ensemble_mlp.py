@@ -178,10 +178,10 @@ class FrozenEnsemble:
     over the activations than :meth:`EnsembleDynamicsNetwork.forward`:
 
     * each layer's bias is a row of its weight matrix, read from a column of ones carried along
-      with the activations, so a layer is one ``bmm`` and one in-place SiLU;
+      with the activations, so a layer is one matrix product and one in-place SiLU;
     * widths are padded with zeros to a multiple of ``pad`` (default 16: 4x200 layers become
       208 wide, which the bfloat16 AMX kernels run about 25 % faster than 200 or 201 wide);
-    * long batches are cut into row blocks whose widest activation fits in ``chunk_bytes``
+    * each member's rows are cut into blocks whose widest activation fits in ``chunk_bytes``
       (default 2 MiB in float32, 4 MiB in bfloat16: about one core's L2 cache) so they stay
       in cache between layers.
 
@@ -243,22 +243,26 @@ class FrozenEnsemble:
     def __call__(self, *parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(mean [E, B, out_dim], log_std [E, B, out_dim] or None)`` in float32, without autograd,
         for inputs ``[E, B, in_dim]`` given whole or as parts to concatenate along the last axis
-        (e.g. obs ``[E, B, o]`` and action ``[E, B, a]``); member ``e`` reads row block ``e``."""
-        members, rows = parts[0].shape[:2]
-        widest = max(w.shape[2] for w in self.weights) * self.weights[0].element_size()
-        block = max(16, self.chunk_bytes // (members * widest))
-        if rows <= block:
-            return self._rows(parts)
-        pieces = [self._rows(chunk) for chunk in zip(*(p.split(block, dim=1) for p in parts))]
-        mean = torch.cat([piece[0] for piece in pieces], dim=1)
-        return mean, (torch.cat([piece[1] for piece in pieces], dim=1) if self.probabilistic else None)
+        (e.g. obs ``[E, B, o]`` and action ``[E, B, a]``); member ``e`` reads row block ``e``.
 
-    def _rows(self, parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`__call__` on one row block."""
+        Member by member, each in row blocks that fit ``chunk_bytes``: one ``mm`` per layer into
+        two reused buffers, with the in-place SiLU. On CPU this runs about 1.5x faster than one
+        ``bmm`` over the members, which splits the members between threads (5 members on 2
+        threads: 3 and 2) and multiplies small blocks."""
         h = self._input(parts)
-        for weight in self.weights[:-1]:
-            h = F.silu(torch.bmm(h, weight), inplace=True)
-        out = torch.bmm(h, self.weights[-1]).float()
+        members, rows, _ = h.shape
+        widest = max((w.shape[2] for w in self.weights[:-1]), default=self.weights[-1].shape[2])
+        block = max(16, min(rows, self.chunk_bytes // (widest * self.weights[0].element_size())))
+        buffers = (torch.empty(block, widest, dtype=self.dtype), torch.empty(block, widest, dtype=self.dtype))
+        out = torch.empty(members, rows, self.weights[-1].shape[2], dtype=self.dtype)
+        for e in range(members):
+            for start in range(0, rows, block):
+                x = h[e, start:start + block]
+                for i, weight in enumerate(self.weights[:-1]):
+                    y = buffers[i % 2][: x.shape[0], : weight.shape[2]]
+                    x = F.silu(torch.mm(x, weight[e], out=y), inplace=True)
+                torch.mm(x, self.weights[-1][e], out=out[e, start:start + block])
+        out = out.float()
         if not self.probabilistic:
             return out, None
         mean, raw_log_std = out.split(self.out_dim, dim=-1)
