@@ -36,13 +36,16 @@ def reference(network: EnsembleDynamicsNetwork, members: list[int], x: torch.Ten
     return mean[members], None if log_std is None else log_std[members]
 
 
-@pytest.mark.parametrize("probabilistic,hidden_layers,pad,chunk_bytes", [
-    (True, 3, 1, None), (True, 3, 16, None), (False, 2, 1, None), (True, 0, 1, None), (True, 2, 8, 4096),
+@pytest.mark.parametrize("probabilistic,hidden_layers,pad,chunk_bytes,rows", [
+    (True, 3, 1, None, 37), (True, 3, 16, None, 37), (False, 2, 1, None, 37), (True, 0, 1, None, 37),
+    (True, 2, 8, 4096, 37),
+    # above MEMBER_MAJOR_ROWS rows per member: member by member, in blocks (the second with a short last block)
+    (True, 3, 16, None, 600), (True, 2, 8, 40_000, 1100), (False, 0, 1, None, 600),
 ])
-def test_float32_snapshot_matches_the_network(probabilistic, hidden_layers, pad, chunk_bytes):
+def test_float32_snapshot_matches_the_network(probabilistic, hidden_layers, pad, chunk_bytes, rows):
     network = trained_looking(EnsembleDynamicsNetwork(6, 5, probabilistic, 4, 24, hidden_layers, generator=gen(0)))
     members = [0, 2, 3]
-    x = 2.0 * torch.randn(3, 37, 6, generator=gen(1))
+    x = 2.0 * torch.randn(3, rows, 6, generator=gen(1))
     frozen = FrozenEnsemble(network, members, "float32", pad=pad, chunk_bytes=chunk_bytes)
     mean, log_std = frozen(x)
     ref_mean, ref_log_std = reference(network, members, x)
