@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 from forethought.agents.pets import PETSConfig
 from forethought.config import config_to_dict
 from forethought.evaluation.plots import save_figure
-from forethought.experiments.backends import BACKENDS, Job, RunsFailed, run_jobs
+from forethought.experiments.backends import Job, RunsFailed, check_backend, run_jobs
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_pets import RunPETSConfig
 from forethought.planning import PROPAGATIONS
@@ -60,13 +60,10 @@ class AblateConfig:
         if not self.propagations or any(p not in PROPAGATIONS for p in self.propagations):
             raise ValueError(f"propagations must be a non-empty list drawn from {list(PROPAGATIONS)}, "
                              f"got {self.propagations}")
-        for name in ("seeds", "trials", "workers"):
+        for name in ("seeds", "trials"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        check_backend(self.backend, self.workers, self.retries)
 
 
 def variant_config(base: PETSConfig, model: str, propagation: str, seed: int) -> PETSConfig:

@@ -198,6 +198,17 @@ def run_ray(jobs: list[Job], workers: int, retries: int, threads: int | None, ad
             ray.shutdown()
 
 
+def check_backend(backend: str, workers: int, retries: int) -> None:
+    """ValueError naming the setting unless ``backend`` is one of :data:`BACKENDS`, ``workers`` >= 1
+    and ``retries`` >= 0."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries}")
+
+
 def run_jobs(jobs: list[Job], backend: str, workers: int, retries: int, threads: int | None, report: Report,
              ray_address: str | None = None) -> None:
     """Run ``jobs`` on ``backend`` (one of :data:`BACKENDS`), ``workers`` at a time, each retried

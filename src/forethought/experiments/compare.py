@@ -49,7 +49,7 @@ from forethought.evaluation.plots import plot_seed_curves
 from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
                                                steps_to_threshold)
 from forethought.config import config_to_dict
-from forethought.experiments.backends import BACKENDS, Job, RunsFailed, run_jobs
+from forethought.experiments.backends import Job, RunsFailed, check_backend, run_jobs
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_pets import RunPETSConfig
 from forethought.experiments.run_policy import RUN_CONFIGS
@@ -93,13 +93,10 @@ class CompareConfig:
             raise ValueError(f"algos must be distinct names from {list(ALGOS)}, got {self.algos}")
         if (self.push_at is None) != (self.push_velocity is None):
             raise ValueError("push_at and push_velocity go together: give both to test disturbance recovery, or neither")
-        for name in ("seeds", "steps", "eval_every", "eval_episodes", "workers", "push_episodes"):
+        for name in ("seeds", "steps", "eval_every", "eval_episodes", "push_episodes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
-        if self.retries < 0:
-            raise ValueError(f"retries must be >= 0, got {self.retries}")
+        check_backend(self.backend, self.workers, self.retries)
 
 
 @dataclass
