@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forethought.experiments.backends import RunsFailed
+from forethought.experiments.backends import BACKENDS, RunsFailed
+from forethought.experiments.commands import RUN_ALGOS
 from forethought.serialization import CheckpointError
 
 DESCRIPTION = """Model-based reinforcement learning: learn how a system moves from a few real
@@ -59,7 +60,8 @@ agent.train_steps=50 agent.settings.population=300 action_repeat=4 eval_every=10
 
 ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--models) and propagation mode
 (--propagation) over several seeds, each run into its own run directory OUT/runs/<variant>-seed<k>/
-on --backend as compare's runs (process by default, --workers at a time; ray; sequential). Writes metrics.csv (one row per variant, seed and trial),
+on --backend as compare's runs (process by default, --workers at a time; ray; sequential). Writes
+metrics.csv (one row per variant, seed and trial),
 ablation.md (final and best return per variant, mean and std over seeds), summary.json and
 plots/return_vs_trial.png. Other settings as overrides, e.g. agent.planner.particles=20."""
 
@@ -72,7 +74,8 @@ each algorithm needs as the most efficient one, with an interval), plots/compare
 real steps with shaded intervals) and summary.json. The runs go to --backend: process (default;
 --workers N runs N at a time in separate processes), ray (Ray tasks on a local cluster of N CPUs,
 or on the cluster at ray_address=auto|ray://host:port) or sequential (this process); a run whose
-process dies or that raises is resumed from its last checkpoint, up to retries=2 times. Settings per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
+process dies or that raises is resumed from its last checkpoint, up to retries=2 times. Settings
+per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
 mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
 
 RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, planet, dreamer) killed at any point
@@ -126,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=_compare_models)
     run = commands.add_parser("run", help="learn to control an environment with an agent",
                               description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("algo", choices=("pets", "sac", "dyna", "mbpo", "planet", "dreamer"), help="the agent to run")
+    run.add_argument("algo", choices=RUN_ALGOS, help="the agent to run")
     run.add_argument("--env", help="environment (default cartpole-swingup for pets, pendulum-swingup for planet and "
                                    "dreamer, Pendulum-v1 otherwise)")
     run.add_argument("--pixels", action="store_true",
@@ -146,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                                               "(default ts1,tsinf,expectation)")
     ablate.add_argument("--seeds", type=int, help="seeds per variant (default 3)")
     ablate.add_argument("--trials", type=int, help="trials per run (default 10)")
-    ablate.add_argument("--backend", choices=("process", "ray", "sequential"),
+    ablate.add_argument("--backend", choices=BACKENDS,
                         help="where the runs run: local processes (default), Ray tasks, or this process")
     ablate.add_argument("--workers", type=int, help="runs side by side (default 1)")
     _add_run_options(ablate, "runs/ablate")
@@ -159,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--seeds", type=int, help="seeds per algorithm (default 5)")
     versus.add_argument("--steps", type=int, help="real environment steps per run (default 20000)")
     versus.add_argument("--target", type=float, help="return whose first reaching is counted in real steps")
-    versus.add_argument("--backend", choices=("process", "ray", "sequential"),
+    versus.add_argument("--backend", choices=BACKENDS,
                         help="where the runs run: local processes (default), Ray tasks, or this process")
     versus.add_argument("--workers", type=int, help="runs side by side (default 1)")
     _add_run_options(versus, "runs/compare")
@@ -180,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="many runs from a sweep file (grid, random, seeds), local or on Ray",
                                 description=SWEEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("sweep_file", metavar="CONFIG.yaml", help="the sweep file")
-    sweep.add_argument("--backend", choices=("sequential", "process", "ray"),
+    sweep.add_argument("--backend", choices=BACKENDS,
                        help="where the runs run (default: the file's, else process)")
     sweep.add_argument("--workers", type=int, help="runs side by side (default: the file's, else 2)")
     sweep.add_argument("--out", help="folder of the sweep (default: the file's, else runs/sweep)")
@@ -342,11 +345,11 @@ def _resume(args: argparse.Namespace) -> int:
 
     from forethought.experiments.commands import resume_run, run_algo
 
-    algo = run_algo(args.run_dir)
-    summary = resume_run(args.run_dir, callback=_progress_line(algo, Console()),
+    algo, console = run_algo(args.run_dir), Console()
+    summary = resume_run(args.run_dir, callback=_progress_line(algo, console),
                          warn=lambda message: print(f"forethought resume: {message}", file=sys.stderr))
-    Console().print(_summary_line(algo, summary))
-    Console().print(f"run directory: {args.run_dir}")
+    console.print(_summary_line(algo, summary))
+    console.print(f"run directory: {args.run_dir}")
     return 0
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import itertools
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from matplotlib.figure import Figure
 from forethought.agents.pets import PETSConfig
 from forethought.config import config_to_dict
 from forethought.evaluation.plots import save_figure
-from forethought.experiments.backends import Job, RunsFailed, check_backend, run_jobs
+from forethought.experiments.backends import Job, check_backend, run_study
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_pets import RunPETSConfig
 from forethought.planning import PROPAGATIONS
@@ -77,37 +76,28 @@ def ablate(config: AblateConfig, on_run: Callable[[str, int, list[float]], None]
     """Run the grid; ``on_run(variant, seed, returns)`` after each PETS run. Returns the summary."""
     start = time.perf_counter()
     variants = [f"{m}-{p}" for m, p in itertools.product(config.models, config.propagations)]
-    jobs: dict[str, tuple[str, int]] = {}
-    job_list = []
+    cells: dict[str, tuple[str, int]] = {}  # run name -> (variant, seed)
+    jobs = []
     for model, propagation, seed in itertools.product(config.models, config.propagations, range(config.seeds)):
         variant, name = f"{model}-{propagation}", f"{model}-{propagation}-seed{seed}"
         run = RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs, trials=config.trials, seed=seed,
                             out=str(Path(config.out) / "runs" / name), oracle_episodes=0, video=False,
                             agent=variant_config(config.agent, model, propagation, seed))
-        jobs[name] = (variant, seed)
-        job_list.append(Job(name, "pets", config_to_dict(run)))
+        cells[name] = (variant, seed)
+        jobs.append(Job(name, "pets", config_to_dict(run)))
     histories: dict[tuple[str, int], list[dict[str, str]]] = {}
-    failed: list[str] = []
 
-    def report(name: str, status: str, summary: dict | None = None, error: str | None = None) -> None:
-        if status == "failed":
-            failed.append(f"{name}: {error}")
-            return
-        with open(Path(config.out) / "runs" / name / "metrics.csv", newline="", encoding="utf-8") as handle:
-            histories[jobs[name]] = list(csv.DictReader(handle))
+    def done(job: Job, summary: dict[str, Any]) -> None:
+        with open(Path(job.config["out"]) / "metrics.csv", newline="", encoding="utf-8") as handle:
+            histories[cells[job.name]] = list(csv.DictReader(handle))
         if on_run is not None:
-            on_run(*jobs[name], [float(r["return"]) for r in histories[jobs[name]]])
+            on_run(*cells[job.name], [float(r["return"]) for r in histories[cells[job.name]]])
 
     with RunDir(config.out, config, overwrite=overwrite, command="ablate") as run:
-        for job in job_list:  # with overwrite: runs start afresh, not from an older ablation's checkpoints
-            shutil.rmtree(job.config["out"], ignore_errors=True)
-        run_jobs(job_list, config.backend, config.workers, config.retries, 1 if config.workers > 1 else None,
-                 report, config.ray_address)
-        if failed:
-            raise RunsFailed("runs failed after their retries: " + "; ".join(failed))
+        run_study(jobs, config.backend, config.workers, config.retries, done, config.ray_address)
         curves: dict[str, list[list[float]]] = {variant: [] for variant in variants}
         step = 0
-        for variant, seed in jobs.values():
+        for variant, seed in cells.values():
             rows = histories[(variant, seed)]
             curves[variant].append([float(r["return"]) for r in rows])
             for r in rows:

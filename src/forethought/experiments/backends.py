@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -222,3 +223,24 @@ def run_jobs(jobs: list[Job], backend: str, workers: int, retries: int, threads:
         run_ray(jobs, workers, retries, threads, ray_address, report)
     else:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+
+
+def run_study(jobs: list[Job], backend: str, workers: int, retries: int, on_done: Callable[[Job, dict[str, Any]], None],
+              ray_address: str | None = None) -> None:
+    """Run the jobs of a comparison or ablation afresh (their run folders are cleared first, so no
+    run resumes from an older study's checkpoints) with :func:`run_jobs`, one torch thread each when
+    ``workers`` > 1; ``on_done(job, summary)`` hears each finished run. Raises :class:`RunsFailed`
+    naming every run that still failed after its retries."""
+    by_name, failed = {job.name: job for job in jobs}, []
+    for job in jobs:
+        shutil.rmtree(job.config["out"], ignore_errors=True)
+
+    def report(name: str, status: str, summary: dict[str, Any] | None = None, error: str | None = None) -> None:
+        if status == "failed":
+            failed.append(f"{name}: {error}")
+        else:
+            on_done(by_name[name], summary)
+
+    run_jobs(jobs, backend, workers, retries, 1 if workers > 1 else None, report, ray_address)
+    if failed:
+        raise RunsFailed("runs failed after their retries: " + "; ".join(failed))

@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from forethought.evaluation.plots import plot_seed_curves
 from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
                                                steps_to_threshold)
 from forethought.config import config_to_dict
-from forethought.experiments.backends import Job, RunsFailed, check_backend, run_jobs
+from forethought.experiments.backends import Job, check_backend, run_study
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_pets import RunPETSConfig
 from forethought.experiments.run_policy import RUN_CONFIGS
@@ -156,28 +155,17 @@ def compare(config: CompareConfig, on_run: Callable[[RunResult], None] | None = 
             overwrite: bool = False) -> dict[str, Any]:
     """Run every algorithm on every seed, then write the comparison. Returns the summary."""
     start = time.perf_counter()
-    keys = [(algo, seed) for seed in range(config.seeds) for algo in config.algos]
-    jobs = {job.name: (key, job) for key, job in ((key, run_job(config, *key)) for key in keys)}
-    finished: dict[tuple[str, int], RunResult] = {}
-    failed: list[str] = []
+    jobs = [run_job(config, algo, seed) for seed in range(config.seeds) for algo in config.algos]
+    finished: dict[str, RunResult] = {}
 
-    def report(name: str, status: str, summary: dict | None = None, error: str | None = None) -> None:
-        (algo, seed), _ = jobs[name]
-        if status == "failed":
-            failed.append(f"{name}: {error}")
-            return
-        finished[(algo, seed)] = read_result(config, algo, seed, summary)
+    def done(job: Job, summary: dict[str, Any]) -> None:
+        finished[job.name] = read_result(config, job.command, job.config["seed"], summary)
         if on_run is not None:
-            on_run(finished[(algo, seed)])
+            on_run(finished[job.name])
 
     with RunDir(config.out, config, overwrite=overwrite, command="compare") as run:
-        for _, job in jobs.values():  # with overwrite: runs start afresh, not from an older compare's checkpoints
-            shutil.rmtree(job.config["out"], ignore_errors=True)
-        run_jobs([job for _, job in jobs.values()], config.backend, config.workers, config.retries, 1 if config.workers > 1 else None, report,
-                 config.ray_address)
-        if failed:
-            raise RunsFailed("runs failed after their retries: " + "; ".join(failed))
-        results = [finished[key] for key in keys]
+        run_study(jobs, config.backend, config.workers, config.retries, done, config.ray_address)
+        results = [finished[job.name] for job in jobs]
         if config.push_at is not None:
             for result in results:
                 result.pushes = push_tests(config, result.algo, Path(result.path) / "checkpoints" / "agent",
