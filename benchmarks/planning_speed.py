@@ -1,5 +1,6 @@
 """Planning speed: milliseconds per action of the MPC agent, achieved GFLOP/s of the ensemble
-forward passes against the machine's measured matrix-multiply peaks, and what the bfloat16
+forward passes against the machine's measured matrix-multiply peaks (``torch.mm``, and in
+float32 also oneDNN's linear, which the planner's fused float32 layers call), and what the bfloat16
 compute option costs in accuracy.
 
 Configurations:
@@ -37,6 +38,7 @@ from forethought.agents import MPCAgent, PETSConfig, PlannerConfig
 from forethought.data import collect
 from forethought.envs import env_task_functions
 from forethought.models import ProbabilisticEnsemble
+from forethought.models.ensemble_mlp import fused_linear_available
 from forethought.planning import TrajectoryEvaluator, make_optimizer
 
 PETS_PAPER = dict(members=7, layers=4, hidden=200)
@@ -58,6 +60,18 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) 
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     torch.mm(a, b)
     best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def onednn_peak_gflops(size: int = 2048, repeats: int = 10) -> float | None:
+    """Best float32 throughput of oneDNN's linear (the kernel the fused planning path calls),
+    often well above ``torch.mm``'s; None where this build lacks it."""
+    if not fused_linear_available():
+        return None
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    linear = torch.ops.mkldnn._linear_pointwise
+    linear(a, b, None, "none", [], "")
+    best = min(_timed(lambda: linear(a, b, None, "none", [], "")) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
@@ -195,6 +209,9 @@ def main() -> None:
     peaks = {dtype: matmul_peak_gflops(getattr(torch, dtype)) if probe[dtype] >= probe["float32"] / 4 else probe[dtype]
              for dtype in DTYPES}
     print(", ".join(f"{dtype} torch.mm 2048x2048 peak: {peak:.1f} GFLOP/s" for dtype, peak in peaks.items()))
+    onednn = onednn_peak_gflops()
+    if onednn is not None:
+        print(f"float32 oneDNN linear 2048x2048 peak: {onednn:.1f} GFLOP/s")
     dtypes = [d for d in DTYPES if peaks[d] >= peaks["float32"] / 2]  # no bfloat16 kernels: it is emulated, hours
     if len(dtypes) < len(DTYPES):
         print("bfloat16 skipped: this CPU has no fast bfloat16 matrix multiply")
@@ -205,7 +222,8 @@ def main() -> None:
             r = time_config(spec, model, env, args.actions, dtype)
             print(f"{name:11s} {dtype:8s}: {r['ms']:8.1f} ms per action (median of {args.actions}), forward passes "
                   f"{r['gflop']:.1f} GFLOP per action -> {r['gflops']:.1f} GFLOP/s = "
-                  f"{100 * r['gflops'] / peaks[dtype]:.0f} % of the {dtype} matmul peak")
+                  f"{100 * r['gflops'] / peaks[dtype]:.0f} % of the {dtype} matmul peak"
+                  + (f", {100 * r['gflops'] / onednn:.0f} % of oneDNN's" if dtype == "float32" and onednn else ""))
     print("mbrl-lib 0.2.0, pets-paper configuration, same kind of machine: 1570 ms per action (reported figure)")
     if args.quality:
         quality(env, data)

@@ -7,6 +7,7 @@ import torch
 
 from forethought.data import ReplayBuffer
 from forethought.models import ProbabilisticEnsemble
+from forethought.models import ensemble_mlp
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork, FrozenEnsemble
 from forethought.models.neural import MLPDynamics
 from forethought.planning.propagation import member_predictor
@@ -39,10 +40,16 @@ def reference(network: EnsembleDynamicsNetwork, members: list[int], x: torch.Ten
 @pytest.mark.parametrize("probabilistic,hidden_layers,pad,chunk_bytes,rows", [
     (True, 3, 1, None, 37), (True, 3, 16, None, 37), (False, 2, 1, None, 37), (True, 0, 1, None, 37),
     (True, 2, 8, 4096, 37),
-    # above MEMBER_MAJOR_ROWS rows per member: member by member, in blocks (the second with a short last block)
-    (True, 3, 16, None, 600), (True, 2, 8, 40_000, 1100), (False, 0, 1, None, 600),
+    # above FUSED_ROWS rows per member: fused layers member by member, in blocks (the second with a short last block)
+    (True, 3, 16, None, 300), (True, 3, 16, None, 600), (True, 2, 8, 40_000, 1100), (False, 0, 1, None, 600),
 ])
-def test_float32_snapshot_matches_the_network(probabilistic, hidden_layers, pad, chunk_bytes, rows):
+@pytest.mark.parametrize("fused", [True, False])
+def test_float32_snapshot_matches_the_network(probabilistic, hidden_layers, pad, chunk_bytes, rows, fused,
+                                              monkeypatch):
+    if not fused:  # where PyTorch lacks oneDNN's fused linear: the bmm and member-by-member mm paths
+        monkeypatch.setattr(ensemble_mlp, "fused_linear_available", lambda: False)
+    elif rows > ensemble_mlp.FUSED_ROWS and not ensemble_mlp.fused_linear_available():
+        pytest.skip("this PyTorch build has no oneDNN fused linear")
     network = trained_looking(EnsembleDynamicsNetwork(6, 5, probabilistic, 4, 24, hidden_layers, generator=gen(0)))
     members = [0, 2, 3]
     x = 2.0 * torch.randn(3, rows, 6, generator=gen(1))
@@ -57,10 +64,11 @@ def test_float32_snapshot_matches_the_network(probabilistic, hidden_layers, pad,
         assert log_std is None
 
 
-def test_input_map_and_parts_equal_mapping_first():
+@pytest.mark.parametrize("rows", [9, 300])
+def test_input_map_and_parts_equal_mapping_first(rows):
     network = trained_looking(EnsembleDynamicsNetwork(6, 5, True, 3, 16, 2, generator=gen(0)))
     scale, shift = torch.rand(6, generator=gen(2)) + 0.5, torch.randn(6, generator=gen(3))
-    obs, action = torch.randn(3, 9, 5, generator=gen(4)), torch.randn(3, 9, 1, generator=gen(5))
+    obs, action = torch.randn(3, rows, 5, generator=gen(4)), torch.randn(3, rows, 1, generator=gen(5))
     mapped = FrozenEnsemble(network, [0, 1, 2], input_scale=scale, input_shift=shift)(obs, action)
     direct = FrozenEnsemble(network, [0, 1, 2])(torch.cat([obs, action], dim=-1) * scale + shift)
     for got, want in zip(mapped, direct):
@@ -150,3 +158,14 @@ def test_unknown_compute_dtypes_are_named():
         evaluators(fitted_cartpole_like_model(), "ts1")(compute_dtype="float16")
     with pytest.raises(ValueError, match="compute_dtype"):
         FrozenEnsemble(EnsembleDynamicsNetwork(3, 2, True, 2, 8, 1), [0, 1], torch.float64)
+
+
+def test_inputs_of_the_wrong_width_are_named():
+    frozen = FrozenEnsemble(EnsembleDynamicsNetwork(6, 5, True, 2, 8, 1), [0, 1])
+    with pytest.raises(ValueError, match="7 features in all, the network takes 6"):
+        frozen(torch.randn(2, 4, 5), torch.randn(2, 4, 2))
+
+
+def test_this_build_has_the_fused_linear_the_planner_relies_on_for_speed():
+    # the CI machine's PyTorch (x86-64 CPU wheel) ships oneDNN; a build without it still plans, slower
+    assert ensemble_mlp.fused_linear_available()
