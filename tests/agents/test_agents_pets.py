@@ -42,7 +42,7 @@ def test_oracle_mode_plans_in_the_exact_dynamics():
     assert result.model_val_loss is None and result.plan_ms_per_step > 0
     assert result.total_reward > -1.0
     with pytest.raises(ValueError, match="oracle mode needs the exact dynamics"):
-        PETS(envs.make("Pendulum-v1"), small_config(oracle=True))
+        PETS(envs.make("Reacher-v5"), small_config(oracle=True))  # its observation is not its MuJoCo state
 
 
 def test_save_and_load_restore_the_agent(learned, tmp_path):

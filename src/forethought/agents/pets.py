@@ -45,8 +45,8 @@ class PETSConfig:
     planning in under 100 ms per step on 2 cores.
 
     With ``oracle`` the agent plans in the environment's exact dynamics instead of a learned model
-    (the ceiling planners are measured against; our own environments and Gymnasium MuJoCo tasks
-    whose observation is their state, see :func:`~forethought.envs.analytic_step`).
+    (the ceiling planners are measured against; our own environments, Gymnasium's Pendulum-v1 and
+    MuJoCo tasks whose observation is their state, see :func:`~forethought.envs.analytic_step`).
 
     ``state_cost`` (observation index -> weight) subtracts ``weight * next_obs[index]^2`` from the
     reward the planner maximises (see :func:`~forethought.envs.with_state_cost`); the returns
@@ -143,8 +143,8 @@ class PETS:
             return build_model(self.config.model, self.config.train, self.obs_dim, self.act_dim)
         step = analytic_step(self.env)
         if step is None:
-            raise ValueError(f"oracle mode needs the exact dynamics of the environment (our own environments and "
-                             f"MuJoCo tasks whose observation is their state); {type(self.env.unwrapped).__name__} "
+            raise ValueError(f"oracle mode needs the exact dynamics of the environment (our own environments, "
+                             f"Pendulum-v1 and MuJoCo tasks whose observation is their state); {type(self.env.unwrapped).__name__} "
                              f"has none")
         return KnownDynamics(step, self.obs_dim, self.act_dim)
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 import gymnasium as gym
 import torch
+from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
 from forethought.envs.cartpole_swingup import CartPoleSwingUpEnv, cartpole_step, cartpole_swingup_reward
 from forethought.envs.linear import LinearSystemEnv, quadratic_regulation_reward
@@ -44,7 +45,8 @@ def env_task_functions(env: gym.Env, name: str | None = None) -> TaskFunctions:
 
 
 def analytic_step(env: gym.Env) -> StepFunction | None:
-    """The noise-free batched dynamics of ``env``: exact functions for our environments, MuJoCo
+    """The noise-free batched dynamics of ``env``: exact functions for our environments and
+    Gymnasium's Pendulum-v1, MuJoCo
     itself for Gymnasium MuJoCo tasks whose observation is their state (see
     :func:`~forethought.envs.mujoco_step.mujoco_step`; stepped in a fresh copy), else ``None``."""
     inner = env.unwrapped
@@ -54,9 +56,23 @@ def analytic_step(env: gym.Env) -> StepFunction | None:
     if isinstance(inner, PendulumSwingUpEnv):
         params, dt = inner.params, inner.dt
         return lambda obs, action: pendulum_step(obs, action, params, dt)
+    if isinstance(inner, PendulumEnv):
+        return lambda obs, action: gymnasium_pendulum_step(obs, action, inner)
     if isinstance(inner, LinearSystemEnv):
         A, B, c = (torch.as_tensor(m, dtype=torch.float64) for m in (inner.A, inner.B, inner.c))
         return lambda obs, action: (obs.double() @ A.T + action.double() @ B.T + c).to(obs.dtype)
     if env.spec is not None and hasattr(inner, "frame_skip") and hasattr(inner, "model"):
         return mujoco_step(gym.make(env.spec))
     return None
+
+
+def gymnasium_pendulum_step(obs: torch.Tensor, action: torch.Tensor, env: PendulumEnv) -> torch.Tensor:
+    """Gymnasium Pendulum-v1's step, batched: ``obs [B, 3]`` = (cos th, sin th, th_dot [rad/s]),
+    ``action [B, 1]`` torque [N m] (clipped to the env's ``max_torque``) -> ``next_obs [B, 3]``,
+    with the env instance's ``g``, ``m``, ``l``, ``dt`` and speed limit."""
+    theta = torch.atan2(obs[:, 1], obs[:, 0])
+    torque = action[:, 0].clamp(-env.max_torque, env.max_torque)
+    accel = 3.0 * env.g / (2.0 * env.l) * torch.sin(theta) + 3.0 / (env.m * env.l**2) * torque
+    speed = (obs[:, 2] + accel * env.dt).clamp(-env.max_speed, env.max_speed)
+    theta = theta + speed * env.dt
+    return torch.stack([torch.cos(theta), torch.sin(theta), speed], dim=1)
