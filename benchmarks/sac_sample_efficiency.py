@@ -7,10 +7,20 @@ above the target ends. SAC runs with Stable-Baselines3's default hyper-parameter
 never reaches the target within its budget counts as the budget (a lower bound on its steps,
 marked with ">").
 
+With ``--eval-episodes N`` the measure is instead the real steps after which the agent's mean
+return over N evaluation episodes from fixed start states (reset seeds 10000, 10001, ...; the
+same for both) first reaches the target: where start states decide much of a return (Pendulum's
+hanging-down starts cost about -240 even to the exact-model planner), one lucky training episode
+says little. PETS is evaluated after every trial (a copy of its model fitted on all data so far
+plans the evaluation episodes, so the run itself is untouched), SAC every ``--eval-every`` steps
+with its deterministic policy; evaluation steps are not counted.
+
 Needs the benchmark extra: ``pip install -e .[bench]``.
 
     python benchmarks/sac_sample_efficiency.py --env Pendulum-v1 --target -200 --trials 10 --sac-steps 20000
     python benchmarks/sac_sample_efficiency.py --env InvertedPendulum-v5 --target 950 --trials 5 --sac-steps 30000
+    python benchmarks/sac_sample_efficiency.py --env Pendulum-v1 --target -200 --eval-episodes 10 --seeds 0,1,2,3,4 \
+        --trials 5 --sac-steps 10000 random_trial_steps=100 train.min_epoch_batches=10
 """
 
 from __future__ import annotations
@@ -20,29 +30,65 @@ import dataclasses
 import statistics
 import time
 
+import copy
+from typing import Any, Callable
+
 import gymnasium as gym
+import numpy as np
 import torch
 
 from forethought import envs
-from forethought.agents import PETS, PETSConfig
+from forethought.agents import PETS, MPCAgent, PETSConfig
+from forethought.agents.episode import run_episode
 from forethought.config import load_config
 
+EVAL_SEED = 10_000
 
-def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: float) -> tuple[int | None, int, float]:
-    """``(steps when the first trial reaching target ended or None, steps used, wall seconds)``."""
+
+def mean_eval_return(env: gym.Env, act: Callable[[np.ndarray], Any], episodes: int,
+                     reset: Callable[[], None] = lambda: None) -> float:
+    """Mean return of ``act`` over ``episodes`` episodes from reset seeds ``EVAL_SEED, EVAL_SEED + 1, ...``
+    (``reset`` runs before each)."""
+    returns = []
+    for episode in range(episodes):
+        reset()
+        returns.append(run_episode(env, act, seed=EVAL_SEED + episode).total_reward)
+    return float(np.mean(returns))
+
+
+def pets_eval_return(agent: PETS, env: gym.Env, episodes: int) -> float:
+    """Evaluation return of MPC in a copy of ``agent``'s model fitted on all its data so far."""
+    model = copy.deepcopy(agent.model)
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    model.fit(agent.buffer, generator=generator)
+    mpc = MPCAgent(model, agent.task, env.action_space, agent.config.planner, generator)
+    return mean_eval_return(env, mpc.act, episodes, mpc.reset)
+
+
+def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: float, eval_episodes: int = 0
+               ) -> tuple[int | None, int, float]:
+    """``(steps when the first trial reaching target ended or None, steps used, wall seconds)``;
+    with ``eval_episodes``, the first trial after which the evaluation return reaches it."""
     start = time.perf_counter()
     agent = PETS(envs.make(env_id), dataclasses.replace(config, seed=seed))
+    eval_env = envs.make(env_id)
     for _ in range(trials):
         result, _ = agent.run_trial()
-        if result.total_reward >= target:
+        score = pets_eval_return(agent, eval_env, eval_episodes) if eval_episodes else result.total_reward
+        if eval_episodes:
+            print(f"  PETS seed {seed}: evaluation return {score:.1f} after {result.env_steps} env steps", flush=True)
+        if score >= target:
             return result.env_steps, result.env_steps, time.perf_counter() - start
     return None, agent.history[-1].env_steps, time.perf_counter() - start
 
 
-def sac_steps(env_id: str, seed: int, budget: int, target: float) -> tuple[int | None, int, float]:
+def sac_steps(env_id: str, seed: int, budget: int, target: float, eval_episodes: int = 0, eval_every: int = 200
+              ) -> tuple[int | None, int, float]:
     """The same for Stable-Baselines3's SAC (default settings), stopping at the target."""
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
+
+    eval_env = envs.make(env_id)
 
     class StopAtTarget(BaseCallback):
         def __init__(self) -> None:
@@ -50,6 +96,15 @@ def sac_steps(env_id: str, seed: int, budget: int, target: float) -> tuple[int |
             self.reached: int | None = None
 
         def _on_step(self) -> bool:
+            if eval_episodes:
+                if self.num_timesteps % eval_every == 0:
+                    act = lambda obs: self.model.predict(obs, deterministic=True)[0]
+                    score = mean_eval_return(eval_env, act, eval_episodes)
+                    print(f"  SAC  seed {seed}: evaluation return {score:.1f} after {self.num_timesteps} env steps",
+                          flush=True)
+                    if score >= target:
+                        self.reached = self.num_timesteps
+                return self.reached is None
             for info in self.locals["infos"]:
                 if "episode" in info and info["episode"]["r"] >= target:
                     self.reached = self.num_timesteps
@@ -76,14 +131,17 @@ def main() -> None:
     parser.add_argument("--skip-pets", action="store_true")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 when runs share the cores)")
     parser.add_argument("--skip-sac", action="store_true")
+    parser.add_argument("--eval-episodes", type=int, default=0,
+                        help="measure the mean return over this many fixed-start evaluation episodes (0: training episodes)")
+    parser.add_argument("--eval-every", type=int, default=200, help="SAC environment steps between evaluations")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="PETSConfig overrides")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = load_config(PETSConfig, None, args.overrides)
     seeds = [int(s) for s in args.seeds.split(",")]
     steps: dict[str, list[int]] = {"PETS": [], "SAC": []}
-    for name, skip, run in (("PETS", args.skip_pets, lambda s: pets_steps(args.env, config, s, args.trials, args.target)),
-                            ("SAC", args.skip_sac, lambda s: sac_steps(args.env, s, args.sac_steps, args.target))):
+    for name, skip, run in (("PETS", args.skip_pets, lambda s: pets_steps(args.env, config, s, args.trials, args.target, args.eval_episodes)),
+                            ("SAC", args.skip_sac, lambda s: sac_steps(args.env, s, args.sac_steps, args.target, args.eval_episodes, args.eval_every))):
         if skip:
             continue
         for seed in seeds:
