@@ -20,7 +20,7 @@ Needs the benchmark extra: ``pip install -e .[bench]``.
     python benchmarks/sac_sample_efficiency.py --env Pendulum-v1 --target -200 --trials 10 --sac-steps 20000
     python benchmarks/sac_sample_efficiency.py --env InvertedPendulum-v5 --target 950 --trials 5 --sac-steps 30000
     python benchmarks/sac_sample_efficiency.py --env Pendulum-v1 --target -200 --eval-episodes 10 --seeds 0,1,2,3,4 \
-        --trials 5 --sac-steps 10000 random_trial_steps=100 train.min_epoch_batches=10
+        --trials 4 --sac-steps 10000 random_trial_steps=100
 """
 
 from __future__ import annotations
