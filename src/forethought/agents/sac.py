@@ -164,8 +164,8 @@ class SAC:
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(c.initial_alpha), requires_grad=True)
         self.target_entropy = float(c.target_entropy if c.target_entropy is not None else -self.act_dim)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.learning_rate)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.learning_rate)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.learning_rate, fused=True)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.learning_rate, fused=True)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.learning_rate)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, capacity=c.buffer_capacity)
         self.env_steps, self.updates, self.offline_rows = 0, 0, 0
@@ -237,8 +237,10 @@ class SAC:
 
         q_pi = torch.min(*self.critic(batch.obs, action))
         actor_loss = (alpha * log_prob - q_pi).mean()
-        self.actor_optimizer.zero_grad()
-        actor_loss.backward()
+        # gradients for the actor only: the critic's weight gradients of this loss are never used
+        actor_params = list(self.actor.parameters())
+        for p, grad in zip(actor_params, torch.autograd.grad(actor_loss, actor_params)):
+            p.grad = grad
         self.actor_optimizer.step()
 
         with torch.no_grad():
