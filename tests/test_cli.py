@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from forethought.cli import main
+from forethought.cli import _summary_line, main
 from forethought.models import DynamicsModel
 
 
@@ -222,3 +222,15 @@ def test_run_latent_agent_from_pixels_writes_the_run(tmp_path, capsys, algo):
 def test_pixels_is_only_for_the_latent_agents(tmp_path):
     with pytest.raises(SystemExit, match="--pixels is for planet and dreamer"):
         main(["run", "sac", "--pixels", "--out", str(tmp_path / "x")])
+
+
+def test_summary_lines_say_when_a_target_was_not_reached():
+    latent = {"best_eval_return": -1235.5, "oracle_return": -383.6, "steps_to_70pct_oracle": None,
+              "s_per_1000_env_steps": 59.1}
+    assert "70 % of it not reached" in _summary_line("dreamer", latent)
+    assert "70 % of it reached after 4000 env steps" in _summary_line("dreamer", {**latent, "steps_to_70pct_oracle": 4000})
+    pets = {"best_return": 80.0, "final_return": 79.0, "oracle_return": 86.0, "steps_to_90pct_oracle": None}
+    assert "None" not in _summary_line("pets", pets) and "not reached" in _summary_line("pets", pets)
+    policy = {"best_eval_return": -150.0, "final_eval_return": -160.0, "s_per_1000_steps": 12.2, "target": -200.0,
+              "steps_to_target": None}
+    assert _summary_line("sac", policy).endswith("target -200 not reached")

@@ -322,22 +322,27 @@ def _progress_line(algo: str, console) -> Any:
     return pets_line if algo == "pets" else latent_line if algo in ("planet", "dreamer") else policy_line
 
 
+def _reached(steps: int | None, unit: str) -> str:
+    """``"reached after N <unit>"``, or ``"not reached"`` when ``steps`` is None."""
+    return "not reached" if steps is None else f"reached after {steps} {unit}"
+
+
 def _summary_line(algo: str, summary: dict) -> str:
     """What ``forethought run <algo>`` prints when the run ends."""
     if algo == "pets":
         oracle = summary["oracle_return"]
         return (f"best return {summary['best_return']:.2f}, final {summary['final_return']:.2f}"
-                + ("" if oracle is None else f", oracle planner {oracle:.2f}; 90 % of it reached after "
-                   f"{summary['steps_to_90pct_oracle']} env steps"))
+                + ("" if oracle is None else f", oracle planner {oracle:.2f}; 90 % of it "
+                   f"{_reached(summary['steps_to_90pct_oracle'], 'env steps')}"))
     if algo in ("planet", "dreamer"):
         oracle = summary["oracle_return"]
         return (f"best eval return {summary['best_eval_return']:.2f}" + ("" if oracle is None else
-                f", oracle planner {oracle:.2f}; 70 % of it reached after {summary['steps_to_70pct_oracle']} env steps")
+                f", oracle planner {oracle:.2f}; 70 % of it {_reached(summary['steps_to_70pct_oracle'], 'env steps')}")
                 + f"; {summary['s_per_1000_env_steps']:.1f} s per 1000 env steps")
     return (f"best eval return {summary['best_eval_return']:.2f}, final {summary['final_eval_return']:.2f}, "
             f"{summary['s_per_1000_steps']:.1f} s per 1000 real steps"
-            + ("" if summary["target"] is None else f"; target {summary['target']:g} reached after "
-               f"{summary['steps_to_target']} real steps"))
+            + ("" if summary["target"] is None else f"; target {summary['target']:g} "
+               f"{_reached(summary['steps_to_target'], 'real steps')}"))
 
 
 def _resume(args: argparse.Namespace) -> int:
