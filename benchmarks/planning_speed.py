@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import torch
 
@@ -55,24 +56,23 @@ CONFIGS = {
 DTYPES = ("float32", "bfloat16")
 
 
-def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    """Best ``torch.mm`` throughput in ``dtype`` over ``repeats`` runs."""
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10,
+                       product: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.mm) -> float:
+    """Best throughput of ``product`` (default ``torch.mm``) of two ``size`` x ``size`` matrices in
+    ``dtype`` over ``repeats`` runs."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    product(a, b)
+    best = min(_timed(lambda: product(a, b)) for _ in range(repeats))
     return 2 * size**3 / best / 1e9
 
 
-def onednn_peak_gflops(size: int = 2048, repeats: int = 10) -> float | None:
-    """Best float32 throughput of oneDNN's linear (the kernel the fused planning path calls),
-    often well above ``torch.mm``'s; None where this build lacks it."""
+def onednn_peak_gflops() -> float | None:
+    """Float32 peak of oneDNN's linear (the kernel the fused planning path calls), often well
+    above ``torch.mm``'s; None where this build lacks it."""
     if not fused_linear_available():
         return None
-    a, b = torch.randn(size, size), torch.randn(size, size)
     linear = torch.ops.mkldnn._linear_pointwise
-    linear(a, b, None, "none", [], "")
-    best = min(_timed(lambda: linear(a, b, None, "none", [], "")) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
+    return matmul_peak_gflops(torch.float32, product=lambda a, b: linear(a, b, None, "none", [], ""))
 
 
 def _timed(fn) -> float:

@@ -26,12 +26,10 @@ Needs the benchmark extra: ``pip install -e .[bench]``.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import time
-
-import copy
-from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -39,21 +37,10 @@ import torch
 
 from forethought import envs
 from forethought.agents import PETS, MPCAgent, PETSConfig
-from forethought.agents.episode import run_episode
 from forethought.config import load_config
+from forethought.experiments.run_policy import evaluate_policy
 
-EVAL_SEED = 10_000
-
-
-def mean_eval_return(env: gym.Env, act: Callable[[np.ndarray], Any], episodes: int,
-                     reset: Callable[[], None] = lambda: None) -> float:
-    """Mean return of ``act`` over ``episodes`` episodes from reset seeds ``EVAL_SEED, EVAL_SEED + 1, ...``
-    (``reset`` runs before each)."""
-    returns = []
-    for episode in range(episodes):
-        reset()
-        returns.append(run_episode(env, act, seed=EVAL_SEED + episode).total_reward)
-    return float(np.mean(returns))
+EVAL_SEED = 10_000  # evaluation episodes reset with seeds EVAL_SEED, EVAL_SEED + 1, ...
 
 
 def pets_eval_return(agent: PETS, env: gym.Env, episodes: int) -> float:
@@ -62,7 +49,7 @@ def pets_eval_return(agent: PETS, env: gym.Env, episodes: int) -> float:
     generator = torch.Generator().manual_seed(EVAL_SEED)
     model.fit(agent.buffer, generator=generator)
     mpc = MPCAgent(model, agent.task, env.action_space, agent.config.planner, generator)
-    return mean_eval_return(env, mpc.act, episodes, mpc.reset)
+    return float(np.mean(evaluate_policy(mpc.act, env, episodes, EVAL_SEED, reset=mpc.reset)))
 
 
 def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: float, eval_episodes: int = 0
@@ -71,7 +58,7 @@ def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: 
     with ``eval_episodes``, the first trial after which the evaluation return reaches it."""
     start = time.perf_counter()
     agent = PETS(envs.make(env_id), dataclasses.replace(config, seed=seed))
-    eval_env = envs.make(env_id)
+    eval_env = envs.make(env_id) if eval_episodes else None
     for _ in range(trials):
         result, _ = agent.run_trial()
         score = pets_eval_return(agent, eval_env, eval_episodes) if eval_episodes else result.total_reward
@@ -88,7 +75,7 @@ def sac_steps(env_id: str, seed: int, budget: int, target: float, eval_episodes:
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
 
-    eval_env = envs.make(env_id)
+    eval_env = envs.make(env_id) if eval_episodes else None
 
     class StopAtTarget(BaseCallback):
         def __init__(self) -> None:
@@ -99,7 +86,7 @@ def sac_steps(env_id: str, seed: int, budget: int, target: float, eval_episodes:
             if eval_episodes:
                 if self.num_timesteps % eval_every == 0:
                     act = lambda obs: self.model.predict(obs, deterministic=True)[0]
-                    score = mean_eval_return(eval_env, act, eval_episodes)
+                    score = float(np.mean(evaluate_policy(act, eval_env, eval_episodes, EVAL_SEED)))
                     print(f"  SAC  seed {seed}: evaluation return {score:.1f} after {self.num_timesteps} env steps",
                           flush=True)
                     if score >= target:

@@ -46,9 +46,9 @@ def env_task_functions(env: gym.Env, name: str | None = None) -> TaskFunctions:
 
 def analytic_step(env: gym.Env) -> StepFunction | None:
     """The noise-free batched dynamics of ``env``: exact functions for our environments and
-    Gymnasium's Pendulum-v1, MuJoCo
-    itself for Gymnasium MuJoCo tasks whose observation is their state (see
-    :func:`~forethought.envs.mujoco_step.mujoco_step`; stepped in a fresh copy), else ``None``."""
+    Gymnasium's Pendulum-v1, MuJoCo itself for Gymnasium MuJoCo tasks whose observation is their
+    state (see :func:`~forethought.envs.mujoco_step.mujoco_step`; stepped in a fresh copy), else
+    ``None``."""
     inner = env.unwrapped
     if isinstance(inner, CartPoleSwingUpEnv):
         params, dt, substeps = inner.params, inner.dt, inner.substeps

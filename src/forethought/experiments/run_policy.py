@@ -72,9 +72,16 @@ RUN_CONFIGS = {"sac": RunSACConfig, "dyna": RunDynaConfig, "mbpo": RunMBPOConfig
 AGENTS = {"sac": SAC, "dyna": Dyna, "mbpo": MBPO}
 
 
-def evaluate_policy(act: Callable[[np.ndarray], Any], env: gym.Env, episodes: int, seed: int) -> list[float]:
-    """Returns of ``episodes`` episodes of ``act`` from seeds ``seed, seed + 1, ...``."""
-    return [run_episode(env, act, seed=seed + episode).total_reward for episode in range(episodes)]
+def evaluate_policy(act: Callable[[np.ndarray], Any], env: gym.Env, episodes: int, seed: int,
+                    reset: Callable[[], None] | None = None) -> list[float]:
+    """Returns of ``episodes`` episodes of ``act`` from seeds ``seed, seed + 1, ...``; ``reset``
+    (e.g. an MPC agent's, dropping its warm start) runs before each episode."""
+    returns = []
+    for episode in range(episodes):
+        if reset is not None:
+            reset()
+        returns.append(run_episode(env, act, seed=seed + episode).total_reward)
+    return returns
 
 
 def run_policy(algo: str, config: RunPolicyConfig, on_eval: Callable[[dict], None] | None = None,
