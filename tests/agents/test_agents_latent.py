@@ -37,16 +37,18 @@ def test_lambda_returns_by_hand():
 def test_actor_log_prob_matches_the_tanh_transformed_gaussian():
     actor = TanhGaussianActor(feature_dim=5, action_dim=2, hidden=8, init_std=0.3)  # unsaturated: atanh exact
     features = torch.randn(6, 5)
-    action, log_prob = actor.sample(features, torch.Generator().manual_seed(0))
-    mean, std = actor._mean_std(features)
+    action, log_prob, _ = actor.sample(features, torch.Generator().manual_seed(0))
+    mean, std = actor.distribution(features)
     reference = torch.distributions.TransformedDistribution(
         torch.distributions.Normal(mean, std), [torch.distributions.TanhTransform(cache_size=1)])
     assert action.shape == (6, 2) and (action.abs() < 1).all()
     assert torch.allclose(log_prob, reference.log_prob(action).sum(-1), atol=1e-3)
 
 
-def test_dreamer_behaviour_update_trains_actor_and_critic_but_not_the_world_model():
-    agent = Dreamer(pixel_env(), DreamerConfig(**SHORT, imagination_horizon=4, actor_lr=1e-2, critic_lr=1e-2))
+@pytest.mark.parametrize("actor_gradient", ["dynamics", "reinforce"])
+def test_dreamer_behaviour_update_trains_actor_and_critic_but_not_the_world_model(actor_gradient):
+    agent = Dreamer(pixel_env(), DreamerConfig(**SHORT, imagination_horizon=4, actor_lr=1e-2, critic_lr=1e-2,
+                                               actor_gradient=actor_gradient))
     agent.learn(1)
     batch = agent.buffer.sample(3, 6, agent.generator)
     _, states = agent.model.train_step(batch)
@@ -64,8 +66,11 @@ def test_dreamer_behaviour_update_trains_actor_and_critic_but_not_the_world_mode
 def test_imagined_features_include_the_start_and_follow_the_horizon():
     agent = Dreamer(pixel_env(), DreamerConfig(**SHORT, imagination_horizon=5))
     start = agent.model.rssm.initial(7)
-    features, log_probs = agent.imagine(start)
+    features, log_probs, pre_tanh = agent.imagine(start)
     assert features.shape == (7, 6, agent.model.feature_dim) and log_probs.shape == (7, 5)
+    assert pre_tanh.shape == (7, 5, agent.action_dim)
+    mean, std = agent.actor.distribution(features[:, :-1])  # each step's action drawn from the actor at its state
+    assert torch.allclose(agent.actor.log_prob(mean, std, pre_tanh), log_probs, atol=1e-5)
     assert torch.equal(features[:, 0], start.features)
 
 
@@ -90,6 +95,34 @@ def test_planet_plans_toward_the_predicted_reward():
     agent.config.sample = False
     action = agent.act_latent(state, explore=False)
     assert action.shape == (1,) and action[0] * sign > 0.5
+
+
+def reward_of_first_feature(agent) -> float:
+    """Make the world model pay the first deterministic feature; the sign (+1 or -1) of the
+    constant action that raises it from the initial state."""
+    state = agent.model.rssm.initial(1)
+    with torch.no_grad():
+        probe = torch.tensor([[[1.0]] * 3, [[-1.0]] * 3])
+        future, _ = agent.model.imagine(state.repeat(2), 3, actions=probe, sample=False)
+        head = torch.nn.Linear(agent.model.feature_dim, 1)
+        head.weight.zero_(), head.bias.zero_()
+        head.weight[0, 0] = 1.0
+        agent.model.reward_head = torch.nn.Sequential(head)
+        agent.model.reward_std.fill_(1.0), agent.model.reward_mean.fill_(0.0)
+    return 1.0 if future.deter[0, 0, 0] > future.deter[1, 0, 0] else -1.0
+
+
+@pytest.mark.parametrize("actor_gradient", ["dynamics", "reinforce"])
+def test_dreamer_actor_learns_the_action_the_model_rewards(actor_gradient):
+    agent = Dreamer(pixel_env(), DreamerConfig(**SHORT, imagination_horizon=3, actor_lr=3e-3, critic_lr=3e-3,
+                                               actor_init_std=1.0, actor_gradient=actor_gradient))
+    sign = reward_of_first_feature(agent)
+    start = agent.model.rssm.initial(64)
+    before = agent.actor.mode(start.features)[0, 0].item() * sign
+    for _ in range(40):
+        agent.train_behaviour(start)
+    after = agent.actor.mode(start.features)[0, 0].item() * sign
+    assert after > 0.5 and after > before
 
 
 def test_short_runs_collect_train_and_round_trip(tmp_path):
@@ -129,5 +162,9 @@ def test_bad_input_is_named():
         DreamerConfig(sequence_length=1)
     with pytest.raises(ValueError, match="lambda_"):
         DreamerConfig(lambda_=1.5)
+    with pytest.raises(ValueError, match="actor_gradient must be 'dynamics' or 'reinforce'"):
+        DreamerConfig(actor_gradient="straight-through")
+    with pytest.raises(ValueError, match="actor_init_std"):
+        DreamerConfig(actor_init_std=0.0)
     with pytest.raises(ValueError, match="optimizer"):
         PlaNetConfig(optimizer="nope")

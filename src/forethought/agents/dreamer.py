@@ -34,7 +34,12 @@ class DreamerConfig(LatentAgentConfig):
     DreamerV1, with DreamerV3's return normalisation, entropy bonus and symlog critic; learning
     rates above DreamerV1's 8e-5, since a CPU budget allows far fewer updates per environment step).
     ``exploration_noise`` is the std of Gaussian noise added to the actor's sampled (normalised)
-    action while collecting, as in DreamerV1: a saturated actor still tries other actions."""
+    action while collecting, as in DreamerV1: a saturated actor still tries other actions.
+    ``actor_init_std`` and ``actor_min_std`` are the actor's initial and smallest standard
+    deviation before the tanh (DreamerV1: 5 and 1e-4). ``actor_gradient``: "dynamics"
+    backpropagates the returns through the learned dynamics (DreamerV1); "reinforce" uses the
+    score-function gradient with the critic as baseline (DreamerV3), so imagination needs no
+    backward pass through the world model."""
 
     imagination_horizon: int = 15
     gamma: float = 0.99
@@ -47,6 +52,9 @@ class DreamerConfig(LatentAgentConfig):
     return_scale_decay: float = 0.99
     grad_clip: float = 100.0
     exploration_noise: float = 0.3
+    actor_init_std: float = 5.0
+    actor_min_std: float = 1e-4
+    actor_gradient: str = "dynamics"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -59,6 +67,10 @@ class DreamerConfig(LatentAgentConfig):
             raise ValueError(f"target_tau must be in (0, 1], got {self.target_tau}")
         if not (self.actor_lr > 0 and self.critic_lr > 0 and self.entropy_scale >= 0 and self.exploration_noise >= 0):
             raise ValueError("actor_lr and critic_lr must be > 0, entropy_scale and exploration_noise >= 0")
+        if self.actor_gradient not in ("dynamics", "reinforce"):
+            raise ValueError(f"actor_gradient must be 'dynamics' or 'reinforce', got {self.actor_gradient!r}")
+        if not (self.actor_init_std > 0 and self.actor_min_std > 0):
+            raise ValueError(f"actor_init_std and actor_min_std must be > 0, got {self.actor_init_std}, {self.actor_min_std}")
 
 
 class TanhGaussianActor(nn.Module):
@@ -69,22 +81,28 @@ class TanhGaussianActor(nn.Module):
         self.net = mlp_head(feature_dim, hidden, 2 * action_dim)
         self.min_std, self.raw_init_std = min_std, math.log(math.exp(init_std) - 1.0)
 
-    def _mean_std(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def distribution(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation ``[N, a]`` of the Gaussian before the tanh."""
         mean, raw_std = self.net(features).chunk(2, dim=-1)
         return 5.0 * torch.tanh(mean / 5.0), nn.functional.softplus(raw_std + self.raw_init_std) + self.min_std
 
-    def sample(self, features: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised action ``[N, a]`` and its log-probability ``[N]`` (tanh correction included)."""
-        mean, std = self._mean_std(features)
-        pre_tanh = mean + std * torch.randn(mean.shape, generator=generator)
-        action = torch.tanh(pre_tanh)
+    @staticmethod
+    def log_prob(mean: torch.Tensor, std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """Log-probability ``[N]`` of the action ``tanh(pre_tanh)`` (tanh correction included)."""
         log_prob = torch.distributions.Normal(mean, std).log_prob(pre_tanh) - 2.0 * (
             math.log(2.0) - pre_tanh - nn.functional.softplus(-2.0 * pre_tanh))
-        return action, log_prob.sum(-1)
+        return log_prob.sum(-1)
+
+    def sample(self, features: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A reparameterised action ``[N, a]``, its log-probability ``[N]`` and the Gaussian sample
+        before the tanh ``[N, a]``."""
+        mean, std = self.distribution(features)
+        pre_tanh = mean + std * torch.randn(mean.shape, generator=generator)
+        return torch.tanh(pre_tanh), self.log_prob(mean, std, pre_tanh), pre_tanh
 
     def mode(self, features: torch.Tensor) -> torch.Tensor:
         """The deterministic action ``tanh(mean)`` ``[N, a]``."""
-        return torch.tanh(self._mean_std(features)[0])
+        return torch.tanh(self.distribution(features)[0])
 
 
 def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, lambda_: float) -> torch.Tensor:
@@ -114,7 +132,8 @@ class Dreamer(LatentAgent):
         features = self.model.feature_dim
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left as it was
             torch.manual_seed(config.seed + 7)
-            self.actor = TanhGaussianActor(features, self.action_dim, config.actor_hidden)
+            self.actor = TanhGaussianActor(features, self.action_dim, config.actor_hidden, config.actor_min_std,
+                                           config.actor_init_std)
             self.critic = mlp_head(features, config.actor_hidden, 1)
             self.target_critic = mlp_head(features, config.actor_hidden, 1)
         self.target_critic.load_state_dict(self.critic.state_dict())
@@ -132,35 +151,49 @@ class Dreamer(LatentAgent):
         noise = torch.randn(action.shape, generator=self.generator) * self.config.exploration_noise
         return (action + noise).clamp(-1.0, 1.0).numpy().astype(np.float32)
 
-    def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features ``[N, H + 1, F]`` of rollouts under the actor from ``start`` (``[N, ...]``), and
-        the log-probabilities ``[N, H]`` of the actions taken."""
+    def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features ``[N, H + 1, F]`` of rollouts under the actor from ``start`` (``[N, ...]``), the
+        log-probabilities ``[N, H]`` of the actions taken and their samples before the tanh ``[N, H, a]``."""
         log_probs: list[torch.Tensor] = []
+        pre_tanhs: list[torch.Tensor] = []
 
         def policy(features: torch.Tensor) -> torch.Tensor:
-            action, log_prob = self.actor.sample(features.detach(), self.imagine_generator)
-            log_probs.append(log_prob)
+            action, log_prob, pre_tanh = self.actor.sample(features.detach(), self.imagine_generator)
+            log_probs.append(log_prob), pre_tanhs.append(pre_tanh)
             return action
 
         future, _ = self.model.imagine(start, self.config.imagination_horizon, policy=policy,
                                        generator=self.imagine_generator)
-        return torch.cat([start.features[:, None], future.features], 1), torch.stack(log_probs, 1)
+        return (torch.cat([start.features[:, None], future.features], 1), torch.stack(log_probs, 1),
+                torch.stack(pre_tanhs, 1))
 
     def train_behaviour(self, states: LatentState) -> dict[str, float]:
         c = self.config
+        dynamics = c.actor_gradient == "dynamics"
         self.model.requires_grad_(False)
         try:
-            features, log_probs = self.imagine(states.reshape(-1).detach())
-            rewards = self.model.reward(features[:, 1:])
-            discounts = c.gamma * self.model.continue_probability(features[:, 1:])
-            values = symexp(self.target_critic(features).squeeze(-1))
-            returns = lambda_returns(rewards, values, discounts, c.lambda_)
+            with torch.set_grad_enabled(dynamics):
+                features, log_probs, pre_tanh = self.imagine(states.reshape(-1).detach())
+                rewards = self.model.reward(features[:, 1:])
+                discounts = c.gamma * self.model.continue_probability(features[:, 1:])
+                values = symexp(self.target_critic(features).squeeze(-1))
+                returns = lambda_returns(rewards, values, discounts, c.lambda_)
             weights = torch.cumprod(torch.cat([torch.ones_like(discounts[:, :1]), discounts[:, :-1]], 1), 1).detach()
             with torch.no_grad():
                 spread = torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05)
                 self.return_scale = c.return_scale_decay * self.return_scale + (1 - c.return_scale_decay) * spread
             scale = self.return_scale.clamp(min=1.0)
-            actor_loss = -(weights * (returns / scale - c.entropy_scale * log_probs)).mean()
+            if dynamics:
+                objective = returns / scale - c.entropy_scale * log_probs
+            else:
+                # Score-function gradient of the sampled actions, baselined by the critic; the
+                # entropy bonus from a fresh reparameterised sample of the same distributions.
+                mean, std = self.actor.distribution(features[:, :-1])
+                advantage = (returns - values[:, :-1]) / scale
+                fresh = mean + std * torch.randn(mean.shape, generator=self.imagine_generator)
+                log_probs = self.actor.log_prob(mean, std, fresh)
+                objective = self.actor.log_prob(mean, std, pre_tanh) * advantage - c.entropy_scale * log_probs
+            actor_loss = -(weights * objective).mean()
             self.actor_optimizer.zero_grad(set_to_none=True)
             actor_loss.backward()
             nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
