@@ -53,12 +53,12 @@ def test_dreamer_behaviour_update_trains_actor_and_critic_but_not_the_world_mode
     batch = agent.buffer.sample(3, 6, agent.generator)
     _, states = agent.model.train_step(batch)
     model_before = [p.clone() for p in agent.model.parameters()]
-    actor_before = [p.clone() for p in agent.actor.parameters()]
-    critic_before = [p.clone() for p in agent.critic.parameters()]
+    actor_before = [p.clone() for p in agent.behaviour.actor.parameters()]
+    critic_before = [p.clone() for p in agent.behaviour.critic.parameters()]
     parts = agent.train_behaviour(states)
     assert all(torch.equal(a, b) for a, b in zip(model_before, agent.model.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.actor.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.critic.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, agent.behaviour.actor.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, agent.behaviour.critic.parameters()))
     assert all(p.requires_grad for p in agent.model.parameters())  # unfrozen again
     assert set(parts) >= {"actor_loss", "critic_loss", "imagined_return", "entropy", "return_scale"}
 
@@ -66,11 +66,11 @@ def test_dreamer_behaviour_update_trains_actor_and_critic_but_not_the_world_mode
 def test_imagined_features_include_the_start_and_follow_the_horizon():
     agent = Dreamer(pixel_env(), DreamerConfig(**SHORT, imagination_horizon=5))
     start = agent.model.rssm.initial(7)
-    features, log_probs, pre_tanh = agent.imagine(start)
+    features, log_probs, pre_tanh = agent.behaviour.imagine(agent.model, start)
     assert features.shape == (7, 6, agent.model.feature_dim) and log_probs.shape == (7, 5)
     assert pre_tanh.shape == (7, 5, agent.action_dim)
-    mean, std = agent.actor.distribution(features[:, :-1])  # each step's action drawn from the actor at its state
-    assert torch.allclose(agent.actor.log_prob(mean, std, pre_tanh), log_probs, atol=1e-5)
+    mean, std = agent.behaviour.actor.distribution(features[:, :-1])  # each step's action drawn from the actor at its state
+    assert torch.allclose(agent.behaviour.actor.log_prob(mean, std, pre_tanh), log_probs, atol=1e-5)
     assert torch.equal(features[:, 0], start.features)
 
 
@@ -118,10 +118,10 @@ def test_dreamer_actor_learns_the_action_the_model_rewards(actor_gradient):
                                                actor_init_std=1.0, actor_gradient=actor_gradient))
     sign = reward_of_first_feature(agent)
     start = agent.model.rssm.initial(64)
-    before = agent.actor.mode(start.features)[0, 0].item() * sign
+    before = agent.behaviour.actor.mode(start.features)[0, 0].item() * sign
     for _ in range(40):
         agent.train_behaviour(start)
-    after = agent.actor.mode(start.features)[0, 0].item() * sign
+    after = agent.behaviour.actor.mode(start.features)[0, 0].item() * sign
     assert after > 0.5 and after > before
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -24,7 +25,7 @@ from torch import nn
 
 from forethought.agents.latent import LatentAgent, LatentAgentConfig
 from forethought.models.rssm import LatentState
-from forethought.models.world_model import mlp_head, symexp, symlog
+from forethought.models.world_model import Policy, mlp_head, symexp, symlog
 from forethought.serialization import load_module_tensors, module_tensors
 
 
@@ -120,22 +121,35 @@ def lambda_returns(rewards: torch.Tensor, values: torch.Tensor, discounts: torch
     return torch.stack(returns[::-1], dim=1)
 
 
-class Dreamer(LatentAgent):
-    """Actor-critic in imagination; see the module docstring."""
+class ImaginedWorld(Protocol):
+    """What behaviour learning needs of a world model: imagination under a policy of the features,
+    and the reward and continue predictions of the states it reaches. :class:`LatentWorldModel`
+    is one; ``benchmarks/dreamer_exact_dynamics.py`` wraps an exact simulator as another."""
 
-    kind = "dreamer"
-    config_class = DreamerConfig
+    feature_dim: int
 
-    def __init__(self, env: gym.Env, config: DreamerConfig | None = None) -> None:
-        config = config or DreamerConfig()
-        super().__init__(env, config)
-        features = self.model.feature_dim
+    def imagine(self, start: LatentState, horizon: int, *, policy: Policy,
+                generator: torch.Generator) -> tuple[LatentState, torch.Tensor]: ...
+
+    def reward(self, features: torch.Tensor) -> torch.Tensor: ...
+
+    def continue_probability(self, features: torch.Tensor) -> torch.Tensor: ...
+
+    def requires_grad_(self, requires_grad: bool = True) -> object: ...
+
+
+class ImaginationActorCritic:
+    """Dreamer's behaviour learning: an actor and a critic over the features of any
+    :class:`ImaginedWorld`, trained on rollouts imagined from given start states."""
+
+    def __init__(self, feature_dim: int, action_dim: int, config: DreamerConfig) -> None:
+        self.config = config
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left as it was
             torch.manual_seed(config.seed + 7)
-            self.actor = TanhGaussianActor(features, self.action_dim, config.actor_hidden, config.actor_min_std,
+            self.actor = TanhGaussianActor(feature_dim, action_dim, config.actor_hidden, config.actor_min_std,
                                            config.actor_init_std)
-            self.critic = mlp_head(features, config.actor_hidden, 1)
-            self.target_critic = mlp_head(features, config.actor_hidden, 1)
+            self.critic = mlp_head(feature_dim, config.actor_hidden, 1)
+            self.target_critic = mlp_head(feature_dim, config.actor_hidden, 1)
         self.target_critic.load_state_dict(self.critic.state_dict())
         self.target_critic.requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=1e-5)
@@ -143,17 +157,18 @@ class Dreamer(LatentAgent):
         self.return_scale = torch.ones(())
         self.imagine_generator = torch.Generator().manual_seed(config.seed + 2)
 
-    def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
-        features = state.features
+    def act(self, features: torch.Tensor, explore: bool, generator: torch.Generator) -> torch.Tensor:
+        """Actions ``[N, a]`` in ``[-1, 1]``: the actor's mode, or a sample plus exploration noise."""
         if not explore:
-            return self.actor.mode(features)[0].numpy().astype(np.float32)
-        action = self.actor.sample(features, self.generator)[0][0]
-        noise = torch.randn(action.shape, generator=self.generator) * self.config.exploration_noise
-        return (action + noise).clamp(-1.0, 1.0).numpy().astype(np.float32)
+            return self.actor.mode(features)
+        action = self.actor.sample(features, generator)[0]
+        noise = torch.randn(action.shape, generator=generator) * self.config.exploration_noise
+        return (action + noise).clamp(-1.0, 1.0)
 
-    def imagine(self, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Features ``[N, H + 1, F]`` of rollouts under the actor from ``start`` (``[N, ...]``), the
-        log-probabilities ``[N, H]`` of the actions taken and their samples before the tanh ``[N, H, a]``."""
+    def imagine(self, world: ImaginedWorld, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features ``[N, H + 1, F]`` of rollouts in ``world`` under the actor from ``start``
+        (``[N, ...]``), the log-probabilities ``[N, H]`` of the actions taken and their samples
+        before the tanh ``[N, H, a]``."""
         log_probs: list[torch.Tensor] = []
         pre_tanhs: list[torch.Tensor] = []
 
@@ -162,20 +177,22 @@ class Dreamer(LatentAgent):
             log_probs.append(log_prob), pre_tanhs.append(pre_tanh)
             return action
 
-        future, _ = self.model.imagine(start, self.config.imagination_horizon, policy=policy,
-                                       generator=self.imagine_generator)
+        future, _ = world.imagine(start, self.config.imagination_horizon, policy=policy,
+                                  generator=self.imagine_generator)
         return (torch.cat([start.features[:, None], future.features], 1), torch.stack(log_probs, 1),
                 torch.stack(pre_tanhs, 1))
 
-    def train_behaviour(self, states: LatentState) -> dict[str, float]:
+    def train(self, world: ImaginedWorld, states: LatentState) -> dict[str, float]:
+        """One actor and one critic update on rollouts imagined from ``states`` (any leading shape);
+        ``world``'s own weights are left alone. Returns the losses and imagination statistics."""
         c = self.config
         dynamics = c.actor_gradient == "dynamics"
-        self.model.requires_grad_(False)
+        world.requires_grad_(False)
         try:
             with torch.set_grad_enabled(dynamics):
-                features, log_probs, pre_tanh = self.imagine(states.reshape(-1).detach())
-                rewards = self.model.reward(features[:, 1:])
-                discounts = c.gamma * self.model.continue_probability(features[:, 1:])
+                features, log_probs, pre_tanh = self.imagine(world, states.reshape(-1).detach())
+                rewards = world.reward(features[:, 1:])
+                discounts = c.gamma * world.continue_probability(features[:, 1:])
                 values = symexp(self.target_critic(features).squeeze(-1))
                 returns = lambda_returns(rewards, values, discounts, c.lambda_)
             weights = torch.cumprod(torch.cat([torch.ones_like(discounts[:, :1]), discounts[:, :-1]], 1), 1).detach()
@@ -199,7 +216,7 @@ class Dreamer(LatentAgent):
             nn.utils.clip_grad_norm_(self.actor.parameters(), c.grad_clip)
             self.actor_optimizer.step()
         finally:
-            self.model.requires_grad_(True)
+            world.requires_grad_(True)
         predicted = self.critic(features[:, :-1].detach()).squeeze(-1)
         critic_loss = 0.5 * (weights * (predicted - symlog(returns.detach())) ** 2).mean()
         self.critic_optimizer.zero_grad(set_to_none=True)
@@ -213,19 +230,45 @@ class Dreamer(LatentAgent):
                 "imagined_return": returns[:, 0].mean().item(), "entropy": -log_probs.mean().item(),
                 "return_scale": float(self.return_scale)}
 
-    # ------------------------------------------------------------------ persistence
     def _parts(self) -> tuple[tuple[str, nn.Module, torch.optim.Optimizer | None], ...]:
         return (("actor", self.actor, self.actor_optimizer), ("critic", self.critic, self.critic_optimizer),
                 ("target_critic", self.target_critic, None))
 
-    def extra_tensors(self) -> dict[str, torch.Tensor]:
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Networks, optimiser moments, return scale and imagination generator, by name."""
         tensors = {"return_scale": self.return_scale.clone(), "imagine_generator": self.imagine_generator.get_state()}
         for prefix, module, optimizer in self._parts():
             tensors.update(module_tensors(prefix, module, optimizer))
         return tensors
 
-    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`tensors` returned."""
         self.return_scale = tensors["return_scale"]
         self.imagine_generator.set_state(tensors["imagine_generator"])
         for prefix, module, optimizer in self._parts():
             load_module_tensors(prefix, tensors, module, optimizer)
+
+
+class Dreamer(LatentAgent):
+    """Actor-critic in imagination; see the module docstring."""
+
+    kind = "dreamer"
+    config_class = DreamerConfig
+
+    def __init__(self, env: gym.Env, config: DreamerConfig | None = None) -> None:
+        config = config or DreamerConfig()
+        super().__init__(env, config)
+        self.behaviour = ImaginationActorCritic(self.model.feature_dim, self.action_dim, config)
+
+    def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
+        return self.behaviour.act(state.features, explore, self.generator)[0].numpy().astype(np.float32)
+
+    def train_behaviour(self, states: LatentState) -> dict[str, float]:
+        return self.behaviour.train(self.model, states)
+
+    # ------------------------------------------------------------------ persistence
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        return self.behaviour.tensors()
+
+    def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.behaviour.load_tensors(tensors)

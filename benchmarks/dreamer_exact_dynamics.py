@@ -1,0 +1,121 @@
+"""Dreamer's behaviour learning alone: its actor-critic trained in the *exact* pendulum-swing-up
+dynamics instead of a learned world model, so what it reaches is what the actor-critic can do
+with a perfect model (an upper bound for `forethought run dreamer` on the same task).
+
+The "latent state" is the true state: ``deter = (cos theta, sin theta, theta_dot / 8)`` and
+``stoch = (reward of the last step / 40)`` (the reward of arriving, as the world model's reward
+head predicts it). Each update imagines from ``--batch`` start states drawn uniformly over angle
+and velocity; every ``--eval-every`` updates the actor's mode swings the real environment up from
+hanging down (action repeat as in the pixel runs) and the return is printed beside the oracle's.
+
+    python benchmarks/dreamer_exact_dynamics.py --updates 3000
+    python benchmarks/dreamer_exact_dynamics.py --updates 3000 actor_gradient=reinforce actor_init_std=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from forethought.agents.dreamer import DreamerConfig, ImaginationActorCritic
+from forethought.config import load_config
+from forethought.envs import make
+from forethought.envs.pendulum_swingup import PendulumParams, pendulum_reward, pendulum_step
+from forethought.models.rssm import LatentState
+from forethought.models.world_model import Policy
+
+SPEED_SCALE, REWARD_SCALE = 8.0, 40.0  # rad/s and reward per agent step, to keep features near [-1, 1]
+
+
+class ExactPendulumWorld:
+    """The pendulum swing-up's own dynamics (differentiable) behind the world-model interface."""
+
+    feature_dim = 4
+
+    def __init__(self, action_repeat: int) -> None:
+        self.action_repeat = action_repeat
+        self.max_torque = PendulumParams.max_torque
+
+    def state(self, obs: torch.Tensor, reward: torch.Tensor) -> LatentState:
+        """``obs`` ``[N, 3]`` (cos, sin, theta_dot) and the last reward ``[N]`` as a latent state."""
+        return LatentState(torch.cat([obs[:, :2], obs[:, 2:] / SPEED_SCALE], 1), reward[:, None] / REWARD_SCALE)
+
+    def imagine(self, start: LatentState, horizon: int, *, policy: Policy,
+                generator: torch.Generator | None = None) -> tuple[LatentState, torch.Tensor]:
+        state, states, taken = start, [], []
+        for _ in range(horizon):
+            action = policy(state.features)
+            obs = torch.cat([state.deter[:, :2], state.deter[:, 2:] * SPEED_SCALE], 1)
+            torque, reward = action * self.max_torque, torch.zeros(len(obs))
+            for _ in range(self.action_repeat):
+                reward = reward + pendulum_reward(obs, torque, obs)
+                obs = pendulum_step(obs, torque)
+            state = self.state(obs, reward)
+            states.append(state), taken.append(action)
+        return LatentState.stack(states), torch.stack(taken, 1)
+
+    def reward(self, features: torch.Tensor) -> torch.Tensor:
+        return features[..., 3] * REWARD_SCALE
+
+    def continue_probability(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.ones(features.shape[:-1])
+
+    def requires_grad_(self, requires_grad: bool = True) -> "ExactPendulumWorld":
+        return self  # no weights
+
+
+def swing_up_return(behaviour: ImaginationActorCritic, world: ExactPendulumWorld, seed: int) -> float:
+    """Return of one 200-step episode from hanging down under the actor's mode."""
+    env = make("pendulum-swingup")
+    obs, _ = env.reset(seed=seed)
+    total, last, done = 0.0, 0.0, False
+    while not done:
+        state = world.state(torch.as_tensor(obs, dtype=torch.float32)[None], torch.tensor([last]))
+        with torch.no_grad():
+            action = behaviour.act(state.features, explore=False, generator=behaviour.imagine_generator)[0]
+        last = 0.0
+        for _ in range(world.action_repeat):
+            obs, reward, terminated, truncated, _ = env.step((action * world.max_torque).numpy())
+            total, last, done = total + reward, last + reward, terminated or truncated
+            if done:
+                break
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--updates", type=int, default=3000)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--batch", type=int, default=512, help="imagination start states per update")
+    parser.add_argument("--action-repeat", type=int, default=4)
+    parser.add_argument("--target", type=float, default=-548.0, help="70 %% of the oracle planner's -383.6")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="DreamerConfig overrides")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    config = load_config(DreamerConfig, None, args.overrides + [f"seed={args.seed}"])
+    world = ExactPendulumWorld(args.action_repeat)
+    behaviour = ImaginationActorCritic(world.feature_dim, 1, config)
+    starts = torch.Generator().manual_seed(args.seed)
+    reached, begin = None, time.perf_counter()
+    for update in range(args.updates + 1):
+        if update % args.eval_every == 0:
+            result = swing_up_return(behaviour, world, seed=args.seed)
+            if reached is None and result >= args.target:
+                reached = update
+            print(f"update {update:5d}  swing-up return {result:8.1f}  ({time.perf_counter() - begin:5.0f} s)", flush=True)
+        theta = (torch.rand(args.batch, generator=starts) * 2 - 1) * math.pi
+        speed = (torch.rand(args.batch, generator=starts) * 2 - 1) * 6.0
+        obs = torch.stack([theta.cos(), theta.sin(), speed], 1)
+        metrics = behaviour.train(world, world.state(obs, torch.zeros(args.batch)))
+        if update % args.eval_every == 0:
+            print("              " + "  ".join(f"{k} {v:.3g}" for k, v in metrics.items()), flush=True)
+    print(f"target {args.target}: " + (f"reached after {reached} updates" if reached is not None else "not reached"))
+
+
+if __name__ == "__main__":
+    main()
