@@ -66,3 +66,16 @@ def test_render_follows_the_angle():
     assert down.dtype == np.uint8 and down.shape == (200, 200, 3)
     env._theta = 0.0
     assert (env.render() != down).any()
+
+
+def test_rod_width_sets_the_drawn_rod_and_is_checked():
+    def painted(width: float) -> int:
+        env = PendulumSwingUpEnv(render_mode="rgb_array", rod_width=width)
+        env.reset(seed=0)
+        return int((env.render() != 255).any(-1).sum())
+
+    # a 200-pixel frame draws the 1 m rod 80 pixels long: 0.1 -> 8 pixels wide, 0.25 -> 20
+    thin, wide = painted(0.1), painted(0.25)
+    assert 0.9 * 80 * 8 < thin < 1.3 * 80 * 8 and 2.2 < wide / thin < 2.8
+    with pytest.raises(ValueError, match="rod_width must be in"):
+        PendulumSwingUpEnv(rod_width=0.0)

@@ -21,10 +21,11 @@ from forethought.envs._checks import check_episode_running, validate_action
 
 
 ROD_WIDTH = 0.25
-"""Drawn width of the rod as a fraction of its length (DeepMind Control's pendulum: about 0.2). At
-64x64 pixels a rod 0.1 of its length wide is 2.5 pixels across, 1.6 % of the frame, and a latent
-world model trained on it left the rod out of its posterior for hundreds of updates (KL under the
-free nats, reward unpredicted); at 0.25 it encodes the angle within them (benchmarks/README)."""
+"""Default drawn width of the rod as a fraction of its length (DeepMind Control's pendulum: about
+0.2). At 64x64 pixels a rod 0.1 of its length wide is 2.5 pixels across, 1.6 % of the frame, and a
+latent world model trained on it left the rod out of its posterior for hundreds of updates (KL
+under the free nats, reward unpredicted); at 0.25 it encodes the angle within them
+(``benchmarks/latent_rod_width.py``)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class PendulumSwingUpEnv(gym.Env):
             ``theta_dot`` is ``U(-init_noise, init_noise)`` rad/s.
         render_mode: None or ``"rgb_array"``.
         render_size: ``(height, width)`` of rendered frames in pixels.
+        rod_width: drawn width of the rod as a fraction of its length.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -115,16 +117,19 @@ class PendulumSwingUpEnv(gym.Env):
         init_noise: float = 0.05,
         render_mode: str | None = None,
         render_size: tuple[int, int] = (200, 200),
+        rod_width: float = ROD_WIDTH,
     ) -> None:
         if not (dt > 0 and math.isfinite(dt)) or max_episode_steps < 1 or init_noise < 0:
             raise ValueError(
                 f"need dt > 0, max_episode_steps >= 1, init_noise >= 0; got {dt}, {max_episode_steps}, {init_noise}"
             )
+        if not (math.isfinite(rod_width) and 0 < rod_width <= 1):
+            raise ValueError(f"rod_width must be in (0, 1] (a fraction of the rod's length), got {rod_width}")
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.params, self.dt = params, float(dt)
         self.max_episode_steps, self.init_noise = int(max_episode_steps), float(init_noise)
-        self.render_mode, self.render_size = render_mode, render_size
+        self.render_mode, self.render_size, self.rod_width = render_mode, render_size, float(rod_width)
         self.metadata = {**self.metadata, "render_fps": max(1, round(1.0 / self.dt))}
         torque = np.float32(params.max_torque)
         self.action_space = spaces.Box(-torque, torque, shape=(1,), dtype=np.float32)
@@ -176,6 +181,6 @@ class PendulumSwingUpEnv(gym.Env):
         tip = (pivot[0] - scale * self.params.length * math.sin(self._theta),
                pivot[1] - scale * self.params.length * math.cos(self._theta))
         image = _raster.blank(height, width)
-        _raster.draw_segment(image, pivot, tip, ROD_WIDTH * self.params.length * scale, (200, 80, 80))
+        _raster.draw_segment(image, pivot, tip, self.rod_width * self.params.length * scale, (200, 80, 80))
         _raster.draw_disc(image, pivot, 0.04 * scale, (30, 30, 30))
         return image
