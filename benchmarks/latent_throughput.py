@@ -1,5 +1,5 @@
 """Latent world model throughput on this machine: training (sequence batches per second, world model
-alone and with Dreamer's behaviour update) and imagination (latent steps per second, batched over
+alone and with Dreamer's behaviour update, for both of its actor gradients) and imagination (latent steps per second, batched over
 all start states for the whole horizon), per convolution depth, float32.
 
     python benchmarks/latent_throughput.py --depths 8,16,32 --threads 2
@@ -49,14 +49,20 @@ def main() -> None:
         agent.learn(1)  # one random episode of 100 frames to sample sequences from
         batch = agent.buffer.sample(args.batch, args.length, agent.generator)
         model_s = median_seconds(lambda: agent.model.train_step(batch), args.repeats)
-        both_s = median_seconds(lambda: agent.train_behaviour(agent.model.train_step(batch)[1]), args.repeats)
+        both_s = {}
+        for gradient in ("dynamics", "reinforce"):
+            agent.config.actor_gradient = gradient  # the behaviour learner reads the agent's config
+            both_s[gradient] = median_seconds(lambda: agent.train_behaviour(agent.model.train_step(batch)[1]),
+                                              args.repeats)
         start = agent.model.rssm.initial(args.starts)
         actions = torch.rand(args.starts, args.horizon, 1) * 2 - 1
         with torch.no_grad():
             imagine_s = median_seconds(lambda: agent.model.reward(agent.model.imagine(
                 start, args.horizon, actions=actions)[0].features), args.repeats)
         print(f"depth {depth:3d}: world model {1 / model_s:5.2f} batches/s ({model_s * 1000:6.0f} ms), "
-              f"with Dreamer's behaviour update {1 / both_s:5.2f} batches/s; imagination "
+              f"with Dreamer's behaviour update {1 / both_s['dynamics']:5.2f} batches/s "
+              f"({both_s['dynamics'] * 1000:6.0f} ms; score-function actor gradient {1 / both_s['reinforce']:5.2f}, "
+              f"{both_s['reinforce'] * 1000:6.0f} ms); imagination "
               f"{args.starts * args.horizon / imagine_s / 1000:7.1f} k latent steps/s", flush=True)
 
 
