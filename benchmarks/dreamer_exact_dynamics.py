@@ -5,11 +5,13 @@ with a perfect model (an upper bound for `forethought run dreamer` on the same t
 The "latent state" is the true state: ``deter = (cos theta, sin theta, theta_dot / 8)`` and
 ``stoch = (reward of the last step / 40)`` (the reward of arriving, as the world model's reward
 head predicts it). Each update imagines from ``--batch`` start states drawn uniformly over angle
-and velocity; every ``--eval-every`` updates the actor's mode swings the real environment up from
-hanging down (action repeat as in the pixel runs) and the return is printed beside the oracle's.
+and velocity (``--start-angle``, ``--start-speed``); every ``--eval-every`` updates the actor's
+mode runs one 200-step episode of the real environment from ``--eval-angle`` (pi: hanging down, the
+swing-up the pixel runs face; action repeat as there) and the return is printed.
 
     python benchmarks/dreamer_exact_dynamics.py --updates 3000
     python benchmarks/dreamer_exact_dynamics.py --updates 3000 actor_gradient=reinforce actor_init_std=1
+    python benchmarks/dreamer_exact_dynamics.py --start-angle 0.3 --start-speed 2 --eval-angle 0.3   # balancing only
 """
 
 from __future__ import annotations
@@ -67,10 +69,10 @@ class ExactPendulumWorld:
         return self  # no weights
 
 
-def swing_up_return(behaviour: ImaginationActorCritic, world: ExactPendulumWorld, seed: int) -> float:
-    """Return of one 200-step episode from hanging down under the actor's mode."""
-    env = make("pendulum-swingup")
-    obs, _ = env.reset(seed=seed)
+def episode_return(behaviour: ImaginationActorCritic, world: ExactPendulumWorld, angle: float) -> float:
+    """Return of one 200-step episode from rest at ``angle`` (rad from upright) under the actor's mode."""
+    env = make("pendulum-swingup", init_noise=0.0)
+    obs, _ = env.reset(seed=0, options={"theta": angle})
     total, last, done = 0.0, 0.0, False
     while not done:
         state = world.state(torch.as_tensor(obs, dtype=torch.float32)[None], torch.tensor([last]))
@@ -91,6 +93,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--batch", type=int, default=512, help="imagination start states per update")
     parser.add_argument("--action-repeat", type=int, default=4)
+    parser.add_argument("--start-angle", type=float, default=math.pi, help="imagination starts: |theta| <= this (rad)")
+    parser.add_argument("--start-speed", type=float, default=6.0, help="imagination starts: |theta_dot| <= this (rad/s)")
+    parser.add_argument("--eval-angle", type=float, default=math.pi, help="evaluation episodes start at rest here")
     parser.add_argument("--target", type=float, default=-548.0, help="70 %% of the oracle planner's -383.6")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -104,12 +109,12 @@ def main() -> None:
     reached, begin = None, time.perf_counter()
     for update in range(args.updates + 1):
         if update % args.eval_every == 0:
-            result = swing_up_return(behaviour, world, seed=args.seed)
+            result = episode_return(behaviour, world, args.eval_angle)
             if reached is None and result >= args.target:
                 reached = update
-            print(f"update {update:5d}  swing-up return {result:8.1f}  ({time.perf_counter() - begin:5.0f} s)", flush=True)
-        theta = (torch.rand(args.batch, generator=starts) * 2 - 1) * math.pi
-        speed = (torch.rand(args.batch, generator=starts) * 2 - 1) * 6.0
+            print(f"update {update:5d}  return {result:8.1f}  ({time.perf_counter() - begin:5.0f} s)", flush=True)
+        theta = (torch.rand(args.batch, generator=starts) * 2 - 1) * args.start_angle
+        speed = (torch.rand(args.batch, generator=starts) * 2 - 1) * args.start_speed
         obs = torch.stack([theta.cos(), theta.sin(), speed], 1)
         metrics = behaviour.train(world, world.state(obs, torch.zeros(args.batch)))
         if update % args.eval_every == 0:

@@ -79,3 +79,13 @@ def test_rod_width_sets_the_drawn_rod_and_is_checked():
     assert 0.9 * 80 * 8 < thin < 1.3 * 80 * 8 and 2.2 < wide / thin < 2.8
     with pytest.raises(ValueError, match="rod_width must be in"):
         PendulumSwingUpEnv(rod_width=0.0)
+
+
+def test_reset_options_choose_the_start():
+    env = PendulumSwingUpEnv(init_noise=0.0)
+    obs, _ = env.reset(seed=0, options={"theta": 0.3, "theta_dot": -1.0})
+    assert np.allclose(obs, [math.cos(0.3), math.sin(0.3), -1.0])
+    obs, _ = env.reset(seed=0)  # no options: hanging down again
+    assert np.allclose(obs, [-1.0, 0.0, 0.0], atol=1e-12)
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['x'\]"):
+        env.reset(options={"x": 1.0})

@@ -143,10 +143,18 @@ class PendulumSwingUpEnv(gym.Env):
         return np.array([math.cos(self._theta), math.sin(self._theta), self._theta_dot])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        """Start near hanging down: ``theta = pi + noise``, ``theta_dot = noise``."""
+        """Start near hanging down: ``theta = pi + noise``, ``theta_dot = noise``; ``options``
+        ``{"theta": rad, "theta_dot": rad/s}`` (either or both) move the start, noise still added."""
         super().reset(seed=seed)
+        start = {"theta": math.pi, "theta_dot": 0.0}
+        unknown = sorted(set(options or {}) - set(start))
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; expected some of {sorted(start)}")
+        start.update({key: float(value) for key, value in (options or {}).items()})
+        if not all(math.isfinite(value) for value in start.values()):
+            raise ValueError(f"reset options must be finite numbers, got {options}")
         noise = self.np_random.uniform(-self.init_noise, self.init_noise, size=2)
-        self._theta, self._theta_dot = math.pi + float(noise[0]), float(noise[1])
+        self._theta, self._theta_dot = start["theta"] + float(noise[0]), start["theta_dot"] + float(noise[1])
         self._steps = 0
         return self._obs(), {}
 
