@@ -6,10 +6,12 @@ The "latent state" is the true state: ``deter = (cos theta, sin theta, theta_dot
 constant ``stoch = (0)``; the reward of arriving at a state is the pendulum's cost there times the
 action repeat (the world model's reward head also reads the arrival state). An earlier version
 carried the last step's reward as a feature the actor could see; with it even plain
-backpropagation of the imagined reward did not learn to balance (without it: 300 updates). Each update imagines from ``--batch`` start states drawn uniformly over angle
-and velocity (``--start-angle``, ``--start-speed``); every ``--eval-every`` updates the actor's
-mode runs one 200-step episode of the real environment from ``--eval-angle`` (pi: hanging down, the
-swing-up the pixel runs face; action repeat as there) and the return is printed.
+backpropagation of the imagined reward did not learn to balance (without it: 300 updates).
+
+Each update imagines from ``--batch`` start states drawn uniformly over angle and velocity
+(``--start-angle``, ``--start-speed``); every ``--eval-every`` updates the actor's mode runs one
+200-step episode of the real environment from ``--eval-angle`` (pi: hanging down, the swing-up
+the pixel runs face; action repeat as there) and the return is printed.
 
     python benchmarks/dreamer_exact_dynamics.py --updates 3000
     python benchmarks/dreamer_exact_dynamics.py --updates 3000 actor_gradient=reinforce actor_init_std=1

@@ -1,6 +1,7 @@
 """Latent world model throughput on this machine: training (sequence batches per second, world model
-alone and with Dreamer's behaviour update, for both of its actor gradients) and imagination (latent steps per second, batched over
-all start states for the whole horizon), per convolution depth, float32.
+alone and with Dreamer's behaviour update, for both of its actor gradients) and imagination
+(latent steps per second, batched over all start states for the whole horizon), per convolution
+depth, float32.
 
     python benchmarks/latent_throughput.py --depths 8,16,32 --threads 2
 """

@@ -4,9 +4,12 @@ only on imagined latent trajectories of a world model learned from pixels.
 After each world-model update, every posterior state of the batch starts an imagined rollout of
 ``imagination_horizon`` steps under the actor. The critic regresses the symlog of the
 lambda-returns of those rollouts (as DreamerV3, so returns of -1000 are as easy to fit as returns
-of 10: Pendulum's are the former); the actor maximises them by backpropagating through the
-learned dynamics (continuous actions), with returns divided by a running scale (the 5th-95th
-percentile range, at least 1) and an entropy bonus. The world model's own weights are not changed by these losses.
+of 10: Pendulum's are the former); the actor maximises them, divided by a running scale (the
+5th-95th percentile range, at least 1), plus an entropy bonus, either by backpropagating through
+the learned dynamics (``actor_gradient="dynamics"``, the default) or with score-function
+gradients baselined by the critic (``"reinforce"``). The world model's own weights are not
+changed by these losses. :class:`ImaginationActorCritic` holds this behaviour learning; it runs
+on any :class:`ImaginedWorld`.
 
     agent = Dreamer(make_pixel_env("pendulum-swingup", action_repeat=2), DreamerConfig())
     agent.learn(episodes=100)

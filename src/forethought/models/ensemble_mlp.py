@@ -274,9 +274,9 @@ class FrozenEnsemble:
         float32 above ``FUSED_ROWS`` rows per member: fused oneDNN layers, member by member
         (:meth:`_fused`). Otherwise, up to ``MEMBER_MAJOR_ROWS`` rows per member: one ``bmm`` per
         layer over all members, in row blocks that fit ``chunk_bytes``, whose single call wins at
-        a few hundred rows. More (bfloat16, or float32 without the oneDNN op): member by member, one ``mm`` per layer into two
-        reused buffers, faster than ``bmm`` splitting the members between threads (5 members on
-        2 threads: 3 and 2)."""
+        a few hundred rows. More (bfloat16, or float32 without the oneDNN op): member by member,
+        one ``mm`` per layer into two reused buffers, faster than ``bmm`` splitting the members
+        between threads (5 members on 2 threads: 3 and 2)."""
         rows = parts[0].shape[1]
         if self.linear_layers is not None and rows > FUSED_ROWS and fused_linear_available():
             out = self._fused(self._mapped(parts, extra_columns=0))
