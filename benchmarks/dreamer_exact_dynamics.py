@@ -35,7 +35,7 @@ import torch
 
 from forethought.agents.dreamer import DreamerConfig, ImaginationActorCritic
 from forethought.config import load_config
-from forethought.envs import make
+from forethought.envs import ActionRepeat, make
 from forethought.envs.pendulum_swingup import PendulumParams, pendulum_reward, pendulum_step
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import Policy
@@ -83,18 +83,15 @@ class ExactPendulumWorld:
 
 def episode_return(behaviour: ImaginationActorCritic, world: ExactPendulumWorld, angle: float) -> float:
     """Return of one 200-step episode from rest at ``angle`` (rad from upright) under the actor's mode."""
-    env = make("pendulum-swingup", init_noise=0.0)
+    env = ActionRepeat(make("pendulum-swingup", init_noise=0.0), world.action_repeat)
     obs, _ = env.reset(seed=0, options={"theta": angle})
     total, done = 0.0, False
     while not done:
         state = world.state(torch.as_tensor(obs, dtype=torch.float32)[None])
         with torch.no_grad():
             action = behaviour.act(state.features, explore=False, generator=behaviour.imagine_generator)[0]
-        for _ in range(world.action_repeat):
-            obs, reward, terminated, truncated, _ = env.step((action * world.max_torque).numpy())
-            total, done = total + reward, terminated or truncated
-            if done:
-                break
+        obs, reward, terminated, truncated, _ = env.step((action * world.max_torque).numpy())
+        total, done = total + reward, terminated or truncated
     return total
 
 

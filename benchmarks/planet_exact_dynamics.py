@@ -18,14 +18,14 @@ import torch
 
 from forethought.agents.planet import PlaNetConfig
 from forethought.config import load_config
-from forethought.envs import make
+from forethought.envs import ActionRepeat, make
 from forethought.envs.pendulum_swingup import PendulumParams, pendulum_reward, pendulum_step
 from forethought.planning import make_optimizer
 
 
 def episode_return(config: PlaNetConfig, action_repeat: int, seed: int) -> tuple[float, float]:
     """(return of one 200-step swing-up episode, planning ms per agent step)."""
-    env = make("pendulum-swingup")
+    env = ActionRepeat(make("pendulum-swingup"), action_repeat)
     space = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
     optimizer = make_optimizer(config.optimizer, space, config.horizon, generator=torch.Generator().manual_seed(seed),
                                **config.settings)
@@ -48,11 +48,8 @@ def episode_return(config: PlaNetConfig, action_repeat: int, seed: int) -> tuple
         begin = time.perf_counter()
         action = optimizer.plan(score)[0].numpy()
         plan_s, plans = plan_s + time.perf_counter() - begin, plans + 1
-        for _ in range(action_repeat):
-            obs, reward, terminated, truncated, _ = env.step(action * max_torque)
-            total, done = total + reward, terminated or truncated
-            if done:
-                break
+        obs, reward, terminated, truncated, _ = env.step(action * max_torque)
+        total, done = total + reward, terminated or truncated
     return total, 1000.0 * plan_s / plans
 
 

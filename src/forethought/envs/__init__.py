@@ -1,6 +1,7 @@
 """Environments: our own (linear system, cart-pole and pendulum swing-up), any Gymnasium id through
 :func:`make`, and the batched reward/termination functions planners score imagined steps with."""
 
+from forethought.envs.action_repeat import ActionRepeat
 from forethought.envs.analytic import StepFunction, analytic_step, env_task_functions
 from forethought.envs.cartpole_swingup import CartPoleParams, CartPoleSwingUpEnv, cartpole_step
 from forethought.envs.linear import LinearSystemEnv
@@ -12,6 +13,7 @@ register_with_gymnasium()
 
 __all__ = [
     "OWN_ENVS",
+    "ActionRepeat",
     "CartPoleParams",
     "CartPoleSwingUpEnv",
     "LinearSystemEnv",

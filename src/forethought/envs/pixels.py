@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 from PIL import Image
 
+from forethought.envs.action_repeat import ActionRepeat
 from forethought.envs.make import OWN_ENVS, make
 
 
@@ -53,9 +54,7 @@ class PixelObservation(gym.Wrapper):
                              f"got render_mode={env.render_mode!r}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:
             raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}")
-        if isinstance(action_repeat, bool) or not isinstance(action_repeat, int) or action_repeat < 1:
-            raise ValueError(f"action_repeat must be an integer >= 1, got {action_repeat!r}")
-        super().__init__(env)
+        super().__init__(ActionRepeat(env, action_repeat))
         self.size, self.action_repeat = size, action_repeat
         self.observation_space = gym.spaces.Box(0, 255, shape=(3, size, size), dtype=np.uint8)
 
@@ -70,13 +69,8 @@ class PixelObservation(gym.Wrapper):
         return self._frame(), {**info, "state": state}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
-        total = 0.0
-        for repeat in range(1, self.action_repeat + 1):
-            state, reward, terminated, truncated, info = self.env.step(action)
-            total += float(reward)
-            if terminated or truncated:
-                break
-        return self._frame(), total, terminated, truncated, {**info, "state": state, "repeat_steps": repeat}
+        state, reward, terminated, truncated, info = self.env.step(action)
+        return self._frame(), reward, terminated, truncated, {**info, "state": state}
 
 
 def make_pixel_env(name: str, size: int = 64, action_repeat: int = 1, supersample: int = 4,
