@@ -12,6 +12,9 @@ Each update imagines from ``--batch`` start states drawn uniformly over angle an
 (``--start-angle``, ``--start-speed``); every ``--eval-every`` updates the actor's mode runs one
 200-step episode of the real environment from ``--eval-angle`` (pi: hanging down, the swing-up
 the pixel runs face; action repeat as there) and the return is printed.
+With ``--visited-starts N`` the starts are instead drawn from the states of the actor's own exploring
+episodes from hanging down (a pixel run imagines from its replay of those): the uniform starts show
+the actor-critic the whole circle from the first update, these only what it has reached.
 
 The action repeat sets how long the imagined horizon is in seconds: 15 steps of 0.1 s (repeat 2,
 the default, as DreamerV1 on DeepMind Control) swing the pendulum up; 15 steps of 0.2 s (repeat 4)
@@ -22,6 +25,7 @@ fails there too, and balances within 100 updates at repeat 2 or with a 5-step ho
     python benchmarks/dreamer_exact_dynamics.py --updates 3000
     python benchmarks/dreamer_exact_dynamics.py --updates 3000 --action-repeat 4
     python benchmarks/dreamer_exact_dynamics.py --updates 3000 actor_gradient=reinforce
+    python benchmarks/dreamer_exact_dynamics.py --updates 5000 --visited-starts 20 entropy_scale=3e-3
     python benchmarks/dreamer_exact_dynamics.py --start-angle 0.3 --start-speed 2 --eval-angle 0.3   # balancing only
 """
 
@@ -81,18 +85,22 @@ class ExactPendulumWorld:
         return self  # no weights
 
 
-def episode_return(behaviour: ImaginationActorCritic, world: ExactPendulumWorld, angle: float) -> float:
-    """Return of one 200-step episode from rest at ``angle`` (rad from upright) under the actor's mode."""
-    env = ActionRepeat(make("pendulum-swingup", init_noise=0.0), world.action_repeat)
-    obs, _ = env.reset(seed=0, options={"theta": angle})
-    total, done = 0.0, False
+def run_episode(behaviour: ImaginationActorCritic, world: ExactPendulumWorld, angle: float | None,
+                explore: bool = False) -> tuple[float, torch.Tensor]:
+    """Return of one 200-step episode and the observations it visited ``[T, 3]``: from rest at
+    ``angle`` (rad from upright; None: the environment's own start, hanging down with a little
+    noise) under the actor's mode, or its samples plus exploration noise when ``explore``."""
+    env = ActionRepeat(make("pendulum-swingup", init_noise=0.0 if angle is not None else 0.1), world.action_repeat)
+    obs, _ = env.reset(seed=0, options=None if angle is None else {"theta": angle})
+    total, done, visited = 0.0, False, []
     while not done:
-        state = world.state(torch.as_tensor(obs, dtype=torch.float32)[None])
+        visited.append(torch.as_tensor(obs, dtype=torch.float32))
+        state = world.state(visited[-1][None])
         with torch.no_grad():
-            action = behaviour.act(state.features, explore=False, generator=behaviour.imagine_generator)[0]
+            action = behaviour.act(state.features, explore=explore, generator=behaviour.imagine_generator)[0]
         obs, reward, terminated, truncated, _ = env.step((action * world.max_torque).numpy())
         total, done = total + reward, terminated or truncated
-    return total
+    return total, torch.stack(visited)
 
 
 def main() -> None:
@@ -104,6 +112,9 @@ def main() -> None:
     parser.add_argument("--start-angle", type=float, default=math.pi, help="imagination starts: |theta| <= this (rad)")
     parser.add_argument("--start-speed", type=float, default=6.0, help="imagination starts: |theta_dot| <= this (rad/s)")
     parser.add_argument("--eval-angle", type=float, default=math.pi, help="evaluation episodes start at rest here")
+    parser.add_argument("--visited-starts", type=int, default=0, metavar="N",
+                        help="imagine from the states of exploring episodes instead (one more every N updates, "
+                             "5 before the first), as a pixel run imagines from its replay")
     parser.add_argument("--target", type=float, default=-548.0, help="70 %% of the oracle planner's -383.6")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -114,16 +125,22 @@ def main() -> None:
     world = ExactPendulumWorld(args.action_repeat)
     behaviour = ImaginationActorCritic(world.feature_dim, 1, config)
     starts = torch.Generator().manual_seed(args.seed)
-    reached, begin = None, time.perf_counter()
+    reached, begin, visited = None, time.perf_counter(), []
     for update in range(args.updates + 1):
         if update % args.eval_every == 0:
-            result = episode_return(behaviour, world, args.eval_angle)
+            result = run_episode(behaviour, world, args.eval_angle)[0]
             if reached is None and result >= args.target:
                 reached = update
             print(f"update {update:5d}  return {result:8.1f}  ({time.perf_counter() - begin:5.0f} s)", flush=True)
-        theta = (torch.rand(args.batch, generator=starts) * 2 - 1) * args.start_angle
-        speed = (torch.rand(args.batch, generator=starts) * 2 - 1) * args.start_speed
-        obs = torch.stack([theta.cos(), theta.sin(), speed], 1)
+        if args.visited_starts:
+            while len(visited) < 5 + update // args.visited_starts:
+                visited.append(run_episode(behaviour, world, None, explore=True)[1])
+            pool = torch.cat(visited)
+            obs = pool[torch.randint(len(pool), (args.batch,), generator=starts)]
+        else:
+            theta = (torch.rand(args.batch, generator=starts) * 2 - 1) * args.start_angle
+            speed = (torch.rand(args.batch, generator=starts) * 2 - 1) * args.start_speed
+            obs = torch.stack([theta.cos(), theta.sin(), speed], 1)
         metrics = behaviour.train(world, world.state(obs))
         if update % args.eval_every == 0:
             print("              " + "  ".join(f"{k} {v:.3g}" for k, v in metrics.items()), flush=True)
