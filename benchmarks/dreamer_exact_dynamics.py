@@ -5,8 +5,7 @@ with a perfect model (an upper bound for `forethought run dreamer` on the same t
 The "latent state" is the true state: ``deter = (cos theta, sin theta, theta_dot / 8)`` and a
 constant ``stoch = (0)``; the reward of arriving at a state is the pendulum's cost there times the
 action repeat (the world model's reward head also reads the arrival state). An earlier version
-carried the last step's reward as a feature the actor could see; with it even plain
-backpropagation of the imagined reward did not learn to balance (without it: 300 updates).
+also showed the actor the last step's reward as a feature; its figures were dropped.
 
 Each update imagines from ``--batch`` start states drawn uniformly over angle and velocity
 (``--start-angle``, ``--start-speed``); every ``--eval-every`` updates the actor's mode runs one

@@ -55,8 +55,13 @@ class PixelObservation(gym.Wrapper):
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:
             raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}")
         super().__init__(ActionRepeat(env, action_repeat))
-        self.size, self.action_repeat = size, action_repeat
+        self.size = size
         self.observation_space = gym.spaces.Box(0, 255, shape=(3, size, size), dtype=np.uint8)
+
+    @property
+    def action_repeat(self) -> int:
+        """Environment steps per agent action."""
+        return self.env.repeat
 
     def _frame(self) -> np.ndarray:
         frame = self.env.render()
