@@ -63,7 +63,6 @@ class LatentModelConfig:
     continue_scale: float = 1.0
     learning_rate: float = 6e-4
     grad_clip: float = 100.0
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.kl_balance <= 1.0:
@@ -96,13 +95,14 @@ def balanced_kl_loss(rssm: RSSM, posterior: torch.Tensor, prior: torch.Tensor, f
 
 
 class LatentWorldModel(nn.Module):
-    """Encoder + RSSM + decoder + reward head + continue head, trained together with one Adam."""
+    """Encoder + RSSM + decoder + reward head + continue head, trained together with one Adam;
+    ``seed`` seeds the initial weights and the sampling generator."""
 
-    def __init__(self, config: LatentModelConfig, action_dim: int) -> None:
+    def __init__(self, config: LatentModelConfig, action_dim: int, seed: int = 0) -> None:
         super().__init__()
         self.config, self.action_dim = config, int(action_dim)
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left as it was
-            torch.manual_seed(config.seed)
+            torch.manual_seed(seed)
             self.encoder = ConvEncoder(config.image_size, config.depth)
             self.rssm = RSSM(action_dim, self.encoder.embed_dim, config.deter_size, config.stoch, config.classes,
                              config.hidden_size, config.min_std)
@@ -114,7 +114,7 @@ class LatentWorldModel(nn.Module):
         self.register_buffer("reward_std", torch.ones(()))
         self.register_buffer("reward_statistics_set", torch.zeros((), dtype=torch.bool))
         self.optimizer = torch.optim.Adam(self.parameters(), lr=config.learning_rate, eps=1e-5)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(seed)
         self.updates = 0
 
     @property
