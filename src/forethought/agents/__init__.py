@@ -1,11 +1,19 @@
-"""What acts in an environment: model-predictive control, PETS, soft actor-critic, and MPC guided by a
-learned policy."""
+"""What acts in an environment: one :class:`Agent` interface implemented by PETS (model-predictive
+control in a learned model), soft actor-critic, Dyna, MBPO, PlaNet and Dreamer, plus the MPC
+controllers they plan with."""
 
-from forethought.agents.episode import Episode, random_policy, run_episode
+from forethought.agents.base import Agent, EpisodeResult
+from forethought.agents.dreamer import Dreamer, DreamerConfig
+from forethought.agents.dyna import Dyna, DynaConfig
 from forethought.agents.hybrid import HybridConfig, PolicyGuidedMPC
-from forethought.agents.mpc import MPCAgent, PlannerConfig
-from forethought.agents.pets import PETS, PETSConfig, TrialResult
-from forethought.agents.sac import SAC, EpisodeRecord, SACConfig
+from forethought.agents.mbpo import MBPO, MBPOConfig
+from forethought.agents.mpc import MPCAgent
+from forethought.agents.pets import PETS, PETSConfig
+from forethought.agents.planet import PlaNet, PlaNetConfig
+from forethought.agents.sac import SAC, SACConfig
 
-__all__ = ["Episode", "EpisodeRecord", "HybridConfig", "MPCAgent", "PolicyGuidedMPC", "PETS", "PETSConfig", "PlannerConfig", "SAC", "SACConfig", "TrialResult",
-           "random_policy", "run_episode"]
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (PETS, SAC, Dyna, MBPO, PlaNet, Dreamer)}
+
+__all__ = ["AGENTS", "Agent", "Dreamer", "DreamerConfig", "Dyna", "DynaConfig", "EpisodeResult", "HybridConfig",
+           "MBPO", "MBPOConfig", "MPCAgent", "PETS", "PETSConfig", "PlaNet", "PlaNetConfig", "PolicyGuidedMPC",
+           "SAC", "SACConfig"]

@@ -29,6 +29,7 @@ from torch import nn
 from forethought.agents.latent import LatentAgent, LatentAgentConfig
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import Policy, mlp_head, symexp, symlog
+from forethought.seeding import derive_seed, generator
 from forethought.serialization import load_module_tensors, module_tensors
 
 
@@ -143,12 +144,13 @@ class ImaginedWorld(Protocol):
 
 class ImaginationActorCritic:
     """Dreamer's behaviour learning: an actor and a critic over the features of any
-    :class:`ImaginedWorld`, trained on rollouts imagined from given start states."""
+    :class:`ImaginedWorld`, trained on rollouts imagined from given start states; ``seed``
+    seeds the initial weights and the imagination generator (streams named after them)."""
 
-    def __init__(self, feature_dim: int, action_dim: int, config: DreamerConfig) -> None:
+    def __init__(self, feature_dim: int, action_dim: int, config: DreamerConfig, seed: int = 0) -> None:
         self.config = config
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left as it was
-            torch.manual_seed(config.seed + 7)
+            torch.manual_seed(derive_seed(seed, "behaviour"))
             self.actor = TanhGaussianActor(feature_dim, action_dim, config.actor_hidden, config.actor_min_std,
                                            config.actor_init_std)
             self.critic = mlp_head(feature_dim, config.actor_hidden, 1)
@@ -158,7 +160,7 @@ class ImaginationActorCritic:
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5)
         self.return_scale = torch.ones(())
-        self.imagine_generator = torch.Generator().manual_seed(config.seed + 2)
+        self.imagine_generator = generator(seed, "imagination")
 
     def act(self, features: torch.Tensor, explore: bool, generator: torch.Generator) -> torch.Tensor:
         """Actions ``[N, a]`` in ``[-1, 1]``: the actor's mode, or a sample plus exploration noise."""
@@ -255,13 +257,13 @@ class ImaginationActorCritic:
 class Dreamer(LatentAgent):
     """Actor-critic in imagination; see the module docstring."""
 
-    kind = "dreamer"
+    name = "dreamer"
     config_class = DreamerConfig
 
-    def __init__(self, env: gym.Env, config: DreamerConfig | None = None) -> None:
+    def __init__(self, env: gym.Env, config: DreamerConfig | None = None, seed: int = 0) -> None:
         config = config or DreamerConfig()
-        super().__init__(env, config)
-        self.behaviour = ImaginationActorCritic(self.model.feature_dim, self.action_dim, config)
+        super().__init__(env, config, seed)
+        self.behaviour = ImaginationActorCritic(self.model.feature_dim, self.action_dim, config, self.seed)
 
     def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
         return self.behaviour.act(state.features, explore, self.generator)[0].numpy().astype(np.float32)

@@ -30,7 +30,7 @@ class DynaConfig:
     """Dyna settings: the SAC learner, the model and its training, and how the model is used.
 
     The model is first fitted once ``model_warmup`` real steps are stored, then refitted every
-    ``model_every`` steps. ``seed`` seeds both SAC (overriding ``sac.seed``) and the model work."""
+    ``model_every`` steps. The agent's ``seed`` seeds SAC and, by name, the model work."""
 
     sac: SACConfig = field(default_factory=SACConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
@@ -40,7 +40,6 @@ class DynaConfig:
     rollout_length: int = 1
     model_every: int = 250
     model_warmup: int = 200
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.imagined_updates < 0:
@@ -56,8 +55,12 @@ class Dyna(ModelBasedSAC):
     real-step counts at which the model was refitted, ``model_val_loss`` its validation loss at the
     latest fit."""
 
-    def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None) -> None:
-        super().__init__(env, config or DynaConfig(), task)
+    name = "dyna"
+    config_class = DynaConfig
+
+    def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(env, config or DynaConfig(), task, seed)
         self.model_fits: list[int] = []
         self.imagined_updates_done = 0
 

@@ -95,7 +95,9 @@ class PolicyGuidedMPC(MPCAgent):
     def fallback_fraction(self) -> float:
         return self.fallbacks / self.steps if self.steps else 0.0
 
-    def act(self, obs: np.ndarray) -> Any:
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> Any:
+        """Plan from ``obs`` (seeded with the policy's rollouts) and return the plan's first action,
+        or the fallback's where the plan is too uncertain; planning samples from the generator either way."""
         start = time.perf_counter()
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).ravel())
         proposals = None

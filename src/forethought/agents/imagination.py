@@ -14,16 +14,16 @@ import torch
 
 from forethought.agents.hybrid import HybridConfig, PolicyGuidedMPC
 from forethought.agents.mpc import PlannerConfig
-from forethought.agents.sac import SAC, EpisodeRecord
+from forethought.agents.base import Agent, EpisodeResult
+from forethought.agents.sac import SAC
 from forethought.config import build
 from forethought.data.buffer import FIELDS, ReplayBuffer, TransitionBatch
 from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
 from forethought.models.config import build_model
+from forethought.seeding import derive_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
-
-MODEL_SEED_OFFSET = 1_000_003  # the model work's generator is seeded apart from SAC's
 
 
 def imagine(model: DynamicsModel, task: TaskFunctions, policy: Callable[[torch.Tensor], torch.Tensor],
@@ -62,35 +62,36 @@ def mixed_batch(real: ReplayBuffer, imagined: ReplayBuffer, size: int, real_frac
     return concatenate(*parts)
 
 
-class ModelBasedSAC:
+class ModelBasedSAC(Agent):
     """A SAC learner in ``env`` paired with a dynamics model, for agents that train the policy on
-    imagined experience. ``config`` needs ``sac``, ``model``, ``train`` and ``seed`` (which
-    overrides ``sac.seed``); rewards and terminations come from :func:`env_task_functions` unless
-    ``task`` is given. Subclasses do their model work in :meth:`_after_real_step`, called after
-    every stored real step, before SAC's own updates; it draws from ``self.generator`` only, so
+    imagined experience. ``config`` needs ``sac``, ``model`` and ``train``; rewards and
+    terminations come from :func:`env_task_functions` unless ``task`` is given. Subclasses do
+    their model work in :meth:`_after_real_step`, called after every stored real step, before
+    SAC's own updates; it draws from ``self.generator`` (the run's ``"model"`` stream) only, so
     the learner's random stream is the model-free one."""
 
-    def __init__(self, env: gym.Env, config: Any, task: TaskFunctions | None = None,
+    def __init__(self, env: gym.Env, config: Any, task: TaskFunctions | None = None, seed: int = 0,
                  sac_updates_per_step: int | None = None) -> None:
-        self.config = config
-        sac_config = replace(config.sac, seed=config.seed)
+        self.config, self.env, self.seed = config, env, derive_seed(seed)
+        sac_config = config.sac
         if sac_updates_per_step is not None:
             sac_config = replace(sac_config, updates_per_step=sac_updates_per_step)
-        self.sac = SAC(env, sac_config)
+        self.sac = SAC(env, sac_config, seed=self.seed)
         self.task = task or env_task_functions(env)
         self.model = build_model(config.model, config.train, self.sac.obs_dim, self.sac.act_dim)
-        self.generator = torch.Generator().manual_seed(config.seed + MODEL_SEED_OFFSET)
+        self.generator = generator(self.seed, "model")
         self.model_val_loss: float | None = None
+        self.model_diverged: bool | None = None
 
     @property
-    def history(self) -> list[EpisodeRecord]:
+    def history(self) -> list[EpisodeResult]:
         return self.sac.history
 
     @property
     def env_steps(self) -> int:
         return self.sac.env_steps
 
-    def act(self, obs: Any, deterministic: bool = False) -> Any:
+    def act(self, obs: Any, deterministic: bool = True) -> Any:
         return self.sac.act(obs, deterministic)
 
     def guided_planner(self, planner: PlannerConfig | None = None, hybrid: HybridConfig | None = None,
@@ -99,22 +100,22 @@ class ModelBasedSAC:
         the policy (or ``fallback``) where the model disagrees too much (see :mod:`~forethought.agents.hybrid`).
         The model must have been fitted."""
         return PolicyGuidedMPC(self.model, self.task, self.sac.env.action_space, self.sac.policy, planner, hybrid,
-                               torch.Generator().manual_seed(self.config.seed), fallback)
+                               generator(self.seed, "planner"), fallback)
 
-    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None) -> list[EpisodeRecord]:
-        """Take ``steps`` more real steps; ``callback`` sees every finished episode."""
-        return self.sac.learn(steps, callback, before_update=self._after_real_step)
-
-    def restore_episode(self) -> None:
-        """See :meth:`SAC.restore_episode`."""
-        self.sac.restore_episode()
+    def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult | None:
+        """See :meth:`SAC.advance`; the episode's ``info`` holds the model's latest validation loss."""
+        result = self.sac.advance(max_steps, render, before_update=self._after_real_step)
+        if result is not None:
+            result.info.update({"model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged})
+        return result
 
     def _after_real_step(self, sac: SAC) -> None:
         raise NotImplementedError
 
     def _fit_model(self) -> None:
         """Fit the model on every real transition so far."""
-        self.model_val_loss = self.model.fit(self.sac.buffer, generator=self.generator).best_val_loss
+        report = self.model.fit(self.sac.buffer, generator=self.generator)
+        self.model_val_loss, self.model_diverged = report.best_val_loss, bool(getattr(report, "diverged", False))
 
     def _policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The current stochastic policy ``[B, o] -> [B, a]`` (env units), sampling from the model
@@ -129,8 +130,9 @@ class ModelBasedSAC:
         self.sac.save(path / "sac")
         if model_fitted:
             self.model.save(path / "model")
-        state = {"config": asdict(self.config), "model_fitted": model_fitted, "model_val_loss": self.model_val_loss,
-                 "generator": self.generator.get_state().tolist(), **state}
+        save_generators(path / "generator", {"model": self.generator})
+        state = {"config": asdict(self.config), "seed": self.seed, "model_fitted": model_fitted,
+                 "model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged, **state}
         atomic_write_text(path / "state.json", json.dumps(state))
         return path
 
@@ -142,11 +144,11 @@ class ModelBasedSAC:
         state = read_agent_state(path, cls.__name__)
         config = build(config_type, state["config"])
         # the saved SAC buffer already holds any logged offline rows
-        agent = cls(env, replace(config, sac=replace(config.sac, offline_data=None)), task)
+        agent = cls(env, replace(config, sac=replace(config.sac, offline_data=None)), task, seed=state["seed"])
         agent.config = config
         agent.sac = SAC.load(path / "sac", env)
         if state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")
-        agent.model_val_loss = state["model_val_loss"]
-        agent.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        agent.model_val_loss, agent.model_diverged = state["model_val_loss"], state["model_diverged"]
+        load_generators(path / "generator", {"model": agent.generator})
         return agent, state

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,11 +19,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from forethought.agents.episode import episode_seed
+from forethought.agents.base import Agent, EpisodeResult
 from forethought.config import build
+from forethought.data.env_loop import EnvLoop
 from forethought.data.sequences import SequenceBuffer
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import LatentModelConfig, LatentWorldModel
+from forethought.seeding import derive_seed, episode_seed
 from forethought.serialization import atomic_write_text, load_checkpoint, read_agent_state, save_checkpoint
 
 
@@ -41,7 +43,6 @@ class LatentAgentConfig:
     batch_size: int = 16
     sequence_length: int = 32
     buffer_capacity: int = 1_000_000
-    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("seed_episodes", "train_steps", "batch_size", "sequence_length"):
@@ -51,31 +52,30 @@ class LatentAgentConfig:
             raise ValueError(f"sequence_length must be >= 2 frames, got {self.sequence_length}")
 
 
-@dataclass
-class LatentEpisodeResult:
-    """One collected episode: its return, real environment steps so far (action repeats counted),
-    the mean world-model loss parts of the updates that followed it, the acting cost, and the
-    seconds spent in those updates (``train_s``) and in the whole episode (``wall_s``)."""
+class _SequenceRecorder:
+    """Records an episode into a :class:`SequenceBuffer` with the agent's normalised action."""
 
-    episode: int
-    env_steps: int
-    total_reward: float
-    steps: int
-    random: bool
-    train: dict[str, float]
-    act_ms_per_step: float
-    train_s: float
-    wall_s: float
+    def __init__(self, agent: "LatentAgent", buffer: SequenceBuffer) -> None:
+        self.agent, self.buffer = agent, buffer
+
+    def start_episode(self, obs: np.ndarray) -> None:
+        self.buffer.start_episode(obs)
+
+    def add_step(self, obs, action, reward: float, next_obs, terminated: bool, truncated: bool) -> None:
+        self.buffer.add_step(self.agent.last_action, reward, next_obs, terminated)
 
 
-class LatentAgent(ABC):
+class LatentAgent(Agent):
     """Collects episodes from a pixel environment and trains a :class:`LatentWorldModel` on them;
-    subclasses choose actions from the filtered latent state and may train on imagination."""
+    subclasses choose actions from the filtered latent state and may train on imagination.
 
-    kind: str = "latent"
+    Each episode's record has in ``info`` the mean world-model loss parts of the updates after
+    it, ``act_ms_per_step`` and ``train_s`` (seconds of those updates)."""
+
+    name: str = "latent"
     config_class: type[LatentAgentConfig] = LatentAgentConfig
 
-    def __init__(self, env: gym.Env, config: LatentAgentConfig) -> None:
+    def __init__(self, env: gym.Env, config: LatentAgentConfig, seed: int = 0) -> None:
         space, obs_space = env.action_space, env.observation_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1 or not np.isfinite(space.low).all() \
                 or not np.isfinite(space.high).all():
@@ -84,16 +84,21 @@ class LatentAgent(ABC):
                 or obs_space.shape[1:] != (config.model.image_size,) * 2:
             raise ValueError(f"{type(self).__name__} needs uint8 [3, {config.model.image_size}, {config.model.image_size}] "
                              f"image observations (see forethought.envs.make_pixel_env), got {obs_space}")
-        self.env, self.config = env, config
+        self.env, self.config, self.seed = env, config, derive_seed(seed)
         self.action_dim = space.shape[0]
         self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
-        self.model = LatentWorldModel(config.model, self.action_dim)
+        self.model = LatentWorldModel(config.model, self.action_dim, seed=self.seed)
         self.buffer = SequenceBuffer(obs_space.shape, self.action_dim, capacity=config.buffer_capacity)
-        self.generator = torch.Generator().manual_seed(config.seed)
-        self.history: list[LatentEpisodeResult] = []
-        self.env_steps = 0
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.history: list[EpisodeResult] = []
+        self._env_steps = 0
         self._state: LatentState | None = None
         self.last_action = np.zeros(self.action_dim, np.float32)
+
+    @property
+    def env_steps(self) -> int:
+        """Raw environment steps so far (action repeats counted)."""
+        return self._env_steps
 
     # ------------------------------------------------------------------ acting
     def to_env_action(self, action: np.ndarray) -> np.ndarray:
@@ -117,12 +122,13 @@ class LatentAgent(ABC):
     def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
         """Normalised action ``[action_dim]`` for the filtered state (batch of one)."""
 
-    def act(self, obs: np.ndarray, explore: bool = False) -> np.ndarray:
-        """Environment action for frame ``obs`` (call :meth:`reset` at each episode's start: the
-        filtered state is kept between calls). :attr:`last_action` holds it normalised."""
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Environment action for frame ``obs``, with exploration noise unless ``deterministic``
+        (call :meth:`reset` at each episode's start: the filtered state is kept between calls).
+        :attr:`last_action` holds it normalised."""
         state = self.observe(obs)
         with torch.no_grad():
-            self.last_action = np.asarray(self.act_latent(state, explore), np.float32)
+            self.last_action = np.asarray(self.act_latent(state, not deterministic), np.float32)
         return self.to_env_action(self.last_action)
 
     # ------------------------------------------------------------------ learning
@@ -141,49 +147,34 @@ class LatentAgent(ABC):
                 sums[key] = sums.get(key, 0.0) + value
         return {key: value / steps for key, value in sums.items()}
 
-    def run_episode(self, random: bool, seed: int, render: bool = False) -> tuple[float, int, float, list[np.ndarray]]:
-        """Collect one episode into the buffer: ``(return, agent steps, acting ms per step, frames)``."""
-        obs, info = self.env.reset(seed=seed)
-        self.buffer.start_episode(obs)
-        self.reset()
-        total, steps, act_s, frames = 0.0, 0, 0.0, [obs.transpose(1, 2, 0)] if render else []
-        while True:
-            start = time.perf_counter()
-            if random:
-                self.last_action = (torch.rand(self.action_dim, generator=self.generator) * 2 - 1).numpy()
-                action = self.to_env_action(self.last_action)
-            else:
-                action = self.act(obs, explore=True)
-            act_s += time.perf_counter() - start
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            self.env_steps += int(info.get("repeat_steps", 1))
-            self.buffer.add_step(self.last_action, reward, obs, terminated)
-            total, steps = total + float(reward), steps + 1
-            if render:
-                frames.append(obs.transpose(1, 2, 0))
-            if terminated or truncated:
-                return total, steps, 1000.0 * act_s / steps, frames
+    def recorder(self, buffer: SequenceBuffer) -> _SequenceRecorder:
+        """What stores this agent's episodes into ``buffer`` (frames with normalised actions)."""
+        return _SequenceRecorder(self, buffer)
 
-    def learn(self, episodes: int, callback: Callable[[LatentEpisodeResult, list[np.ndarray]], None] | None = None,
-              render_last: bool = False) -> list[LatentEpisodeResult]:
-        """Collect ``episodes`` more episodes (the first ``seed_episodes`` of the run with random
-        actions), training ``train_steps`` updates after each once the seed episodes are in."""
-        for index in range(episodes):
-            start = time.perf_counter()
-            number = len(self.history)
-            random = number < self.config.seed_episodes
-            total, steps, act_ms, frames = self.run_episode(random, episode_seed(self.config.seed, number),
-                                                            render=render_last and index == episodes - 1)
-            ready = number + 1 >= self.config.seed_episodes
-            train_start = time.perf_counter()
-            train = self.train(self.config.train_steps) if ready else {}
-            now = time.perf_counter()
-            result = LatentEpisodeResult(number, self.env_steps, total, steps, random, train, act_ms,
-                                         now - train_start, now - start)
-            self.history.append(result)
-            if callback is not None:
-                callback(result, frames)
-        return self.history[-episodes:]
+    def _random_action(self, obs: np.ndarray) -> np.ndarray:
+        self.last_action = (torch.rand(self.action_dim, generator=self.generator) * 2 - 1).numpy()
+        return self.to_env_action(self.last_action)
+
+    def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult:
+        """Collect one episode into the buffer (the first ``seed_episodes`` of the run with
+        random actions, the rest exploring), then ``train_steps`` updates once the seed episodes
+        are in. The episode always runs to its end (``max_steps`` does not cut it)."""
+        start = time.perf_counter()
+        number = len(self.history)
+        random = number < self.config.seed_episodes
+        self.reset()
+        loop = EnvLoop(self.env, self.recorder(self.buffer), render=render, frames=lambda obs: obs.transpose(1, 2, 0))
+        policy = self._random_action if random else (lambda obs: self.act(obs, deterministic=False))
+        episode = loop.run(policy, seed=episode_seed(self.seed, number))
+        self._env_steps += episode.env_steps
+        train_start = time.perf_counter()
+        train = self.train(self.config.train_steps) if number + 1 >= self.config.seed_episodes else {}
+        now = time.perf_counter()
+        info = {**train, "act_ms_per_step": episode.act_ms_per_step, "train_s": now - train_start}
+        result = EpisodeResult(number, episode.total_reward, episode.steps, self.env_steps, now - start, random, info,
+                               episode.frames)
+        self.history.append(result)
+        return result
 
     # ------------------------------------------------------------------ persistence
     def extra_tensors(self) -> dict[str, torch.Tensor]:
@@ -201,8 +192,8 @@ class LatentAgent(ABC):
         self.model.save(path / "world_model")
         self.buffer.save(path / "buffer.npz")
         save_checkpoint(path / "agent", {"generator": self.generator.get_state(), **self.extra_tensors()}, {})
-        state = {"kind": self.kind, "config": asdict(self.config), "env_steps": self.env_steps,
-                 "history": [asdict(r) for r in self.history]}
+        state = {"kind": self.name, "config": asdict(self.config), "seed": self.seed, "env_steps": self.env_steps,
+                 "history": [r.to_dict() for r in self.history]}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     @classmethod
@@ -210,13 +201,13 @@ class LatentAgent(ABC):
         """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment)."""
         path = Path(path)
         state = read_agent_state(path, cls.__name__)
-        if state.get("kind") != cls.kind:
-            raise ValueError(f"{path} holds a {state.get('kind')!r} agent, not {cls.kind!r}")
-        agent = cls(env, build(cls.config_class, state["config"]))
+        if state.get("kind") != cls.name:
+            raise ValueError(f"{path} holds a {state.get('kind')!r} agent, not {cls.name!r}")
+        agent = cls(env, build(cls.config_class, state["config"]), seed=state["seed"])
         agent.model = LatentWorldModel.load(path / "world_model")
         agent.buffer = SequenceBuffer.load(path / "buffer.npz", capacity=agent.config.buffer_capacity)
         tensors, _ = load_checkpoint(path / "agent")
         agent.generator.set_state(tensors.pop("generator"))
         agent.load_extra_tensors(tensors)
-        agent.env_steps, agent.history = state["env_steps"], [LatentEpisodeResult(**r) for r in state["history"]]
+        agent._env_steps, agent.history = state["env_steps"], [EpisodeResult.from_dict(r) for r in state["history"]]
         return agent

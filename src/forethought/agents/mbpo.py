@@ -46,7 +46,6 @@ class MBPOConfig:
     model_retain: int = 5
     policy_updates: int = 20
     real_fraction: float = 0.05
-    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("model_every", "rollout_every", "rollout_starts", "min_rollout_length", "model_retain"):
@@ -79,8 +78,12 @@ class MBPO(ModelBasedSAC):
     ``task`` is given). ``model_buffer`` holds the imagined transitions; ``log`` one row per
     rollout round (real steps, h, rows added, rows dropped as non-finite, model validation loss)."""
 
-    def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None) -> None:
-        super().__init__(env, config or MBPOConfig(), task, sac_updates_per_step=0)
+    name = "mbpo"
+    config_class = MBPOConfig
+
+    def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None,
+                 seed: int = 0) -> None:
+        super().__init__(env, config or MBPOConfig(), task, seed, sac_updates_per_step=0)
         self.model_buffer = self._model_buffer(self.config.min_rollout_length)
         self.model_fitted_at: int | None = None
         self.log: list[dict] = []

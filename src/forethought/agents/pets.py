@@ -3,8 +3,8 @@
 A few random-action trials, then repeat: fit the model on all data so far, run one trial with the
 MPC agent planning in it.
 
-    agent = PETS(envs.make("cartpole-swingup"), PETSConfig())
-    results = agent.learn(trials=10)
+    agent = PETS(envs.make("cartpole-swingup"), PETSConfig(), seed=0)
+    results = agent.learn(episodes=10)          # one episode per trial
     agent.save("runs/pets/agent"); agent = PETS.load("runs/pets/agent", env)
 """
 
@@ -21,9 +21,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from forethought.agents.episode import Episode, episode_seed, random_policy, run_episode
+from forethought.agents.base import Agent, EpisodeResult
 from forethought.agents.mpc import MPCAgent, PlannerConfig
 from forethought.data.buffer import ReplayBuffer
+from forethought.data.env_loop import EnvLoop, ReplayRecorder, random_policy
 from forethought.data.offline import load_npz
 from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.envs.analytic import analytic_step, env_task_functions
@@ -32,7 +33,8 @@ from forethought.config import build
 from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
-from forethought.serialization import atomic_write_text, load_checkpoint, read_agent_state, save_checkpoint
+from forethought.seeding import derive_seed, episode_seed, load_generators, save_generators
+from forethought.serialization import atomic_write_text, read_agent_state
 
 
 @dataclass
@@ -79,7 +81,6 @@ class PETSConfig:
     state_cost: dict = field(default_factory=dict)
     offline_data: str | None = None
     offline_model: str | None = None
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.random_trials < 0:
@@ -90,34 +91,24 @@ class PETSConfig:
             raise ValueError(f"refit_every must be >= 1 (or None), got {self.refit_every}")
 
 
-@dataclass
-class TrialResult:
-    """One trial: its return and length, total real steps so far (this agent's: logged offline
-    transitions are not counted), the model's best validation loss
-    after the fit that preceded it (None for random or oracle trials), mean planning time per
-    step, and wall-clock seconds of the trial (fit included)."""
-
-    trial: int
-    total_reward: float
-    steps: int
-    env_steps: int
-    model_val_loss: float | None
-    plan_ms_per_step: float | None
-    wall_s: float
-
-
-class PETS:
+class PETS(Agent):
     """The PETS agent for one environment (its reward/termination come from
-    :func:`forethought.envs.env_task_functions` unless ``task`` is given)."""
+    :func:`forethought.envs.env_task_functions` unless ``task`` is given). One episode is one
+    trial; its record's ``info`` holds ``model_val_loss`` (the fit before it; None for random or
+    oracle trials), ``model_diverged`` and ``plan_ms_per_step``."""
 
-    def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None) -> None:
-        self.env, self.config = env, config or PETSConfig()
+    name = "pets"
+    config_class = PETSConfig
+
+    def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
+                 seed: int = 0) -> None:
+        self.env, self.config, self.seed = env, config or PETSConfig(), derive_seed(seed)
         self.task = with_state_cost(task or env_task_functions(env), self.config.state_cost)
         self.obs_dim, self.act_dim = flat_dim(env.observation_space), flat_dim(env.action_space)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim)
-        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.model = self._make_model()
-        self.history: list[TrialResult] = []
+        self.history: list[EpisodeResult] = []
         self.agent: MPCAgent | None = None
         self.offline_rows = 0  # logged transitions in the buffer, not this agent's real steps
         self._offline_start()
@@ -155,45 +146,33 @@ class PETS:
         """Real steps this agent has taken (logged offline transitions are not counted)."""
         return len(self.buffer) - self.offline_rows
 
-    @property
-    def trials_done(self) -> int:
-        return len(self.history)
-
-    def learn(self, trials: int, callback: Callable[[TrialResult, Episode], None] | None = None,
-              render_last: bool = False) -> list[TrialResult]:
-        """Run ``trials`` more trials; ``callback(result, episode)`` is called after each one."""
-        if trials < 1:
-            raise ValueError(f"trials must be >= 1, got {trials}")
-        for i in range(trials):
-            result, episode = self.run_trial(render=render_last and i == trials - 1)
-            if callback is not None:
-                callback(result, episode)
-        return self.history[-trials:]
-
-    def run_trial(self, render: bool = False) -> tuple[TrialResult, Episode]:
+    def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult:
         """One trial: random actions during the first :attr:`random_trials`, otherwise fit the
-        model on all data (unless there is none yet: an offline model alone) and act with MPC."""
+        model on all data (unless there is none yet: an offline model alone) and act with MPC.
+        A trial always runs to its end (``max_steps`` does not cut it)."""
         start = time.perf_counter()
-        index, val_loss = self.trials_done, None
-        seed = episode_seed(self.config.seed, index)
+        index, fit = len(self.history), None
+        seed = episode_seed(self.seed, index)
         random_trial = index < self.random_trials
         if random_trial:
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None
         else:
             if not self.config.oracle and len(self.buffer) > 0:
-                report = self.model.fit(self.buffer, generator=self.generator)
-                val_loss = report.best_val_loss
+                fit = self.model.fit(self.buffer, generator=self.generator)
             self.agent = self._mpc()
             self.agent.reset()
             policy = self.agent.act if self.config.oracle or self.config.refit_every is None else self._refitting_policy()
-        max_steps = self.config.random_trial_steps if random_trial else None
-        episode = run_episode(self.env, policy, seed=seed, buffer=self.buffer, render=render, max_steps=max_steps)
+        loop = EnvLoop(self.env, ReplayRecorder(self.buffer), render=render)
+        episode = loop.run(policy, seed=seed, max_steps=self.config.random_trial_steps if random_trial else None)
         plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
-        result = TrialResult(index, episode.total_reward, episode.steps, self.env_steps, val_loss, plan_ms,
-                             time.perf_counter() - start)
+        info = {"model_val_loss": None if fit is None else fit.best_val_loss,
+                "model_diverged": None if fit is None else bool(getattr(fit, "diverged", False)),
+                "plan_ms_per_step": plan_ms}
+        result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps,
+                               time.perf_counter() - start, random_trial, info, episode.frames)
         self.history.append(result)
-        return result, episode
+        return result
 
     def _refitting_policy(self) -> Callable[[np.ndarray], np.ndarray | int]:
         """The MPC agent's ``act``, refitting the model on all data every ``refit_every`` steps first
@@ -214,24 +193,30 @@ class PETS:
             planner = replace(planner, particles=1, propagation="expectation")
         return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator)
 
-    def act(self, obs: np.ndarray) -> np.ndarray | int:
-        """Act with the current MPC agent (after at least one model-based trial, or in oracle mode)."""
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray | int:
+        """Plan with MPC in the current model (after at least one model-based trial, or in
+        oracle mode); planning draws its candidates from the agent's generator either way."""
         if self.agent is None:
             self.agent = self._mpc()
             self.agent.reset()
         return self.agent.act(obs)
 
+    def reset(self) -> None:
+        """Drop the planner's warm start (call when a new episode starts)."""
+        if self.agent is not None:
+            self.agent.reset()
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:
         """Write the agent to folder ``path``: ``model.*`` (unless oracle), ``buffer.npz``,
-        ``generator.*`` and ``state.json`` (config and trial history)."""
+        ``generator.*`` and ``state.json`` (config, seed and trial history)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         if not self.config.oracle:
             self.model.save(path / "model")
         self.buffer.save(path / "buffer.npz")
-        save_checkpoint(path / "generator", {"state": self.generator.get_state()}, {})
-        state = {"config": asdict(self.config), "history": [asdict(r) for r in self.history],
+        save_generators(path / "generator", {"generator": self.generator})
+        state = {"config": asdict(self.config), "seed": self.seed, "history": [r.to_dict() for r in self.history],
                  "model_fitted": self.model.fitted, "offline_rows": self.offline_rows}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
@@ -242,14 +227,13 @@ class PETS:
         state = read_agent_state(path, "PETS")
         config = build(PETSConfig, state["config"])
         # the saved buffer and model already hold what an offline start loaded
-        agent = cls(env, replace(config, offline_data=None, offline_model=None), task)
+        agent = cls(env, replace(config, offline_data=None, offline_model=None), task, seed=state["seed"])
         agent.config = config
         buffer = ReplayBuffer.load(path / "buffer.npz")
         check_env_sizes(f"the agent in {path}", buffer.obs_dim, buffer.act_dim, env)
-        agent.buffer, agent.offline_rows = buffer, state.get("offline_rows", 0)
+        agent.buffer, agent.offline_rows = buffer, state["offline_rows"]
         if not agent.config.oracle and state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")
-        tensors, _ = load_checkpoint(path / "generator")
-        agent.generator.set_state(tensors["state"])
-        agent.history = [TrialResult(**r) for r in state["history"]]
+        load_generators(path / "generator", {"generator": agent.generator})
+        agent.history = [EpisodeResult.from_dict(r) for r in state["history"]]
         return agent

@@ -22,6 +22,7 @@ import torch
 from forethought.agents.latent import LatentAgent, LatentAgentConfig
 from forethought.models.rssm import LatentState
 from forethought.planning import make_optimizer, optimizer_names
+from forethought.seeding import generator
 
 
 @dataclass
@@ -52,14 +53,14 @@ class PlaNetConfig(LatentAgentConfig):
 class PlaNet(LatentAgent):
     """Latent-space MPC; see the module docstring."""
 
-    kind = "planet"
+    name = "planet"
     config_class = PlaNetConfig
 
-    def __init__(self, env: gym.Env, config: PlaNetConfig | None = None) -> None:
+    def __init__(self, env: gym.Env, config: PlaNetConfig | None = None, seed: int = 0) -> None:
         config = config or PlaNetConfig()
-        super().__init__(env, config)
+        super().__init__(env, config, seed)
         space = gym.spaces.Box(-1.0, 1.0, shape=(self.action_dim,), dtype=np.float32)
-        self.plan_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.plan_generator = generator(self.seed, "planner")
         self.optimizer = make_optimizer(config.optimizer, space, config.horizon, generator=self.plan_generator,
                                         **config.settings)
 

@@ -5,9 +5,9 @@ change-of-variables log-probability correction, and automatic tuning of the entr
 towards a target entropy (``-action_dim`` by default). Used on its own as the model-free baseline
 and, through :meth:`SAC.update`, as the policy learner inside Dyna and MBPO.
 
-    agent = SAC(gym.make("Pendulum-v1"), SACConfig(seed=0))
+    agent = SAC(gym.make("Pendulum-v1"), SACConfig(), seed=0)
     agent.learn(steps=20_000)
-    action = agent.act(obs, deterministic=True)
+    action = agent.act(obs)                     # deterministic: tanh of the policy's mean
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forethought.agents.episode import episode_seed
+from forethought.agents.base import Agent, EpisodeResult
 from forethought.config import build
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.collect import check_env_sizes, flat_dim
+from forethought.data.env_loop import EnvLoop, ReplayRecorder
 from forethought.data.offline import load_npz
+from forethought.seeding import derive_seed, episode_seed
 from forethought.serialization import (atomic_write_text, load_checkpoint, load_module_tensors, load_optimizer_tensors,
                                        module_tensors, optimizer_tensors, read_agent_state, save_checkpoint)
 
@@ -61,7 +63,6 @@ class SACConfig:
     initial_alpha: float = 1.0
     target_entropy: float | None = None
     offline_data: str | None = None
-    seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "hidden_layers", "batch_size", "buffer_capacity"):
@@ -131,22 +132,14 @@ class TwinQ(nn.Module):
         return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
 
 
-@dataclass
-class EpisodeRecord:
-    """One finished real episode: its index, return, length, real steps so far, wall seconds so far."""
-
-    episode: int
-    total_reward: float
-    steps: int
-    env_steps: int
-    wall_s: float
-
-
-class SAC:
+class SAC(Agent):
     """Soft actor-critic acting in ``env`` (a Box action space), learning from its own replay buffer
     (``learn``) or from any batch of transitions (``update``)."""
 
-    def __init__(self, env: gym.Env, config: SACConfig | None = None) -> None:
+    name = "sac"
+    config_class = SACConfig
+
+    def __init__(self, env: gym.Env, config: SACConfig | None = None, seed: int = 0) -> None:
         if not isinstance(env.action_space, gym.spaces.Box):
             raise ValueError(f"SAC needs a Box action space, got {env.action_space}")
         if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
@@ -157,8 +150,8 @@ class SAC:
         low, high = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in (env.action_space.low,
                                                                                    env.action_space.high))
         self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
-        c = self.config
-        self.generator = torch.Generator().manual_seed(c.seed)
+        c, self.seed = self.config, derive_seed(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
         self.actor = SquashedGaussianActor(self.obs_dim, self.act_dim, c.hidden_size, c.hidden_layers, self.generator)
         self.critic = TwinQ(self.obs_dim, self.act_dim, c.hidden_size, c.hidden_layers, self.generator)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -168,13 +161,17 @@ class SAC:
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.learning_rate, fused=True)
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=c.learning_rate)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim, capacity=c.buffer_capacity)
-        self.env_steps, self.updates, self.offline_rows = 0, 0, 0
+        self._env_steps, self.updates, self.offline_rows = 0, 0, 0
         if c.offline_data is not None:
             self.add_offline(load_npz(c.offline_data))
-        self.history: list[EpisodeRecord] = []
-        self._obs: np.ndarray | None = None
-        self._episode_return, self._episode_steps, self._wall_s = 0.0, 0, 0.0
-        self._saved_episode: dict | None = None  # an unfinished episode of a loaded agent (restore_episode)
+        self.history: list[EpisodeResult] = []
+        self.loop = EnvLoop(env, ReplayRecorder(self.buffer))
+        self._episode_wall_s = 0.0
+        self._saved_episode: dict | None = None  # an unfinished episode of a loaded agent (_restore_episode)
+
+    @property
+    def env_steps(self) -> int:
+        return self._env_steps
 
     def add_offline(self, logged: ReplayBuffer) -> None:
         """Put logged transitions (same sizes as this environment's) into the replay buffer."""
@@ -202,8 +199,9 @@ class SAC:
             action, _ = self.actor(obs, self.generator, deterministic)
         return self.to_env_action(action)
 
-    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
-        """One env-unit action for one observation."""
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """One env-unit action for one observation: ``tanh`` of the policy's mean, or (not
+        ``deterministic``) a sample from it, drawn from the agent's generator."""
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
         action = self.policy(obs_t, deterministic)[0].numpy()
         return action.reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
@@ -250,49 +248,45 @@ class SAC:
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(),
                 "alpha_loss": alpha_loss.item(), "alpha": alpha.item()}
 
-    def learn(self, steps: int, callback: Callable[[EpisodeRecord], None] | None = None,
-              before_update: Callable[["SAC"], None] | None = None) -> list[EpisodeRecord]:
-        """Take ``steps`` more real steps (an episode in progress carries over between calls), with
-        ``updates_per_step`` updates after each once ``learning_starts`` steps are stored.
-        ``callback`` sees every finished episode; ``before_update(agent)`` runs after each real
-        step is stored, before its updates (Dyna and MBPO hook their model work in there).
-        Returns the episodes finished in this call."""
-        if steps < 1:
-            raise ValueError(f"steps must be >= 1, got {steps}")
-        c, finished = self.config, []
-        start = time.perf_counter()
-        for _ in range(steps):
-            if self._obs is None:
-                self._obs, _ = self.env.reset(seed=episode_seed(c.seed, len(self.history)))
-                self._episode_return, self._episode_steps = 0.0, 0
-            if self.stored_steps < c.learning_starts:
-                unit = torch.rand(self.act_dim, generator=self.generator) * 2 - 1
-                action = self.to_env_action(unit).numpy().reshape(self.env.action_space.shape)
-                action = action.astype(self.env.action_space.dtype)
-            else:
-                action = self.act(self._obs)
-            next_obs, reward, terminated, truncated, _ = self.env.step(action)
-            self.buffer.add(np.ravel(self._obs), np.ravel(action), float(reward), np.ravel(next_obs),
-                            terminated, truncated)
-            self.env_steps += 1
-            self._episode_return += float(reward)
-            self._episode_steps += 1
-            self._obs = next_obs
-            if before_update is not None:
-                before_update(self)
-            if self.stored_steps >= c.learning_starts:
-                for _ in range(c.updates_per_step):
-                    self.update(self.buffer.sample(c.batch_size, self.generator))
-            if terminated or truncated:
-                record = EpisodeRecord(len(self.history), self._episode_return, self._episode_steps, self.env_steps,
-                                       self._wall_s + time.perf_counter() - start)
-                self.history.append(record)
-                finished.append(record)
-                self._obs = None
-                if callback is not None:
-                    callback(record)
-        self._wall_s += time.perf_counter() - start
-        return finished
+    def advance(self, max_steps: int | None = None, render: bool = False,
+                before_update: Callable[["SAC"], None] | None = None) -> EpisodeResult | None:
+        """Take real steps until the episode ends or ``max_steps`` steps are taken (an episode in
+        progress carries over between calls), with ``updates_per_step`` updates after each once
+        ``learning_starts`` steps are stored. ``before_update(agent)`` runs after each real step
+        is stored, before its updates (Dyna and MBPO hook their model work in there)."""
+        c, loop, start = self.config, self.loop, time.perf_counter()
+        self._restore_episode()
+        if not loop.running:
+            loop.render = render
+            loop.start(seed=episode_seed(self.seed, len(self.history)))
+            self._episode_wall_s = 0.0
+        else:
+            loop.render = loop.render or render
+        taken = 0
+        try:
+            while loop.running and (max_steps is None or taken < max_steps):
+                if self.stored_steps < c.learning_starts:
+                    unit = torch.rand(self.act_dim, generator=self.generator) * 2 - 1
+                    action = self.to_env_action(unit).numpy().reshape(self.env.action_space.shape)
+                    loop.step(action.astype(self.env.action_space.dtype))
+                else:
+                    loop.act_and_step(lambda obs: self.act(obs, deterministic=False))
+                self._env_steps += 1
+                taken += 1
+                if before_update is not None:
+                    before_update(self)
+                if self.stored_steps >= c.learning_starts:
+                    for _ in range(c.updates_per_step):
+                        self.update(self.buffer.sample(c.batch_size, self.generator))
+        finally:
+            self._episode_wall_s += time.perf_counter() - start
+        if loop.running:
+            return None
+        episode = loop.episode
+        result = EpisodeResult(len(self.history), episode.total_reward, episode.steps, self.env_steps,
+                               self._episode_wall_s, frames=episode.frames)
+        self.history.append(result)
+        return result
 
     # ------------------------------------------------------------------ persistence
     def _modules(self) -> dict[str, nn.Module]:
@@ -314,19 +308,26 @@ class SAC:
         tensors["generator"] = self.generator.get_state()
         save_checkpoint(path / "networks", tensors, {"kind": "sac"})
         self.buffer.save(path / "buffer.npz")
-        state = {"config": asdict(self.config), "history": [asdict(r) for r in self.history],
+        episode = self.loop.episode if self.loop.running else None
+        if self._saved_episode is not None:  # loaded and not yet continued: still the saved one
+            episode_state = self._saved_episode
+        else:
+            episode_state = None if episode is None else {"return": episode.total_reward, "steps": episode.steps,
+                                                         "wall_s": self._episode_wall_s}
+        state = {"config": asdict(self.config), "seed": self.seed, "history": [r.to_dict() for r in self.history],
                  "env_steps": self.env_steps, "updates": self.updates, "offline_rows": self.offline_rows,
-                 "episode_in_progress": None if self._obs is None else
-                 {"return": self._episode_return, "steps": self._episode_steps}}
+                 "episode_in_progress": episode_state}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: gym.Env) -> "SAC":
-        """Rebuild an agent saved with :meth:`save` around ``env`` (its next episode starts fresh)."""
+        """Rebuild an agent saved with :meth:`save` around ``env``. An episode the saved agent had
+        not finished is continued by the next :meth:`learn`: the environment is reset with that
+        episode's seed and its stored actions replayed (deterministic environments only)."""
         path = Path(path)
         state = read_agent_state(path, "SAC")
         config = build(SACConfig, state["config"])
-        agent = cls(env, replace(config, offline_data=None))  # the saved buffer holds the logged rows
+        agent = cls(env, replace(config, offline_data=None), seed=state["seed"])  # the saved buffer holds the logged rows
         agent.config = config
         tensors, _ = load_checkpoint(path / "networks")
         for name, module in agent._modules().items():
@@ -337,23 +338,22 @@ class SAC:
         agent.generator.set_state(tensors["generator"])
         buffer = ReplayBuffer.load(path / "buffer.npz", capacity=agent.config.buffer_capacity)
         check_env_sizes(f"the agent in {path}", buffer.obs_dim, buffer.act_dim, env)
-        agent.buffer = buffer
-        agent.env_steps, agent.updates = state["env_steps"], state["updates"]
-        agent.offline_rows = state.get("offline_rows", 0)
-        agent.history = [EpisodeRecord(**r) for r in state["history"]]
+        agent.buffer, agent.loop.recorder = buffer, ReplayRecorder(buffer)
+        agent._env_steps, agent.updates = state["env_steps"], state["updates"]
+        agent.offline_rows = state["offline_rows"]
+        agent.history = [EpisodeResult.from_dict(r) for r in state["history"]]
         agent._saved_episode = state.get("episode_in_progress")
         return agent
 
-    def restore_episode(self) -> None:
+    def _restore_episode(self) -> None:
         """Put the environment back where the saved agent's unfinished episode was: reset it with
-        that episode's seed and replay its stored actions (deterministic environments: each replayed
-        step must reproduce the stored next observation, else a RuntimeError says where it did not).
-        After this, :meth:`learn` continues exactly as the uninterrupted agent would have."""
+        that episode's seed and replay its stored actions (each replayed step must reproduce the
+        stored next observation, else a RuntimeError says where it did not)."""
         saved = self._saved_episode
         if saved is None:
             return
         steps = saved["steps"]
-        obs, _ = self.env.reset(seed=episode_seed(self.config.seed, len(self.history)))
+        obs, _ = self.env.reset(seed=episode_seed(self.seed, len(self.history)))
         replay = self.buffer.subset(np.arange(len(self.buffer) - steps, len(self.buffer))).all()
         for i in range(steps):
             action = replay.action[i].numpy().reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
@@ -361,5 +361,6 @@ class SAC:
             if not np.allclose(np.ravel(obs), replay.next_obs[i].numpy(), rtol=1e-5, atol=1e-6):
                 raise RuntimeError(f"replaying the unfinished episode diverged at step {i + 1} of {steps}: the "
                                    f"environment is not deterministic, so this run cannot be resumed exactly")
-        self._obs, self._episode_return, self._episode_steps = obs, saved["return"], steps
+        self.loop.resume(obs, saved["return"], steps, steps)
+        self._episode_wall_s = saved.get("wall_s", 0.0)
         self._saved_episode = None

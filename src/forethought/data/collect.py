@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
 
 from forethought.data.buffer import ReplayBuffer
+from forethought.data.env_loop import EnvLoop, ReplayRecorder, random_policy
 from forethought.progress import ProgressBar
 
 Policy = Callable[[np.ndarray], np.ndarray]
@@ -31,72 +32,51 @@ def check_env_sizes(source: str, obs_dim: int, act_dim: int, env: gym.Env) -> No
                          f"has {expected[0]}/{expected[1]}")
 
 
-def collect(env: gym.Env | gym.vector.VectorEnv, steps: int, seed: int, policy: Policy | None = None,
+def collect(env: gym.Env | Sequence[gym.Env], steps: int, seed: int, policy: Policy | None = None,
             buffer: ReplayBuffer | None = None, progress: bool = False) -> ReplayBuffer:
     """Step ``env`` for ``steps`` transitions and store them; episodes restart on termination or
     truncation.
 
     Args:
-        env: the environment (its action space is seeded with ``seed`` for random actions), or
-            several copies of it in a vector environment (:func:`~forethought.envs.make_vector`):
-            copy ``i`` is reset with ``seed + i``, the copies share the ``steps`` evenly, and each
-            copy's transitions are stored together, in order, its last episode marked truncated
-            (the budget cut it), so episodes stay contiguous in the buffer.
-        steps: number of transitions to record (all copies together).
+        env: the environment, or several copies of it: copy ``i`` is reset with ``seed + i`` (and
+            its action space seeded so), the copies share the ``steps`` evenly, and each copy's
+            transitions are stored together, in order, so episodes stay contiguous.
+        steps: number of transitions to record (all copies together); each copy's last episode is
+            marked truncated where the budget cut it.
         seed: seeds the first ``reset`` and the random-action sampler.
-        policy: maps an observation to an action (for a vector environment: ``[N, ...]``
-            observations to ``[N, ...]`` actions); ``None`` samples uniformly from the action space.
+        policy: maps an observation to an action; ``None`` samples uniformly from the action space.
         buffer: buffer to append to (a new one sized from the env's spaces if ``None``).
         progress: show a live progress bar.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if isinstance(env, gym.vector.VectorEnv):
-        return _collect_vector(env, steps, seed, policy, buffer, progress)
+        raise TypeError("collect takes an environment or a list of copies of it, not a vector environment")
+    copies = [env] if isinstance(env, gym.Env) else list(env)
+    if not copies:
+        raise ValueError("collect needs at least one environment")
     if buffer is None:
-        buffer = ReplayBuffer(flat_dim(env.observation_space), flat_dim(env.action_space))
-    env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    with ProgressBar(progress, steps, f"collecting {steps} transitions") as bar:
-        for _ in range(steps):
-            action = env.action_space.sample() if policy is None else policy(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            buffer.add(np.ravel(obs), np.ravel(action), float(reward), np.ravel(next_obs), terminated, truncated)
-            obs = next_obs
-            if terminated or truncated:
-                obs, _ = env.reset()
-            bar.advance()
+        buffer = ReplayBuffer(flat_dim(copies[0].observation_space), flat_dim(copies[0].action_space))
+    quota = [steps // len(copies) + (i < steps % len(copies)) for i in range(len(copies))]
+    label = f"collecting {steps} transitions" + (f" in {len(copies)} copies" if len(copies) > 1 else "")
+    with ProgressBar(progress, steps, label) as bar:
+        for i, (copy, rows) in enumerate(zip(copies, quota)):
+            if rows:
+                _collect_one(copy, rows, seed + i, policy, buffer, bar)
     return buffer
 
 
-def _collect_vector(env: gym.vector.VectorEnv, steps: int, seed: int, policy: Policy | None,
-                    buffer: ReplayBuffer | None, progress: bool) -> ReplayBuffer:
-    """:func:`collect` over the copies of a vector environment (same-step autoreset)."""
-    if env.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP:
-        raise ValueError("collect needs a vector environment with same-step autoreset (the final observation of an "
-                         "ended episode in info['final_obs']): build it with forethought.envs.make_vector, got "
-                         f"autoreset mode {env.metadata.get('autoreset_mode')}")
-    copies = env.num_envs
-    if buffer is None:
-        buffer = ReplayBuffer(flat_dim(env.single_observation_space), flat_dim(env.single_action_space))
-    quota = [steps // copies + (i < steps % copies) for i in range(copies)]
-    rows: list[list[tuple]] = [[] for _ in range(copies)]
+def _collect_one(env: gym.Env, steps: int, seed: int, policy: Policy | None, buffer: ReplayBuffer,
+                 bar: ProgressBar) -> None:
+    """``steps`` transitions of one environment into ``buffer``, the last marked truncated."""
     env.action_space.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    with ProgressBar(progress, steps, f"collecting {steps} transitions in {copies} copies") as bar:
-        while any(len(r) < q for r, q in zip(rows, quota)):
-            action = env.action_space.sample() if policy is None else policy(obs)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            ended = info.get("_final_obs", np.zeros(copies, dtype=bool))
-            for i in range(copies):
-                if len(rows[i]) < quota[i]:
-                    stored_next = info["final_obs"][i] if ended[i] else next_obs[i]
-                    rows[i].append((np.ravel(obs[i]), np.ravel(action[i]), float(reward[i]), np.ravel(stored_next),
-                                    bool(terminated[i]), bool(truncated[i])))
-                    bar.advance()
-            obs = next_obs
-    for copy_rows in rows:
-        for k, (o, a, r, n, term, trunc) in enumerate(copy_rows):
-            last = k == len(copy_rows) - 1
-            buffer.add(o, a, r, n, term, trunc or (last and not term))
-    return buffer
+    act = policy if policy is not None else random_policy(env.action_space)
+    loop = EnvLoop(env, ReplayRecorder(buffer))
+    loop.start(seed=seed)
+    for step in range(steps):
+        if not loop.running:
+            loop.start()
+        if step == steps - 1:
+            loop.max_steps = loop.episode.steps + 1  # the budget cuts the last episode: stored as truncated
+        loop.act_and_step(act)
+        bar.advance()

@@ -23,6 +23,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from forethought.data.env_loop import EnvLoop
+
 
 @dataclass
 class Push:
@@ -103,9 +105,16 @@ def push_recovery(env: gym.Env, act: Callable[[np.ndarray], Any], push: Push, se
     """Run one episode of ``act`` from ``reset(seed)``, push at ``push.at_step``, and measure the recovery."""
     if window < 1 or tolerance < 0:
         raise ValueError(f"window must be >= 1 and tolerance >= 0, got {window} and {tolerance}")
-    obs, _ = env.reset(seed=seed)
-    rewards, terminated, truncated, step = [], False, False, 0
-    while not (terminated or truncated) and (max_steps is None or step < max_steps):
+    rewards: list[float] = []
+
+    class Rewards:  # the loop's recorder: only the rewards matter here
+        start_episode = staticmethod(lambda obs: None)
+
+        @staticmethod
+        def add_step(obs, action, reward, next_obs, terminated, truncated) -> None:
+            rewards.append(float(reward))
+
+    def before_step(step: int) -> None:
         if step == push.at_step:
             if push.velocity is not None:
                 apply_velocity_kick(env, list(push.velocity))
@@ -113,9 +122,9 @@ def push_recovery(env: gym.Env, act: Callable[[np.ndarray], Any], push: Push, se
                 _set_force(env, push.body, push.force)
         if push.force is not None and step == push.at_step + push.duration:
             _set_force(env, push.body, None)
-        obs, reward, terminated, truncated, _ = env.step(act(obs))
-        rewards.append(float(reward))
-        step += 1
+
+    episode = EnvLoop(env, Rewards()).run(act, seed=seed, max_steps=max_steps, before_step=before_step)
+    terminated, step = episode.terminated, episode.steps
     if push.force is not None and step > push.at_step:
         _set_force(env, push.body, None)
     if len(rewards) <= push.at_step:
