@@ -214,10 +214,21 @@ class ReplayBuffer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, capacity: int | None = None) -> "ReplayBuffer":
-        """Read a buffer written by :meth:`save` (or any ``.npz`` with the same field names)."""
-        from forethought.data.offline import load_npz
+        """Read a buffer written by :meth:`save` (or any ``.npz`` with the same field names).
 
-        return load_npz(path, capacity=capacity)
+        Raises:
+            CheckpointError: the file is missing or damaged, or a field has a bad shape or value
+                (one line naming the file; see :func:`~forethought.data.offline.load_npz`).
+        """
+        from forethought.data.offline import load_npz
+        from forethought.serialization import CheckpointError, MissingCheckpointError
+
+        try:
+            return load_npz(path, capacity=capacity)
+        except FileNotFoundError as err:
+            raise MissingCheckpointError(f"buffer {path} does not exist") from err
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
 
 
 def bootstrap_indices(n: int, members: int, generator: torch.Generator) -> torch.Tensor:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from forethought.serialization import atomic_write_bytes
+from forethought.data.offline import read_npz
+from forethought.serialization import CheckpointError, MissingCheckpointError, atomic_write_bytes
 
 
 @dataclass
@@ -165,11 +166,27 @@ class SequenceBuffer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, capacity: int = 1_000_000) -> "SequenceBuffer":
-        """Read a buffer written by :meth:`save` (no pickled objects are accepted)."""
-        with np.load(path, allow_pickle=False) as data:
-            obs = data["obs"]
-            buffer = cls(obs.shape[1:], data["action"].shape[1], capacity=max(capacity, len(obs) + 1), obs_dtype=obs.dtype)
-            buffer._arrays = {name: np.array(data[name]) for name in cls._FIELDS}
-            buffer._size = len(obs)
-            buffer._episode_starts = data["episode_starts"].tolist()
+        """Read a buffer written by :meth:`save` (no pickled objects are accepted).
+
+        Raises:
+            CheckpointError: the file is missing or damaged, an array is missing, or the arrays'
+                shapes disagree (one line naming the file).
+        """
+        try:
+            data = read_npz(path, ("episode_starts", *cls._FIELDS))
+        except FileNotFoundError as err:
+            raise MissingCheckpointError(f"sequence buffer {path} does not exist") from err
+        except ValueError as err:
+            raise CheckpointError(str(err)) from err
+        obs, starts = data["obs"], data["episode_starts"]
+        lengths = {name: len(data[name]) if data[name].ndim else None for name in cls._FIELDS}
+        ordered = starts.ndim == 1 and (len(starts) == 0 or (starts[0] == 0 and np.all(np.diff(starts) > 0)
+                                                             and starts[-1] < len(obs)))
+        if obs.ndim < 2 or data["action"].ndim != 2 or len(set(lengths.values())) != 1 or not ordered:
+            raise CheckpointError(f"sequence buffer {path} is inconsistent: rows per array {lengths}, "
+                                  f"obs shape {obs.shape}, episode starts {starts.tolist()[:8]}")
+        buffer = cls(obs.shape[1:], data["action"].shape[1], capacity=max(capacity, len(obs) + 1), obs_dtype=obs.dtype)
+        buffer._arrays = {name: np.array(data[name]) for name in cls._FIELDS}
+        buffer._size = len(obs)
+        buffer._episode_starts = starts.tolist()
         return buffer
