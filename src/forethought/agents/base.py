@@ -59,6 +59,7 @@ class Agent(ABC):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
+    metrics: ClassVar[tuple[str, ...]]  # the keys of EpisodeResult.info, in the order runs log them
     env: gym.Env
     config: Any
     seed: int

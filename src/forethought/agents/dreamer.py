@@ -258,6 +258,7 @@ class Dreamer(LatentAgent):
     """Actor-critic in imagination; see the module docstring."""
 
     name = "dreamer"
+    metrics = (*LatentAgent.metrics, "actor_loss", "critic_loss", "imagined_return", "entropy")
     config_class = DreamerConfig
 
     def __init__(self, env: gym.Env, config: DreamerConfig | None = None, seed: int = 0) -> None:

@@ -56,6 +56,7 @@ class Dyna(ModelBasedSAC):
     latest fit."""
 
     name = "dyna"
+    metrics = ("model_val_loss", "model_diverged")
     config_class = DynaConfig
 
     def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None,

@@ -73,6 +73,8 @@ class LatentAgent(Agent):
     it, ``act_ms_per_step`` and ``train_s`` (seconds of those updates)."""
 
     name: str = "latent"
+    metrics: tuple[str, ...] = ("loss", "reconstruction", "reward_mse", "continue_bce", "kl", "act_ms_per_step",
+                                "train_s")
     config_class: type[LatentAgentConfig] = LatentAgentConfig
 
     def __init__(self, env: gym.Env, config: LatentAgentConfig, seed: int = 0) -> None:

@@ -79,6 +79,7 @@ class MBPO(ModelBasedSAC):
     rollout round (real steps, h, rows added, rows dropped as non-finite, model validation loss)."""
 
     name = "mbpo"
+    metrics = ("model_val_loss", "model_diverged")
     config_class = MBPOConfig
 
     def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None,

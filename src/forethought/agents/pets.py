@@ -98,6 +98,7 @@ class PETS(Agent):
     oracle trials), ``model_diverged`` and ``plan_ms_per_step``."""
 
     name = "pets"
+    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step")
     config_class = PETSConfig
 
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,

@@ -137,6 +137,7 @@ class SAC(Agent):
     (``learn``) or from any batch of transitions (``update``)."""
 
     name = "sac"
+    metrics: tuple[str, ...] = ()
     config_class = SACConfig
 
     def __init__(self, env: gym.Env, config: SACConfig | None = None, seed: int = 0) -> None:

@@ -28,7 +28,7 @@ from forethought.config import config_to_dict
 from forethought.evaluation.plots import save_figure
 from forethought.experiments.backends import Job, check_backend, run_study
 from forethought.experiments.run_dir import RunDir
-from forethought.experiments.run_pets import RunPETSConfig
+from forethought.experiments.run_config import PETSRunConfig
 from forethought.planning import PROPAGATIONS
 from forethought.serialization import atomic_write_text
 
@@ -65,10 +65,10 @@ class AblateConfig:
         check_backend(self.backend, self.workers, self.retries)
 
 
-def variant_config(base: PETSConfig, model: str, propagation: str, seed: int) -> PETSConfig:
-    """``base`` with the model kind, propagation mode and seed of one grid cell."""
+def variant_config(base: PETSConfig, model: str, propagation: str) -> PETSConfig:
+    """``base`` with the model kind and propagation mode of one grid cell."""
     return dataclasses.replace(base, model=dataclasses.replace(base.model, kind=model),
-                               planner=dataclasses.replace(base.planner, propagation=propagation), seed=seed)
+                               planner=dataclasses.replace(base.planner, propagation=propagation))
 
 
 def ablate(config: AblateConfig, on_run: Callable[[str, int, list[float]], None] | None = None,
@@ -80,9 +80,9 @@ def ablate(config: AblateConfig, on_run: Callable[[str, int, list[float]], None]
     jobs = []
     for model, propagation, seed in itertools.product(config.models, config.propagations, range(config.seeds)):
         variant, name = f"{model}-{propagation}", f"{model}-{propagation}-seed{seed}"
-        run = RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs, trials=config.trials, seed=seed,
+        run = PETSRunConfig(env=config.env, env_kwargs=config.env_kwargs, episodes=config.trials, seed=seed,
                             out=str(Path(config.out) / "runs" / name), oracle_episodes=0, video=False,
-                            agent=variant_config(config.agent, model, propagation, seed))
+                            agent=variant_config(config.agent, model, propagation))
         cells[name] = (variant, seed)
         jobs.append(Job(name, "pets", config_to_dict(run)))
     histories: dict[tuple[str, int], list[dict[str, str]]] = {}
@@ -101,7 +101,7 @@ def ablate(config: AblateConfig, on_run: Callable[[str, int, list[float]], None]
             rows = histories[(variant, seed)]
             curves[variant].append([float(r["return"]) for r in rows])
             for r in rows:
-                run.log({"variant": variant, "seed": seed, "trial": int(r["trial"]), "env_steps": int(r["env_steps"]),
+                run.log({"variant": variant, "seed": seed, "trial": int(r["episode"]), "env_steps": int(r["env_steps"]),
                          "return": float(r["return"]), "wall_s": float(r["wall_s"])}, step=step)
                 step += 1
         table = summarize(curves)

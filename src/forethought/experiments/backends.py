@@ -90,7 +90,8 @@ def execute_run(command: str, config: dict, threads: int | None = None) -> dict[
     import torch
 
     from forethought.config import build
-    from forethought.experiments.commands import run_config_class, start_run
+    from forethought.experiments.run import start_run
+    from forethought.experiments.run_config import run_config_class
 
     run_config = build(run_config_class(command), config)
     path = Path(run_config.out)

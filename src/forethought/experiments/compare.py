@@ -2,9 +2,10 @@
 real steps, and the statistics that say how much real data each one needs.
 
 Every run writes its own run directory (``runs/<algo>-seed<k>/``, the same as ``forethought run``
-writes). The learning curve of a run is its return against real steps: the return of each trial
-for PETS (MPC acts without exploration noise), the deterministic policy's evaluation return every
-``eval_every`` steps for SAC, Dyna and MBPO. Then, in the comparison's own folder:
+writes). The learning curve of a run is its return against real steps: its evaluation returns
+where the algorithm's runs evaluate (SAC, Dyna and MBPO, every ``eval_every`` steps), else the
+returns of its training episodes (PETS: each trial, planned without exploration noise). Then, in
+the comparison's own folder:
 
     curves.csv           algo, seed, env_steps, return: every point of every run
     compare.md           per algorithm: final return (IQM and mean over seeds, 95 % bootstrap
@@ -39,10 +40,7 @@ import numpy as np
 import torch
 
 from forethought import envs
-from forethought.agents.dyna import Dyna, DynaConfig
-from forethought.agents.mbpo import MBPO, MBPOConfig
-from forethought.agents.pets import PETS, PETSConfig
-from forethought.agents.sac import SAC, SACConfig
+from forethought.agents import AGENTS, DynaConfig, MBPOConfig, PETSConfig, SACConfig
 from forethought.evaluation.disturbance import Push, PushResult, push_recovery
 from forethought.evaluation.plots import plot_seed_curves
 from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
@@ -50,13 +48,11 @@ from forethought.evaluation.statistics import (aggregate_curves, bootstrap_inter
 from forethought.config import config_to_dict
 from forethought.experiments.backends import Job, check_backend, run_study
 from forethought.experiments.run_dir import RunDir
-from forethought.experiments.run_pets import RunPETSConfig
-from forethought.experiments.run_policy import RUN_CONFIGS
+from forethought.experiments.run_config import RUN_CONFIGS
+from forethought.seeding import derive_seed
 from forethought.serialization import atomic_write_text
 
 ALGOS = ("pets", "sac", "dyna", "mbpo")
-AGENT_TYPES = {"pets": PETS, "sac": SAC, "dyna": Dyna, "mbpo": MBPO}
-PUSH_SEED = 20_000
 Curve = tuple[list[int], list[float]]
 
 
@@ -112,40 +108,44 @@ class RunResult:
 
 
 def run_job(config: CompareConfig, algo: str, seed: int) -> Job:
-    """The run of ``algo`` with ``seed``, into ``<out>/runs/<algo>-seed<seed>``."""
+    """The run of ``algo`` with ``seed``, into ``<out>/runs/<algo>-seed<seed>``: the comparison's
+    budget of real steps, evaluated every ``eval_every`` steps where the algorithm's runs evaluate."""
     name = f"{algo}-seed{seed}"
-    out = str(Path(config.out) / "runs" / name)
-    if algo == "pets":
-        run = RunPETSConfig(env=config.env, env_kwargs=config.env_kwargs, trials=1_000_000, steps=config.steps,
-                            seed=seed, out=out, oracle_episodes=0, video=False, agent=config.pets)
-    else:
-        run = RUN_CONFIGS[algo](env=config.env, env_kwargs=config.env_kwargs, steps=config.steps,
-                                eval_every=config.eval_every, eval_episodes=config.eval_episodes,
-                                target=config.target, seed=seed, out=out, agent=getattr(config, algo))
+    cls = RUN_CONFIGS[algo]
+    evaluates = cls.__dataclass_fields__["eval_every"].default is not None
+    run = cls(env=config.env, env_kwargs=config.env_kwargs, steps=config.steps, episodes=None,
+              eval_every=config.eval_every if evaluates else None, eval_episodes=config.eval_episodes,
+              target=config.target, seed=seed, out=str(Path(config.out) / "runs" / name), oracle_episodes=0,
+              video=False, agent=getattr(config, algo))
     return Job(name, algo, config_to_dict(run))
+
+
+def learning_curve(rows: list[dict[str, str]]) -> Curve:
+    """``(env_steps, returns)`` of a run's metrics rows: its evaluations where it has any, else
+    its training episodes."""
+    key = "eval_return" if any(r.get("eval_return") for r in rows) else "return"
+    points = [(int(r["env_steps"]), float(r[key])) for r in rows if r.get(key)]
+    return [s for s, _ in points], [v for _, v in points]
 
 
 def read_result(config: CompareConfig, algo: str, seed: int, summary: dict[str, Any]) -> RunResult:
     """The learning curve of a finished run, read back from its run directory."""
     out = Path(config.out) / "runs" / f"{algo}-seed{seed}"
-    y_key = "return" if algo == "pets" else "eval_return"
     with open(out / "metrics.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    steps, returns = [int(r["env_steps"]) for r in rows], [float(r[y_key]) for r in rows]
+        steps, returns = learning_curve(list(csv.DictReader(f)))
     return RunResult(algo, seed, steps, returns, 1000 * summary["wall_s"] / max(summary["env_steps"], 1), str(out))
 
 
 def push_tests(config: CompareConfig, algo: str, agent_path: Path, seed: int) -> list[PushResult]:
     """The saved final agent of one run, pushed in ``push_episodes`` episodes (rewards not kept)."""
     env = envs.make(config.env, **config.env_kwargs)
-    agent = AGENT_TYPES[algo].load(agent_path, env)
-    act = agent.act if algo == "pets" else (lambda obs: agent.act(obs, deterministic=True))
+    agent = AGENTS[algo].load(agent_path, env)
     push = Push(at_step=config.push_at, velocity=list(config.push_velocity))
     results = []
     for episode in range(config.push_episodes):
-        if algo == "pets" and agent.agent is not None:
-            agent.agent.reset()  # a fresh plan for each episode (the first act builds the planner)
-        result = push_recovery(env, act, push, seed=PUSH_SEED + 100 * seed + episode)
+        agent.reset()
+        result = push_recovery(env, lambda obs: agent.act(obs, deterministic=True), push,
+                               seed=derive_seed(seed, "push", episode))
         result.rewards = []
         results.append(result)
     return results

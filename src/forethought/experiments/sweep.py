@@ -41,12 +41,10 @@ RETURN_KEYS = ("eval_return", "return")  # the return column of a metrics row, b
 
 
 def final_and_best(summary: dict[str, Any] | None) -> tuple[float | None, float | None]:
-    """A run summary's final and best return (evaluation returns for the policy and latent commands)."""
+    """A run summary's final and best return (of its learning curve: evaluations where it has them)."""
     if not summary:
         return None, None
-    final = summary.get("final_return", summary.get("final_eval_return"))
-    best = summary.get("best_return", summary.get("best_eval_return"))
-    return final, best
+    return summary.get("final_return"), summary.get("best_return")
 
 
 def metrics_progress(path: Path) -> tuple[int, float | None]:

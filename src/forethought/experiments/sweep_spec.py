@@ -28,7 +28,7 @@ import numpy as np
 
 from forethought.config import ConfigError, build, config_to_dict, load_config, set_value
 from forethought.experiments.backends import BACKENDS
-from forethought.experiments.commands import RUN_ALGOS, run_config_class
+from forethought.experiments.run_config import RUN_ALGOS, run_config_class
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
 SET_BY_SWEEP = {"out": "the sweep's out (each run writes OUT/runs/<name>)", "seed": "seeds"}

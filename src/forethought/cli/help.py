@@ -1,0 +1,90 @@
+"""The help texts of the ``forethought`` command."""
+
+DESCRIPTION = """Model-based reinforcement learning: learn how a system moves from a few real
+transitions, measure how good that model is, and plan or train policies inside it."""
+
+FIT_MODEL_HELP = """Collect random-action transitions from an environment (or load logged ones with
+--data), fit a dynamics model, and measure it on held-out episodes: one-step error, open-loop
+error over --horizon steps, and calibration of the predicted uncertainty, each compared with a
+constant-delta baseline. Writes a run directory with config.yaml, metrics.csv (one row per
+training epoch), TensorBoard events, checkpoints/model.{safetensors,json}, summary.json and
+plots/*.png.
+
+Any config value can be set as key.sub=value after the options, e.g.
+  forethought fit-model --env pendulum-swingup model.hidden_size=64 train.lr=3e-4
+Precedence: defaults < --config YAML < options < key=value overrides."""
+
+COMPARE_HELP = """Fit several model types (default: linear, d, p, de, pe) and the constant-delta baseline
+on the same transitions and score them on the same held-out episodes. Writes a run directory with
+metrics.csv (one row per model), comparison.md, summary.json, checkpoints/<kind>.* and
+plots/compounding_error.png with one open-loop error curve per model type. Takes the same options
+and key.sub=value overrides as fit-model."""
+
+RUN_HELP = """Learn to control an environment from scratch, for a budget of --steps real environment
+steps and/or --episodes episodes (PETS: trials). Every algorithm writes the same run directory:
+metrics.csv (one row per episode: episode, env_steps, return, eval_return, wall_s, then the
+algorithm's own figures), TensorBoard events, the agent in checkpoints/agent/, summary.json (final
+and best return of the learning curve, the oracle planner's return where the environment's exact
+dynamics are known, steps to the target), plots/learning_curve.png and, where the environment
+renders headless, videos/last_episode.gif. One line is printed per episode.
+
+pets: a random trial, then per trial fit a 5-member probabilistic ensemble on all data and act by
+planning in it (iCEM: 100 candidates decaying by 1.25 per iteration, 10 elites, 3 iterations over
+15 steps, 5 particles with TS-inf). Overrides e.g. agent.planner.horizon=20
+agent.planner.settings.population=200 agent.model.ensemble_size=7 agent.planner.propagation=ts1.
+
+sac, dyna, mbpo: learn a policy (sac: model-free; dyna: K imagined updates per real step; mbpo:
+branched model rollouts and mixed real/imagined SAC updates); every eval_every real steps the
+deterministic policy is evaluated. Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10.
+
+planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by default): a latent world
+model trained on sequences; planet plans with CEM in its latent space, dreamer trains an
+actor-critic in imagination. Adds plots/open_loop.png and videos/open_loop.gif. Overrides e.g.
+agent.model.depth=16 agent.train_steps=50 action_repeat=4 eval_every=10000."""
+
+ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--models) and propagation mode
+(--propagation) over several seeds, each run into its own run directory OUT/runs/<variant>-seed<k>/
+on --backend as compare's runs (process by default, --workers at a time; ray; sequential). Writes
+metrics.csv (one row per variant, seed and trial),
+ablation.md (final and best return per variant, mean and std over seeds), summary.json and
+plots/return_vs_trial.png. Other settings as overrides, e.g. agent.planner.particles=20."""
+
+COMPARE_ALGOS_HELP = """Run several algorithms (pets, sac, dyna, mbpo) on one environment over several seeds with
+the same budget of real steps, and measure how much real data each needs. Every run writes its own
+run directory under OUT/runs/; then OUT gets curves.csv (every point of every learning curve),
+compare.md (final return per algorithm: interquartile mean over seeds with a 95 % bootstrap
+interval, and mean; with --target, real steps to reach it per seed and how many times as many steps
+each algorithm needs as the most efficient one, with an interval), plots/compare.png (IQM return vs
+real steps with shaded intervals) and summary.json. The runs go to --backend: process (default;
+--workers N runs N at a time in separate processes), ray (Ray tasks on a local cluster of N CPUs,
+or on the cluster at ray_address=auto|ray://host:port) or sequential (this process); a run whose
+process dies or that raises is resumed from its last checkpoint, up to retries=2 times. Settings
+per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
+mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
+
+RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, planet, dreamer) killed at any point
+(SIGKILL included) from its last good checkpoint. The agent (models and their optimisers, replay
+and model buffers, policy and critics, counters, every random generator's state, history) is
+saved atomically with a checksum manifest every checkpoint_every episodes (1 by default, 10 for
+planet and dreamer) and at the end; a damaged checkpoint is passed over for the previous one, with
+a message. The episodes after the checkpoint are run again, so metrics.csv ends up as that of an
+uninterrupted run (bit for bit on CPU, timings aside); a run killed before its first checkpoint
+starts over. A config.yaml edited since the run started is refused, naming the changed keys."""
+
+REPORT_HELP = """Read run directories (of run, fit-model, compare-models; for a compare OUT, give the runs
+under OUT/runs/, or OUT itself) and write OUT/report.md and OUT/report.html: final and best return
+per algorithm and environment over seeds (interquartile mean, 95 % bootstrap interval), learning
+curves per environment (plots/curves_<env>.png), the model diagnostics each run recorded (one-step
+and compounding error, calibration, latent reward error, oracle return), and links to every run's
+plots and videos."""
+
+SWEEP_HELP = """Many runs of one forethought run command from a sweep file (YAML): the settings every run
+shares (base), a grid of values (every combination), random draws (random: samples, seed, params
+with uniform, log_uniform, int_uniform or choice), and seeds. Every run's config is checked before
+any run starts. Runs go one after another (--backend sequential), side by side in a local process
+pool (process, the default) or as Ray tasks (ray: a one-machine cluster, or ray_address: auto /
+ray://host:port in the file), each into OUT/runs/<name>/, with a live table of their progress. A run
+that crashes or whose worker dies is resumed from its last checkpoint, up to retries times. OUT gets
+sweep.yaml, runs.csv (name, varied values, seed, status, attempts, final and best return, wall_s),
+sweep.md and summary.json. Started again on the same OUT, finished runs are kept and the others
+resumed. Sweep file values can also be set as key=value, e.g. retries=3 base.trials=5."""
