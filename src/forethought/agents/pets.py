@@ -195,8 +195,11 @@ class PETS(Agent):
         return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray | int:
-        """Plan with MPC in the current model (after at least one model-based trial, or in
-        oracle mode); planning draws its candidates from the agent's generator either way."""
+        """Plan with MPC in the current model; planning draws its candidates from the agent's
+        generator either way. Before the model has been fitted (and outside oracle mode) there
+        is nothing to plan in: a uniform random action, as in the random trials."""
+        if not self.config.oracle and not self.model.fitted:
+            return self.env.action_space.sample()
         if self.agent is None:
             self.agent = self._mpc()
             self.agent.reset()

@@ -77,9 +77,11 @@ def make_env(algo: str, config: RunConfig, render: bool = False) -> gym.Env:
     ``rgb_array`` mode where that works without a display (our own environments)."""
     if algorithm(algo).pixels:
         return make_pixel_env(config.env, config.agent.model.image_size, config.action_repeat, **config.env_kwargs)
-    if render and config.env in envs.OWN_ENVS:
-        return envs.make(config.env, **{"render_mode": "rgb_array", **config.env_kwargs})
-    return envs.make(config.env, **config.env_kwargs)
+    env = envs.make(config.env, **config.env_kwargs)
+    if render and config.env in envs.OWN_ENVS and "rgb_array" in env.metadata.get("render_modes", []):
+        env.close()
+        env = envs.make(config.env, **{"render_mode": "rgb_array", **config.env_kwargs})
+    return env
 
 
 def oracle_return(config: RunConfig, planner_config: Any) -> float | None:
@@ -109,8 +111,8 @@ class _Run:
     def __init__(self, algo: str, config: RunConfig, on_row: Callable[[dict], None] | None, warn) -> None:
         self.algo, self.config, self.on_row, self.warn = algo, config, on_row, warn
         self.spec = algorithm(algo)
-        self.film = config.video and (self.spec.pixels or config.env in envs.OWN_ENVS)
-        self.env = make_env(algo, config, render=self.film)
+        self.env = make_env(algo, config, render=config.video)
+        self.film = config.video and (self.spec.pixels or self.env.render_mode == "rgb_array")
         self.eval_env = make_env(algo, config) if config.eval_every is not None else None
         self.agent_dir = Path(config.out) / "checkpoints" / "agent"
         self.columns = [*SHARED_COLUMNS, *self.spec.agent.metrics]
