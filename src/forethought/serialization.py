@@ -58,7 +58,8 @@ class SavedMapping(dict):
 
 
 # ---------------------------------------------------------------------------- atomic writes
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the file descriptor ``fd`` (``os.write`` may write part of it)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -69,7 +70,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
     The file gets the permissions any new file of the user gets (``0o666`` less the umask). On
     any error (a full disk, a read-only folder) the temporary file is removed and ``path`` is
-    left as it was.
+    left as it was; an OSError that names no file is raised again naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,11 +83,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             continue
     try:
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.filename is None and err.errno is not None:  # name the file a full disk failed to take
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

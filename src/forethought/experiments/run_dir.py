@@ -1,68 +1,446 @@
-"""The run directory every command writes.
+"""The run directory every command writes, with one writer at a time.
 
     runs/x/
+      .lock              the writing process's pid and host, held while it writes (see RunLock)
       config.yaml        resolved config
+      run.json           the command that wrote it, forethought's version and what the command adds
       metrics.csv        one row per epoch/episode, flushed as it is written
       tensorboard/       TensorBoard event files (same scalars as metrics.csv)
       checkpoints/       safetensors + JSON metadata
       plots/             PNG figures
+      videos/            GIFs
       summary.json       final figures, written atomically at the end
-      run.json           the command that wrote it and forethought's version (what resume reads)
+
+What :class:`RunDir` guarantees: a folder that is not a run directory and not empty is refused,
+``overwrite`` removes only a run's own outputs (:data:`RUN_OUTPUTS`), a folder another process
+is writing is refused naming that process, and a path that cannot be written (an existing file,
+a read-only folder, a full disk) is a one-line :class:`RunDirError` with nothing half-written
+left. Reading a run back (:func:`read_run_info`, :func:`saved_config`) executes no code; an
+environment id that would import a module is only accepted when given again
+(:func:`check_env_id_from_run`). Locking uses ``fcntl.flock`` (Linux, macOS).
 """
 
 from __future__ import annotations
 
+import atexit
 import csv
+import dataclasses
+import errno
+import fcntl
+import fnmatch
 import io
 import json
 import math
 import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, Mapping
 
-from forethought import __version__
-from forethought.config import save_config
-from forethought.serialization import atomic_write_text
+import yaml
+
+from forethought import __version__, serialization
+from forethought.config import config_to_dict, save_config
+from forethought.serialization import CheckpointError, atomic_write_text, read_json
 
 RUN_INFO = "run.json"
+LOCK_FILE = ".lock"
+# What forethought's commands write into a run directory: all that ``overwrite`` removes.
+RUN_OUTPUTS = frozenset({
+    "config.yaml", RUN_INFO, "metrics.csv", "summary.json", "tensorboard", "checkpoints", "plots", "videos",
+    "data.npz",  # fit-model, compare-models: the training transitions
+    "comparison.md",  # compare-models
+    "compare.md", "curves.csv", "ablation.md", "runs",  # compare and ablate: their tables and their runs
+})
+# Kept through ``overwrite`` and not counted as foreign: the lock, and the attempt record a sweep
+# backend writes before the run starts (experiments.backends.ATTEMPT_FILE).
+PRESERVED = frozenset({LOCK_FILE, "sweep_attempt.json"})
+# Config keys a resumed run may change: its budget, and where the run directory now lies.
+RESUME_SAFE_KEYS = ("trials", "steps", "episodes", "out")
 
 
+class RunDirError(ValueError):
+    """A run directory cannot be used: one line naming the path and why."""
+
+
+class RunDirInUse(RunDirError):
+    """Another process holds the run directory's lock (:attr:`holder`: its pid, host, start time)."""
+
+    def __init__(self, message: str, holder: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+def _reason(err: OSError) -> str:
+    reasons = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "read-only file system"}
+    return reasons.get(err.errno, err.strerror or str(err))
+
+
+@contextmanager
+def os_errors(path: Path, doing: str = "write the run directory") -> Iterator[None]:
+    """Turn an OSError inside the block into a one-line :class:`RunDirError` naming ``path`` (or
+    the file the error names)."""
+    try:
+        yield
+    except RunDirError:
+        raise
+    except OSError as err:
+        where = err.filename or path
+        raise RunDirError(f"cannot {doing} {path}: {_reason(err)} ({where})" if str(where) != str(path)
+                          else f"cannot {doing} {path}: {_reason(err)}") from err
+
+
+# ---------------------------------------------------------------------------- the lock
+class RunLock:
+    """The one-writer lock of a run directory: ``path/.lock``, flock-ed while held and holding
+    the holder's pid, host and start time. The kernel releases it when the process ends however
+    it ends, so a lock file left by a dead process is simply taken over (:attr:`previous` says
+    who held it last); it is removed on :meth:`release`, on leaving a ``with`` block, and at exit.
+
+    Raises:
+        RunDirInUse: another process (or another RunLock in this one) holds it.
+        RunDirError: the folder cannot be created or the lock written.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.file = self.path / LOCK_FILE
+        self.previous: dict[str, Any] | None = None
+        self._fd: int | None = None
+        made = not self.path.exists()
+        try:
+            with os_errors(self.path, "lock the run directory"):
+                self.path.mkdir(parents=True, exist_ok=True)
+                self._fd = self._acquire()
+        except BaseException:
+            if made:
+                shutil.rmtree(self.path, ignore_errors=True)
+            raise
+        atexit.register(self.release)
+
+    def _acquire(self) -> int:
+        while True:
+            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                who = (f"process {holder['pid']} on {holder.get('host', '?')}" if "pid" in holder
+                       else "another process")
+                raise RunDirInUse(f"run directory {self.path} is in use by {who} (lock {self.file}); "
+                                  "wait for it to finish or stop it", holder) from None
+            except BaseException:
+                os.close(fd)
+                raise
+            try:  # the last holder may have removed the file between our open and our lock
+                current = os.stat(self.file).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(fd).st_ino:
+                break
+            os.close(fd)
+        try:
+            self.previous = _read_holder(fd) or None
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            serialization.write_all(fd, json.dumps(record).encode())
+        except BaseException:
+            self.file.unlink(missing_ok=True)  # ours while we hold it: no half-written lock stays
+            os.close(fd)
+            raise
+        return fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Remove the lock file and release the lock (idempotent)."""
+        if self._fd is None:
+            return
+        try:
+            if os.stat(self.file).st_ino == os.fstat(self._fd).st_ino:
+                self.file.unlink()
+        except OSError:
+            pass  # already gone, or the folder was removed: nothing left to release but the fd
+        os.close(self._fd)
+        self._fd = None
+        atexit.unregister(self.release)
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        holder = json.loads(os.read(fd, 4096).decode("utf-8"))
+        return holder if isinstance(holder, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def in_use(path: str | os.PathLike) -> dict[str, Any] | None:
+    """Who holds the lock of the run directory ``path`` (its pid, host, start time), or None."""
+    try:
+        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
+    return None
+
+
+# ---------------------------------------------------------------------------- what a folder holds
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a run (its ``config.yaml`` or ``run.json``)."""
+    path = Path(path)
+    return (path / "config.yaml").is_file() or (path / RUN_INFO).is_file()
+
+
+def _is_output(name: str, outputs: Iterable[str]) -> bool:
+    # a temporary file of an interrupted atomic write: .<name>.<12 hex>.tmp
+    return name in outputs or (name.startswith(".") and name.endswith(".tmp")
+                               and name[1:].rsplit(".", 2)[0] in outputs)
+
+
+def check_run_target(path: str | os.PathLike, overwrite: bool = False, outputs: Iterable[str] = RUN_OUTPUTS) -> bool:
+    """Check, before anything is written, that a new run may be written to ``path``; returns
+    whether ``path`` already holds a run (which only ``overwrite`` allows).
+
+    Raises:
+        RunDirError: ``path`` (or a folder above it) is a file, ``path`` cannot be written, or it
+            is a folder that is neither empty nor a run directory.
+        FileExistsError: ``path`` holds a run and ``overwrite`` is False.
+    """
+    path, outputs = Path(path), frozenset(outputs)
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise RunDirError(f"run directory {path}: {existing} is an existing file, not a folder; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirError(f"cannot write the run directory {path}: {existing} is not writable")
+    if existing != path:
+        return False
+    entries = sorted(p.name for p in path.iterdir() if p.name not in PRESERVED)
+    if is_run_dir(path):
+        if not overwrite:
+            raise FileExistsError(f"{path} already holds a run (config.yaml exists); choose another --out or "
+                                  "pass overwrite")
+        return True
+    foreign = [name for name in entries if not _is_output(name, outputs)]
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise RunDirError(f"{path} is not empty and not a forethought run directory (it holds {shown}); "
+                          "choose another --out")
+    return False
+
+
+def clear_run_outputs(path: str | os.PathLike, outputs: Iterable[str] = RUN_OUTPUTS) -> list[str]:
+    """Remove a run's own outputs from ``path`` (the names in ``outputs`` and temporary files of
+    interrupted writes), leaving every other file; returns the names removed.
+
+    Raises:
+        RunDirInUse: a run directory under ``path/runs/`` is being written by another process.
+    """
+    path, outputs = Path(path), frozenset(outputs)
+    for child in sorted((path / "runs").glob("*")) if (path / "runs").is_dir() else []:
+        holder = in_use(child)
+        if holder is not None:
+            raise RunDirInUse(f"cannot overwrite {path}: its run {child} is in use by process "
+                              f"{holder.get('pid', '?')} on {holder.get('host', '?')}", holder)
+    removed = []
+    for entry in sorted(path.iterdir()):
+        if entry.name in PRESERVED or not _is_output(entry.name, outputs):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
+    return removed
+
+
+# ---------------------------------------------------------------------------- resume checks
+_ABSENT = "<absent>"
+
+
+def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(values, Mapping):
+        flat: dict[str, Any] = {}
+        for key, value in values.items():
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        return flat
+    return {prefix[:-1]: values}
+
+
+def _plain(config: Any) -> Any:
+    """A config as ``config.yaml`` holds it (a dataclass or mapping, through a YAML round trip)."""
+    values = config_to_dict(config) if dataclasses.is_dataclass(config) else config
+    return yaml.safe_load(yaml.safe_dump(dict(values), sort_keys=False)) or {}
+
+
+def config_changes(saved: Any, new: Any) -> dict[str, tuple[Any, Any]]:
+    """The keys whose values differ between two configs (dataclasses or nested mappings), as
+    dotted paths mapped to ``(saved, new)``; a key only one side has shows ``"<absent>"`` on the
+    other. Values are compared as ``config.yaml`` stores them (tuples as lists)."""
+    old, fresh = _flatten(_plain(saved)), _flatten(_plain(new))
+    return {key: (old.get(key, _ABSENT), fresh.get(key, _ABSENT)) for key in sorted(old.keys() | fresh.keys())
+            if old.get(key, _ABSENT) != fresh.get(key, _ABSENT)}
+
+
+def saved_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The config saved in the run directory ``path`` (``config.yaml``, read without executing code).
+
+    Raises:
+        RunDirError: it is missing, not YAML, or not a mapping.
+    """
+    file = Path(path) / "config.yaml"
+    try:
+        values = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise RunDirError(f"{path} is not a forethought run directory (config.yaml missing)") from err
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise RunDirError(f"{file} cannot be read as YAML: {' '.join(str(err).split())}") from err
+    if not isinstance(values, dict):
+        raise RunDirError(f"{file} holds no mapping of config keys")
+    return values
+
+
+def check_resume_config(path: str | os.PathLike, config: Any,
+                        safe: Iterable[str] = RESUME_SAFE_KEYS) -> dict[str, tuple[Any, Any]]:
+    """Compare ``config`` with the one saved in the run directory ``path``: returns the changes
+    (all of them safe) or refuses. ``safe`` holds dotted keys or ``fnmatch`` patterns
+    (``"agent.*.log_every"``) that may change on resume.
+
+    Raises:
+        RunDirError: some changed key is not safe (each named with its saved and new value).
+    """
+    safe = tuple(safe)
+    changes = config_changes(saved_config(path), config)
+    unsafe = {k: v for k, v in changes.items() if not any(fnmatch.fnmatchcase(k, pattern) for pattern in safe)}
+    if unsafe:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in unsafe.items())
+        raise RunDirError(f"cannot resume {path} with a different config ({listed}); only "
+                          f"{', '.join(safe)} may change on resume: start a new run with another --out")
+    return changes
+
+
+def check_env_id_from_run(saved_id: str, given_id: str | None = None, path: str | os.PathLike | None = None) -> str:
+    """The environment id to use when continuing a run whose config names ``saved_id``.
+
+    An id in Gymnasium's ``module:Id`` form imports ``module`` when the environment is made;
+    read back from a run directory it would run code that nobody asked for now, so it is only
+    accepted when ``given_id`` (the command line's ``--env``) is the same id.
+
+    Raises:
+        RunDirError: ``saved_id`` imports a module and ``given_id`` is not the same id.
+    """
+    if ":" not in saved_id or given_id == saved_id:
+        return saved_id
+    module = saved_id.split(":", 1)[0]
+    where = f"the run directory {path}" if path is not None else "the run directory"
+    raise RunDirError(f"{where} names the environment {saved_id!r}, which imports the Python module {module!r}; "
+                      f"opening a run runs no code: pass --env {saved_id} explicitly to allow importing that module")
+
+
+# ---------------------------------------------------------------------------- the run directory
 class RunDir:
-    """Creates the run layout, saves the config, and logs metrics to CSV and TensorBoard.
+    """Creates the run layout, saves the config, and logs metrics to CSV and TensorBoard; holds
+    the directory's :class:`RunLock` until :meth:`close` (or the end of a ``with`` block).
 
     Args:
         path: the run folder; created if missing.
         config: the resolved config dataclass, saved as ``config.yaml``.
-        overwrite: allow writing into a folder that already holds a run (its metrics are replaced).
+        overwrite: allow writing into a folder that already holds a run: its outputs
+            (:data:`RUN_OUTPUTS` and ``outputs``) are removed first, other files are left.
         command: the command writing the run, recorded in ``run.json`` for ``forethought resume``.
         resume_rows: continue the run already in ``path``: keep its first ``resume_rows`` metrics
             rows (those its checkpoint covers; :attr:`kept_rows`) and append after them.
         purge_step: TensorBoard drops events at or after this step (those a resumed run re-logs).
+        info: more JSON fields for ``run.json`` (a new run only), e.g. where its data came from.
+        lock: a :class:`RunLock` of ``path`` the caller already holds (e.g. taken before reading
+            the checkpoint to resume); the RunDir releases it on close.
+        outputs: more names this run writes, removed by ``overwrite`` like :data:`RUN_OUTPUTS`.
+
+    Raises:
+        RunDirError: see :func:`check_run_target`; any OSError while setting up (a full disk, a
+            read-only folder) too, after removing what the setup wrote.
+        RunDirInUse: another process is writing ``path``.
+        FileExistsError: ``path`` holds a run and neither ``overwrite`` nor ``resume_rows`` is given.
     """
 
     def __init__(self, path: str | os.PathLike, config: Any, overwrite: bool = False, command: str | None = None,
-                 resume_rows: int | None = None, purge_step: int | None = None) -> None:
+                 resume_rows: int | None = None, purge_step: int | None = None, info: dict[str, Any] | None = None,
+                 lock: RunLock | None = None, outputs: Iterable[str] = ()) -> None:
         self.path = Path(path)
         self.kept_rows: list[dict[str, str]] = []  # on resume: the metrics rows written before
-        self._csv: csv.DictWriter | None = None
+        self.outputs = RUN_OUTPUTS | frozenset(outputs)
         self._columns: list[str] = []
+        self._metrics: int | None = None
+        self._writer = None
+        existed = self.path.exists()
         if resume_rows is None:
-            if (self.path / "config.yaml").exists() and not overwrite:
-                raise FileExistsError(f"{self.path} already holds a run (config.yaml exists); "
-                                      f"choose another --out or pass overwrite")
-            for sub in ("checkpoints", "plots", "tensorboard"):
-                (self.path / sub).mkdir(parents=True, exist_ok=True)
-            save_config(config, self.path / "config.yaml")
-            atomic_write_text(self.path / RUN_INFO, json.dumps({"command": command, "version": __version__}, indent=2))
-            self._csv_file = open(self.path / "metrics.csv", "w", newline="", encoding="utf-8")
-        else:
-            self._columns, self.kept_rows = keep_metric_rows(self.path / "metrics.csv", resume_rows)
-            self._csv_file = open(self.path / "metrics.csv", "a", newline="", encoding="utf-8")
-            if self._columns:
-                self._csv = csv.DictWriter(self._csv_file, fieldnames=self._columns)
-        from torch.utils.tensorboard import SummaryWriter  # heavy import, only when a run starts
+            check_run_target(self.path, overwrite, self.outputs)
+        elif not is_run_dir(self.path):
+            raise RunDirError(f"{self.path} is not a forethought run directory ({RUN_INFO} and config.yaml expected)")
+        self.lock = lock if lock is not None else RunLock(self.path)
+        created: list[Path] = []
+        try:
+            with os_errors(self.path):
+                if resume_rows is None:
+                    if overwrite and existed:
+                        clear_run_outputs(self.path, self.outputs)
+                    self._start(config, command, info or {}, created)
+                else:
+                    self._columns, self.kept_rows = keep_metric_rows(self.path / "metrics.csv", resume_rows)
+                    self._metrics = os.open(self.path / "metrics.csv", os.O_WRONLY | os.O_APPEND)
+                from torch.utils.tensorboard import SummaryWriter  # heavy import, only when a run starts
 
-        self._writer = SummaryWriter(log_dir=str(self.path / "tensorboard"), purge_step=purge_step)
+                self._writer = SummaryWriter(log_dir=str(self.path / "tensorboard"), purge_step=purge_step)
+        except BaseException:
+            self._close_files()
+            if resume_rows is None:
+                self._remove(created, remove_folder=not existed)
+            self.lock.release()
+            raise
+
+    def _start(self, config: Any, command: str | None, info: dict[str, Any], created: list[Path]) -> None:
+        for sub in ("checkpoints", "plots", "tensorboard"):
+            if not (self.path / sub).exists():
+                (self.path / sub).mkdir(parents=True)
+                created.append(self.path / sub)
+        created.append(self.path / "config.yaml")
+        save_config(config, self.path / "config.yaml")
+        created.append(self.path / RUN_INFO)
+        atomic_write_text(self.path / RUN_INFO, json.dumps({**info, "command": command, "version": __version__},
+                                                           indent=2, default=_jsonable))
+        created.append(self.path / "metrics.csv")
+        self._metrics = os.open(self.path / "metrics.csv", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o666)
+
+    def _remove(self, created: list[Path], remove_folder: bool) -> None:
+        """Undo a setup that failed: the folder if this RunDir created it, else what it wrote."""
+        if remove_folder:
+            self.lock.release()
+            shutil.rmtree(self.path, ignore_errors=True)
+            return
+        for item in reversed(created):
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
 
     @property
     def checkpoints(self) -> Path:
@@ -72,30 +450,59 @@ class RunDir:
     def plots(self) -> Path:
         return self.path / "plots"
 
+    @property
+    def videos(self) -> Path:
+        return self.path / "videos"
+
     def log(self, row: dict[str, Any], step: int) -> None:
-        """Append one metrics row (the first row fixes the CSV columns) and mirror numbers to TensorBoard."""
-        if self._csv is None:
+        """Append one metrics row (the first row fixes the CSV columns) and mirror numbers to TensorBoard.
+
+        Raises:
+            ValueError: the row has columns the CSV header lacks.
+            RunDirError: the row cannot be written (a full disk); ``metrics.csv`` is cut back to
+                the rows before it.
+        """
+        text = io.StringIO()
+        if not self._columns:
             self._columns = list(row)
-            self._csv = csv.DictWriter(self._csv_file, fieldnames=self._columns)
-            self._csv.writeheader()
+            csv.writer(text).writerow(self._columns)
         extra = set(row) - set(self._columns)
         if extra:
             raise ValueError(f"metrics row has columns {sorted(extra)} not in the CSV header {self._columns}")
-        self._csv.writerow(row)
-        self._csv_file.flush()
+        csv.DictWriter(text, fieldnames=self._columns).writerow(row)
+        if self._metrics is None:
+            raise RuntimeError(f"{self.path}: log() after close()")
+        size = os.fstat(self._metrics).st_size
+        try:
+            serialization.write_all(self._metrics, text.getvalue().encode("utf-8"))
+        except OSError as err:
+            os.ftruncate(self._metrics, size)
+            if size == 0:
+                self._columns = []
+            raise RunDirError(f"cannot write {self.path / 'metrics.csv'}: {_reason(err)}") from err
         for key, value in row.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 self._writer.add_scalar(key, value, step)
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
-        """Write ``summary.json`` atomically and return its path."""
+        """Write ``summary.json`` atomically and return its path (RunDirError if it cannot be written)."""
         target = self.path / "summary.json"
-        atomic_write_text(target, json.dumps(summary, indent=2, sort_keys=False, default=_jsonable))
+        with os_errors(target, "write"):
+            atomic_write_text(target, json.dumps(summary, indent=2, sort_keys=False, default=_jsonable))
         return target
 
+    def _close_files(self) -> None:
+        if self._metrics is not None:
+            os.close(self._metrics)
+            self._metrics = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
     def close(self) -> None:
-        self._csv_file.close()
-        self._writer.close()
+        """Close the metrics file and TensorBoard writer and release the lock (idempotent)."""
+        self._close_files()
+        self.lock.release()
 
     def __enter__(self) -> "RunDir":
         return self
@@ -109,7 +516,7 @@ def keep_metric_rows(path: Path, rows: int) -> tuple[list[str], list[dict[str, s
     rest); returns the header's columns (empty if the file has none yet) and the kept rows."""
     with path.open(newline="", encoding="utf-8") as handle:
         lines = list(csv.reader(handle))
-    if len(lines) - 1 < rows:
+    if max(len(lines) - 1, 0) < rows:
         raise ValueError(f"{path} has {max(len(lines) - 1, 0)} rows but the checkpoint has {rows}: "
                          "the run directory does not belong to this checkpoint")
     kept = lines[: rows + 1] if lines else []
@@ -120,16 +527,24 @@ def keep_metric_rows(path: Path, rows: int) -> tuple[list[str], list[dict[str, s
 
 
 def read_run_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The command and version that wrote the run directory ``path``, or a ValueError saying why
-    ``path`` is not a run this version can continue."""
+    """The command and version that wrote the run directory ``path`` (``run.json``, read without
+    executing code).
+
+    Raises:
+        RunDirError: ``path`` is not a run directory, its ``run.json`` is damaged, or another
+            version of forethought wrote it.
+    """
     path = Path(path)
     if not (path / "config.yaml").is_file() or not (path / RUN_INFO).is_file():
-        raise ValueError(f"{path} is not a forethought run directory ({RUN_INFO} and config.yaml expected)")
-    info = json.loads((path / RUN_INFO).read_text(encoding="utf-8"))
+        raise RunDirError(f"{path} is not a forethought run directory ({RUN_INFO} and config.yaml expected)")
+    try:
+        info = dict(read_json(path / RUN_INFO, "run record"))
+    except CheckpointError as err:
+        raise RunDirError(str(err)) from err
     written, current = str(info.get("version")), __version__
     if written.split(".")[:2] != current.split(".")[:2]:
-        raise ValueError(f"{path} was written by forethought {written}; this is {current}, whose configs and "
-                         f"checkpoints may differ: resume it with forethought {written}")
+        raise RunDirError(f"{path} was written by forethought {written}; this is {current}, whose configs and "
+                          f"checkpoints may differ: resume it with forethought {written}")
     return info
 
 
