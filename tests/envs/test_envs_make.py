@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from forethought.envs import OWN_ENVS, CartPoleSwingUpEnv, LinearSystemEnv, PendulumSwingUpEnv, make, task_functions
+from forethought.envs import (OWN_ENVS, CartPoleSwingUpEnv, LinearSystemEnv, PendulumSwingUpEnv, make, make_vector,
+                              task_functions)
 from forethought.envs.make import GYMNASIUM_IDS
 
 
@@ -28,6 +29,35 @@ def test_make_falls_back_to_gymnasium():
 def test_make_unknown_name_is_a_clear_error(name):
     with pytest.raises(ValueError, match=r"unknown environment .*'cartpole-swingup'.*registered Gymnasium id"):
         make(name)
+
+
+@pytest.mark.parametrize("name, takes", [("linear", "A, B, c, noise_std"), ("Pendulum-v1", "render_mode, g"),
+                                         ("InvertedPendulum-v5", "xml_file, frame_skip")])
+def test_unknown_env_kwargs_name_the_key_and_the_env(name, takes):
+    with pytest.raises(ValueError, match=rf"^environment '{name}' does not take the argument 'gravity' "
+                                         rf"\(given in env_kwargs\); it takes {takes}") as caught:
+        make(name, gravity=9.8)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ValueError, match="does not take the argument 'gravity'"):
+        make_vector(name, 2, gravity=9.8)
+
+
+def test_a_constructor_type_error_about_something_else_is_left_alone(monkeypatch):
+    class Broken(LinearSystemEnv):
+        def __init__(self, **kwargs):  # a bug inside the constructor, not the caller's argument
+            raise TypeError("helper() got an unexpected keyword argument 'inner'")
+
+    monkeypatch.setitem(make.__globals__["_OWN_CLASSES"], "linear", Broken)
+    with pytest.raises(TypeError, match="helper"):
+        make("linear", noise_std=0.1)
+
+
+def test_an_env_module_that_cannot_be_imported_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"^environment 'no_such_module:Robot-v0': its module 'no_such_module' "
+                                         r"cannot be imported \(No module named 'no_such_module'\)$"):
+        make("no_such_module:Robot-v0")
+    with pytest.raises(ValueError, match=r"unknown environment 'json:Robot-v0'.*Robot"):
+        make("json:Robot-v0")  # the module imports but registers no such environment
 
 
 @pytest.mark.parametrize("name", OWN_ENVS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import re
 from typing import Any
 
 import gymnasium as gym
@@ -38,23 +41,44 @@ def make(name: str, **kwargs: Any) -> gym.Env:
 
     Args:
         name: one of :data:`OWN_ENVS` (returns the bare environment, which ends its own episodes),
-            or a registered Gymnasium id such as ``"HalfCheetah-v5"`` (returns ``gymnasium.make``'s
-            wrapped environment, time limit included).
+            or a Gymnasium id such as ``"HalfCheetah-v5"`` or ``"my_pkg.envs:Robot-v0"`` (which
+            imports ``my_pkg.envs`` first; returns ``gymnasium.make``'s wrapped environment, time
+            limit included).
         **kwargs: passed to the environment's constructor (e.g. ``render_mode="rgb_array"``).
 
     Raises:
-        ValueError: if ``name`` is neither ours nor a registered Gymnasium id.
+        ValueError: one line each: ``name`` is neither ours nor a registered Gymnasium id, its
+            module cannot be imported, or a keyword argument is one the environment does not take
+            (naming the argument, the environment and the arguments it takes).
     """
     if name in _OWN_CLASSES:
-        return _OWN_CLASSES[name](**kwargs)
+        cls = _OWN_CLASSES[name]
+        try:
+            return cls(**kwargs)
+        except TypeError as error:
+            refused = _unknown_argument(name, kwargs, error, cls)
+            if refused is None:
+                raise
+            raise refused from error
     try:
         gym.envs.registration.parse_env_id(name)
     except gym.error.Error as error:  # malformed id
         raise _unknown(name, error) from error
+    if ":" in name:
+        module = name.split(":", 1)[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(f"environment {name!r}: its module {module!r} cannot be imported ({error})") from error
     try:
         return gym.make(name, **kwargs)
     except gym.error.UnregisteredEnv as error:
         raise _unknown(name, error) from error
+    except TypeError as error:
+        refused = _unknown_argument(name, kwargs, error, None)
+        if refused is None:
+            raise
+        raise refused from error
 
 
 def _unknown(name: str, cause: Exception) -> ValueError:
@@ -62,6 +86,30 @@ def _unknown(name: str, cause: Exception) -> ValueError:
         f"unknown environment {name!r}: not one of ours {list(OWN_ENVS)} and not a registered "
         f"Gymnasium id ({cause})"
     )
+
+
+def _unknown_argument(name: str, kwargs: dict[str, Any], error: TypeError, cls: type | None) -> ValueError | None:
+    """The one-line error for a keyword argument the environment's constructor refused, or None
+    when ``error`` is about something else."""
+    match = re.search(r"unexpected keyword argument '([^']+)'", str(error))
+    if match is None or match.group(1) not in kwargs:
+        return None
+    accepted = _arguments(cls if cls is not None else gym.spec(name).entry_point)
+    takes = f"; it takes {', '.join(accepted)}" if accepted else ""
+    return ValueError(f"environment {name!r} does not take the argument {match.group(1)!r} "
+                      f"(given in env_kwargs){takes}")
+
+
+def _arguments(creator: Any) -> list[str]:
+    """The named arguments of an environment class or entry point (empty if it cannot be told)."""
+    try:
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        parameters = inspect.signature(creator).parameters.values()
+    except (TypeError, ValueError, ImportError, AttributeError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in parameters if p.kind in kinds and p.name != "self"]
 
 
 def make_vector(name: str, num_envs: int, asynchronous: bool = False, **kwargs: Any) -> gym.vector.VectorEnv:
