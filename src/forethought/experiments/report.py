@@ -1,15 +1,17 @@
 """``forethought report RUN_DIR...``: one Markdown and HTML report from many run directories.
 
-Each run directory (from ``run``, ``fit-model``, ``compare-models``, or the runs a ``compare``
-wrote under ``OUT/runs/``) is read back from its ``config.yaml``, ``metrics.csv`` and
-``summary.json``. Runs of the same algorithm on the same environment are grouped as seeds. The
+Each run directory (from ``run``, ``fit-model``, ``compare-models``) is read back from its
+``config.yaml``, ``metrics.csv`` and ``summary.json``; a study folder (the ``OUT`` of ``compare``,
+``ablate`` or ``sweep``, or any folder of run directories) stands for the runs inside it
+(:func:`find_run_dirs`), and the report links its own tables (``compare.md`` and the like). Runs of the same algorithm on the same environment are grouped as seeds. The
 report has: a table of final and best return per group (interquartile mean over seeds with a 95 %
 bootstrap interval), learning curves per environment (IQM over seeds, shaded interval), the
 model diagnostics the runs recorded (one-step and compounding error, calibration, latent reward
 error), and links to every run's plots and videos.
 
     report = build_report(["runs/sac-0", "runs/sac-1", "runs/mbpo-0"], "runs/report")
-    report.markdown_path, report.html_path
+    report = build_report(["runs/compare"], "runs/report")     # every run the comparison made
+    report.markdown_path, report.html_path, report.runs
 """
 
 from __future__ import annotations
@@ -97,11 +99,55 @@ def load_run(path: str | os.PathLike) -> RunRecord:
     return record
 
 
+# Commands whose output folder is a study: its own metrics summarise the runs under runs/.
+STUDY_COMMANDS = ("compare", "ablate", "sweep")
+STUDY_TABLES = ("compare.md", "ablation.md", "sweep.md", "comparison.md", "curves.csv", "runs.csv")
+
+
+def _command(path: Path) -> str | None:
+    try:
+        info = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info.get("command") if isinstance(info, dict) else None
+
+
+def is_study(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a study folder: written by a study command, or holding a ``runs/``
+    folder or run directories of its own instead of being one run."""
+    path = Path(path)
+    if _command(path) in STUDY_COMMANDS or (path / "sweep.yaml").is_file() or (path / "runs").is_dir():
+        return True
+    return not _is_run(path) and any(_is_run(child) for child in path.iterdir() if child.is_dir())
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.yaml").is_file() and (path / "metrics.csv").is_file()
+
+
+def find_run_dirs(path: str | os.PathLike, depth: int = 3) -> list[Path]:
+    """The run directories ``path`` stands for: itself when it is one run, else (a study folder)
+    every run directory inside it, in ``runs/`` or directly, down to ``depth`` folders (sorted by
+    path). A folder that is neither is returned as it is, for :func:`load_run` to refuse."""
+    path = Path(path)
+    if not path.is_dir() or not is_study(path):
+        return [path]
+    found: list[Path] = []
+    if depth > 0:
+        for child in sorted(p for p in path.iterdir() if p.is_dir()):
+            if _is_run(child) and not is_study(child):
+                found.append(child)
+            elif child.name not in ("checkpoints", "plots", "tensorboard", "videos"):
+                found += [run for run in find_run_dirs(child, depth - 1) if run != child]
+    return found
+
+
 @dataclass
 class Report:
     markdown_path: Path
     html_path: Path
     groups: dict[tuple[str, str], list[RunRecord]]
+    runs: list[RunRecord] = field(default_factory=list)
 
 
 def _link(target: Path, out: Path) -> str:
@@ -137,10 +183,23 @@ def _diagnostics(record: RunRecord) -> list[str]:
 
 
 def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, title: str = "forethought report") -> Report:
-    """Read ``run_dirs`` and write ``report.md``, ``report.html`` and ``plots/curves_<env>.png`` to ``out``."""
+    """Read ``run_dirs`` (run directories or study folders, see :func:`find_run_dirs`) and write
+    ``report.md``, ``report.html`` and ``plots/curves_<env>.png`` to ``out``.
+
+    Raises:
+        ValueError: no run directory is given, a study folder holds none, or a path is not a run.
+    """
     if not run_dirs:
         raise ValueError("report needs at least one run directory")
-    records = [load_run(p) for p in run_dirs]
+    paths, studies = [], []
+    for given in map(Path, run_dirs):
+        found = find_run_dirs(given)
+        if not found:
+            raise ValueError(f"{given} holds no run directories (config.yaml and metrics.csv in a folder)")
+        if found != [given]:
+            studies.append(given)
+        paths += [p for p in found if p not in paths]
+    records = [load_run(p) for p in paths]
     out = Path(out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
     groups: dict[tuple[str, str], list[RunRecord]] = {}
@@ -149,6 +208,11 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, titl
 
     lines = [f"# {title}", "", f"{len(records)} run(s) in {len(groups)} group(s) (algorithm on environment; "
              "runs of a group are its seeds). Returns: interquartile mean over seeds [95 % bootstrap interval]."]
+    for study in studies:
+        tables = [study / name for name in STUDY_TABLES if (study / name).is_file()]
+        links = "".join(f" · [{t.name}]({_link(t, out)})" for t in tables)
+        lines += ["", f"Study [{study}]({_link(study, out)}): {sum(r.path.is_relative_to(study) for r in records)} "
+                      f"run(s){links}"]
     learners = {k: v for k, v in groups.items() if any(r.returns for r in v)}
     if learners:
         lines += ["", "## Returns", "", "| environment | algorithm | seeds | real steps | final return | best return |",
@@ -187,4 +251,4 @@ def build_report(run_dirs: list[str | os.PathLike], out: str | os.PathLike, titl
                                  "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:"
                                  "collapse}td,th{border:1px solid #ccc;padding:0.2em 0.5em}img{max-width:100%}</style>"
                                  f"</head><body>\n{body}\n</body></html>\n")
-    return Report(markdown_path, html_path, groups)
+    return Report(markdown_path, html_path, groups, records)
