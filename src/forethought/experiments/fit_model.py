@@ -15,6 +15,7 @@ import torch
 
 from forethought import envs
 from forethought.data import ReplayBuffer, collect, load_npz
+from forethought.data.offline import npz_env_id, save_transitions
 from forethought.evaluation import (calibration, one_step_error, plot_compounding_error,
                                     plot_predicted_trajectories, rollout_error)
 from forethought.experiments.run_dir import RunDir
@@ -66,6 +67,16 @@ def load_data(config: FitModelConfig, progress: bool) -> tuple[ReplayBuffer, Rep
     return train, held_out
 
 
+def data_env(config: FitModelConfig) -> tuple[str, str]:
+    """The environment the transitions come from and how that is known: ``"collected"`` (from
+    ``config.env``), ``"data"`` (the id the ``--data`` file records) or ``"config"`` (the file
+    records none: ``config.env`` is assumed)."""
+    if config.data is None:
+        return config.env, "collected"
+    recorded = npz_env_id(config.data)
+    return (recorded, "data") if recorded is not None else (config.env, "config")
+
+
 def longest_episode(buffer: ReplayBuffer) -> int:
     """Number of transitions in the buffer's longest episode."""
     bounds = np.append(buffer.episode_starts(), len(buffer))
@@ -81,13 +92,20 @@ def evaluate(model: DynamicsModel, held_out: ReplayBuffer, horizon: int) -> dict
 
 
 def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = False) -> dict[str, Any]:
-    """Run the whole job and return the summary (also written to ``summary.json``)."""
+    """Run the whole job and return the summary (also written to ``summary.json``).
+
+    ``summary.json`` and ``run.json`` record the environment the transitions came from
+    (``env``, ``env_source``: see :func:`data_env`, and the ``data`` file), and the saved
+    ``data.npz`` carries it as ``env_id``, so a model started from this run can be checked
+    against the environment it is used in."""
     torch.manual_seed(config.seed)  # libraries below take explicit generators; this pins anything else
     start = time.perf_counter()
     train, held_out = load_data(config, progress)
+    env, env_source = data_env(config)
     model = build_model(config.model, config.train, train.obs_dim, train.act_dim, progress=progress)
-    with RunDir(config.out, config, overwrite=overwrite, command="fit-model") as run:
-        train.save(run.path / "data.npz")
+    source = {"env": env, "env_source": env_source, "data": config.data}
+    with RunDir(config.out, config, overwrite=overwrite, command="fit-model", info=source) as run:
+        save_transitions(train, run.path / "data.npz", env_id=env)
         report = model.fit(train, generator=torch.Generator().manual_seed(config.seed))
         for epoch, train_loss in enumerate(report.train_loss):
             val = report.val_loss[epoch] if epoch < len(report.val_loss) else float("nan")
@@ -103,8 +121,8 @@ def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = 
                                run.plots / "compounding_error.png")
         plot_predicted_trajectories(model, held_out, run.plots / "predicted_trajectories.png",
                                     horizon=min(config.horizon * 3, 30, longest_episode(held_out)))
-        summary = summarize(config, model, report, results, baseline_results, len(train), len(held_out),
-                            time.perf_counter() - start)
+        summary = {**summarize(config, model, report, results, baseline_results, len(train), len(held_out),
+                               time.perf_counter() - start), **source}
         run.write_summary(summary)
     return summary
 
