@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forethought.cli.printing import fit_summary_table, make_console, row_line, summary_line
+from forethought.cli.printing import fit_summary_table, row_line, summary_line
+from forethought.console import make_console
 
 
 def fit_model_command(args: argparse.Namespace, overrides: list[str]) -> int:

@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 SHOWN_FIRST = ("episode", "env_steps", "return", "eval_return")
-
-
-def make_console() -> Console:
-    """A console that keeps one line per printed row when its output is a file or a pipe."""
-    return Console(soft_wrap=True, highlight=False)
 
 
 def _number(value: Any) -> str:

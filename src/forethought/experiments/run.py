@@ -38,7 +38,8 @@ from forethought.envs.pixels import make_pixel_env
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
-from forethought.experiments.run_dir import RunDir, check_env_id_from_run, read_run_info
+from forethought.experiments.run_dir import (RunDir, RunLock, check_env_id_from_run, check_resume_config,
+                                             read_run_info)
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
 from forethought.seeding import derive_seed
 from forethought.serialization import CheckpointError, atomic_write_text
@@ -195,6 +196,11 @@ class _Run:
                                                             "evaluations": self.evaluations}))
         save_agent_checkpoint(save, self.agent_dir)
 
+    def close(self) -> None:
+        self.env.close()
+        if self.eval_env is not None:
+            self.eval_env.close()
+
     def wall_s(self) -> float:
         return self.wall_offset + time.perf_counter() - self.start
 
@@ -236,24 +242,32 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         raise TypeError(f"forethought run {algo} needs a {run_config_class(algo).__name__}, got {type(config).__name__}")
     if config.out is None:
         config = dataclasses.replace(config, out=f"runs/{algo}")
+    if resume:
+        check_resume_config(config.out, config)
     job = _Run(algo, config, callback, warn)
-    checkpoint = _checkpoint_to_resume(job.agent_dir, warn) if resume else None
-    if checkpoint is not None:
-        agent = job.restore(checkpoint)
-        run = RunDir(config.out, config, resume_rows=len(agent.history), purge_step=agent.env_steps + 1)
-        job.rows = [_typed(row) for row in run.kept_rows]
-        job.wall_offset = job.rows[-1]["wall_s"] if job.rows else 0.0
-    else:
-        agent = job.new_agent()  # every setting is checked here, before the run directory exists
-        run = RunDir(config.out, config, overwrite=overwrite or resume, command=f"run {algo}")
-        job.oracle = oracle_return(config, job.hooks.oracle_config())
+    lock = RunLock(config.out) if resume else None  # held from before the checkpoint is read
+    try:
+        checkpoint = _checkpoint_to_resume(job.agent_dir, warn) if resume else None
+        if checkpoint is not None:
+            agent = job.restore(checkpoint)
+            run = RunDir(config.out, config, resume_rows=len(agent.history), purge_step=agent.env_steps + 1,
+                         lock=lock)
+            job.rows = [_typed(row) for row in run.kept_rows]
+            job.wall_offset = job.rows[-1]["wall_s"] if job.rows else 0.0
+        else:
+            agent = job.new_agent()  # every setting is checked here, before the run directory exists
+            job.oracle = oracle_return(config, job.hooks.oracle_config())
+            run = RunDir(config.out, config, overwrite=overwrite or resume, command=f"run {algo}", lock=lock)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        job.close()
+        raise
     with run:
         job.loop(agent, run)
         summary = job.summary(agent, run)
         run.write_summary(summary)
-    job.env.close()
-    if job.eval_env is not None:
-        job.eval_env.close()
+    job.close()
     return summary
 
 
@@ -294,7 +308,8 @@ def resume_run(path: str | os.PathLike, callback: Callable[[dict], None] | None 
     algo = run_algo(path)
     config = load_config(run_config_class(algo), Path(path) / "config.yaml")
     check_env_id_from_run(config.env, env, path)
-    return start_run(algo, dataclasses.replace(config, out=str(path)), callback=callback, resume=True, warn=warn)
+    config = dataclasses.replace(config, out=str(path))
+    return start_run(algo, config, callback=callback, resume=True, warn=warn)
 
 
 __all__ = ["ALGORITHMS", "CheckpointError", "fraction_of", "make_env", "oracle_return", "resume_run", "run_algo",
