@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from forethought import envs
-from forethought.agents import PETS, PETSConfig, PlannerConfig
+from forethought.agents import PETS, PETSConfig
 from forethought.models.config import ModelConfig, TrainConfig
+from forethought.planning import PlannerConfig
 
 
 def small_config(**changes) -> PETSConfig:
@@ -24,22 +25,24 @@ def small_config(**changes) -> PETSConfig:
 @pytest.fixture(scope="module")
 def learned():
     agent = PETS(envs.make("linear"), small_config())
-    return agent, agent.learn(3)
+    return agent, agent.learn(episodes=3)
 
 
 def test_pets_learns_the_linear_system_within_three_trials(learned):
     agent, history = learned
     returns = [r.total_reward for r in history]
-    assert history[0].model_val_loss is None and history[0].plan_ms_per_step is None  # the random trial
+    assert history[0].random and history[0].info["model_val_loss"] is None  # the random trial
+    assert history[0].info["plan_ms_per_step"] is None and not any(r.random for r in history[1:])
     assert returns[-1] > -2.0 and returns[-1] > 5 * returns[0]  # random is about -24
     assert [r.env_steps for r in history] == [50, 100, 150]
-    assert all(r.model_val_loss is not None and r.plan_ms_per_step > 0 for r in history[1:])
+    assert all(r.info["model_val_loss"] is not None and r.info["plan_ms_per_step"] > 0 for r in history[1:])
+    assert all(r.info["model_diverged"] is False for r in history[1:]) and len(agent.history) == 3
 
 
 def test_oracle_mode_plans_in_the_exact_dynamics():
     oracle = PETS(envs.make("linear"), small_config(oracle=True))
-    result = oracle.learn(1)[0]
-    assert result.model_val_loss is None and result.plan_ms_per_step > 0
+    result = oracle.learn(episodes=1)[0]
+    assert result.info["model_val_loss"] is None and result.info["plan_ms_per_step"] > 0 and not result.random
     assert result.total_reward > -1.0
     with pytest.raises(ValueError, match="oracle mode needs the exact dynamics"):
         PETS(envs.make("Reacher-v5"), small_config(oracle=True))  # its observation is not its MuJoCo state
@@ -66,8 +69,8 @@ def test_save_and_load_restore_the_agent(learned, tmp_path):
 def test_bad_settings_are_rejected():
     with pytest.raises(ValueError, match="random_trials"):
         PETSConfig(random_trials=-1)
-    with pytest.raises(ValueError, match="trials must be >= 1"):
-        PETS(envs.make("linear"), small_config()).learn(0)
+    with pytest.raises(ValueError, match="episodes must be an integer >= 1"):
+        PETS(envs.make("linear"), small_config()).learn(episodes=0)
 
 
 def test_an_offline_start_plans_from_the_first_trial_and_saves_the_random_one(learned, tmp_path):
@@ -78,10 +81,10 @@ def test_an_offline_start_plans_from_the_first_trial_and_saves_the_random_one(le
     offline = PETS(envs.make("linear"), small_config(offline_data=str(tmp_path / "logged.npz"),
                                                      train=TrainConfig(max_epochs=30, patience=5, min_epoch_batches=4)))
     assert offline.random_trials == 0 and len(offline.buffer) == 200
-    first = offline.learn(1)[0]
+    first = offline.learn(episodes=1)[0]
     _, scratch = learned
     # the first trial already plans in a model of the logged data: as good as scratch's third trial
-    assert first.model_val_loss is not None and first.total_reward > -2.0 and scratch[0].total_reward < -10
+    assert first.info["model_val_loss"] is not None and first.total_reward > -2.0 and scratch[0].total_reward < -10
     assert first.env_steps == 50 and len(offline.buffer) == 250  # logged rows are data, not this agent's steps
     offline.save(tmp_path / "agent")
     (tmp_path / "logged.npz").unlink()  # a saved agent no longer needs the logged file
@@ -92,14 +95,14 @@ def test_an_offline_start_plans_from_the_first_trial_and_saves_the_random_one(le
     agent.model.save(tmp_path / "model")
     warm = PETS(envs.make("linear"), small_config(offline_model=str(tmp_path / "model")))
     assert warm.random_trials == 0 and warm.model.fitted
-    assert warm.learn(1)[0].total_reward > -2.0
+    assert warm.learn(episodes=1)[0].total_reward > -2.0
     with pytest.raises(ValueError, match="obs/action sizes"):
         PETS(envs.make("pendulum-swingup"), small_config(offline_data=str(tmp_path / "agent" / "buffer.npz")))
 
 
 def test_random_trials_can_be_cut_short():
     agent = PETS(envs.make("linear"), small_config(random_trial_steps=12))
-    first, second = agent.learn(2)
+    first, second = agent.learn(episodes=2)
     assert first.steps == 12 and first.env_steps == 12
     assert second.steps == 50 and second.env_steps == 62  # planned trials run to the episode's end
     assert agent.buffer.arrays()["truncated"][11] and agent.buffer.episode_starts().tolist() == [0, 12]  # the cut ends an episode
@@ -112,7 +115,7 @@ def test_the_model_can_be_refitted_within_a_trial():
     fits = []
     fit = agent.model.fit
     agent.model.fit = lambda buffer, **kw: (fits.append(len(buffer)), fit(buffer, **kw))[1]
-    agent.learn(2)
+    agent.learn(episodes=2)
     assert fits == [12, 32, 52]  # before the 50-step planned trial, then after its 20th and 40th steps
     with pytest.raises(ValueError, match="refit_every"):
         PETSConfig(refit_every=0)

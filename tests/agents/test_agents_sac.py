@@ -31,7 +31,8 @@ def test_actions_respect_asymmetric_bounds():
     env.action_space = gym.spaces.Box(np.array([0.0, -5.0], np.float32), np.array([1.0, 3.0], np.float32))
     agent = SAC(env, SACConfig(hidden_size=16, initial_alpha=5.0))
     obs = np.zeros(2, np.float32)
-    actions = np.stack([agent.act(obs) for _ in range(500)])
+    actions = np.stack([agent.act(obs, deterministic=False) for _ in range(500)])
+    assert np.array_equal(agent.act(obs), agent.act(obs))  # deterministic by default: tanh of the mean
     assert np.all(actions >= env.action_space.low) and np.all(actions <= env.action_space.high)
     assert actions[:, 0].max() - actions[:, 0].min() > 0.5 and actions[:, 1].max() - actions[:, 1].min() > 3
     unit = torch.tensor([[0.25, -0.5]])
@@ -41,7 +42,7 @@ def test_actions_respect_asymmetric_bounds():
 def test_target_critic_is_polyak_average():
     env = MatchTarget()
     agent = SAC(env, SACConfig(hidden_size=16, tau=0.1, learning_starts=10, updates_per_step=0))
-    agent.learn(20)
+    agent.learn(steps=20)
     before_target = [p.clone() for p in agent.critic_target.parameters()]
     agent.update(agent.buffer.sample(8, agent.generator))
     for old, new, online in zip(before_target, agent.critic_target.parameters(), agent.critic.parameters()):
@@ -50,8 +51,8 @@ def test_target_critic_is_polyak_average():
 
 def run_match_target(steps: int) -> SAC:
     torch.manual_seed(123)  # the agent must not depend on the global generator
-    agent = SAC(MatchTarget(), SACConfig(hidden_size=64, batch_size=64, learning_starts=100, learning_rate=1e-3, seed=3))
-    agent.learn(steps)
+    agent = SAC(MatchTarget(), SACConfig(hidden_size=64, batch_size=64, learning_starts=100, learning_rate=1e-3), seed=3)
+    agent.learn(steps=steps)
     return agent
 
 
@@ -73,8 +74,8 @@ def test_same_seed_same_agent():
 
 
 def test_save_load_round_trip(tmp_path):
-    agent = SAC(MatchTarget(), SACConfig(hidden_size=16, learning_starts=20, seed=1))
-    agent.learn(50)
+    agent = SAC(MatchTarget(), SACConfig(hidden_size=16, learning_starts=20), seed=1)
+    agent.learn(steps=50)
     agent.save(tmp_path / "sac")
     loaded = SAC.load(tmp_path / "sac", MatchTarget())
     obs = torch.rand(10, 2)
@@ -105,7 +106,7 @@ def test_an_offline_start_fills_the_buffer_and_counts_towards_learning_starts(tm
     config = SACConfig(hidden_size=16, batch_size=16, learning_starts=100, offline_data=str(tmp_path / "logged.npz"))
     agent = SAC(gym.make("Pendulum-v1"), config)
     assert agent.offline_rows == 120 and len(agent.buffer) == 120 and agent.stored_steps == 120
-    agent.learn(5)
+    agent.learn(steps=5)
     assert agent.updates == 5 and agent.env_steps == 5  # learning from the first real step: no random warm-up
     agent.save(tmp_path / "sac")
     (tmp_path / "logged.npz").rename(tmp_path / "moved.npz")  # a saved agent does not need the logged file
@@ -115,7 +116,7 @@ def test_an_offline_start_fills_the_buffer_and_counts_towards_learning_starts(tm
         sac=SACConfig(hidden_size=16, batch_size=16, learning_starts=100, offline_data=str(tmp_path / "moved.npz")),
         model=ModelConfig(kind="pe", ensemble_size=2, hidden_size=16, hidden_layers=1), train=TrainConfig(max_epochs=2),
         rollout_starts=10, policy_updates=1))
-    mbpo.learn(1)
+    mbpo.learn(steps=1)
     assert mbpo.model.fitted and mbpo.log and mbpo.log[0]["env_steps"] == 1  # model and rollouts from step 1
     with pytest.raises(ValueError, match="obs/action sizes"):
         SAC(gym.make("MountainCarContinuous-v0"), SACConfig(offline_data=str(tmp_path / "moved.npz")))
