@@ -58,7 +58,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
         os.write(fd, data[:3])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(serialization, "_write_all", full_disk)
+    monkeypatch.setattr(serialization, "write_all", full_disk)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_text(tmp_path / "a.json", "new contents")
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"] and (tmp_path / "a.json").read_text() == "old"
