@@ -6,6 +6,7 @@ import torch
 import forethought.models.training as training
 from forethought.data.buffer import ReplayBuffer
 from forethought.models import DynamicsModel
+from forethought.models.config import TrainConfig
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.neural import (DeterministicEnsemble, DeterministicMLP, MLPDynamics, ProbabilisticEnsemble,
                                        ProbabilisticMLP, make_model)
@@ -47,7 +48,7 @@ def test_factory_kinds_and_named_classes():
         assert type(model) is cls and model.probabilistic is probabilistic and model.ensemble_size == k
     assert make_model("pe", 3, 2, ensemble_size=7).elite_count == 5  # default min(K, 5)
     assert make_model("de", 3, 2).elite_count == 5
-    assert make_model("pe", 3, 2, ensemble_size=7, elite_count=6, max_epochs=3).training_options.max_epochs == 3
+    assert make_model("pe", 3, 2, ensemble_size=7, elite_count=6, max_epochs=3).train_config.max_epochs == 3
     with pytest.raises(ValueError, match="unknown model kind 'x'"):
         make_model("x", 3, 2)
     with pytest.raises(TypeError, match="unknown option"):
@@ -140,7 +141,7 @@ def test_probabilistic_sample_spread_matches_predicted_variance(fitted_pe):
 # ---------------------------------------------------------------- what the models learn
 def test_deterministic_mlp_fits_a_nonlinear_function():
     obs, act, nxt = smooth_system(1000, 4)
-    model = DeterministicMLP(1, 1, hidden_size=64, hidden_layers=2, max_epochs=40, batch_size=64, learning_rate=3e-3)
+    model = DeterministicMLP(1, 1, hidden_size=64, hidden_layers=2, max_epochs=40, batch_size=64, lr=3e-3)
     model.fit(obs, act, nxt, generator=gen(4))
     test_obs, test_act, test_next = smooth_system(500, 40)
     mse = float((model.predict(test_obs, test_act).mean - test_next).pow(2).mean())
@@ -158,7 +159,7 @@ def test_probabilistic_mlp_learns_heteroscedastic_noise():
 
     nxt = obs + act + true_std(obs) * torch.randn(n, 1, generator=g)
     model = ProbabilisticMLP(1, 1, hidden_size=64, hidden_layers=2, max_epochs=40, batch_size=100,
-                             learning_rate=2e-3, val_fraction=0.2, patience=40)
+                             lr=2e-3, val_fraction=0.2, patience=40)
     model.fit(obs, act, nxt, generator=gen(0))
     query = torch.tensor([[-0.8], [-0.4], [0.0], [0.4], [0.8]])
     learned = model.predict(query, torch.zeros(5, 1)).aleatoric_var.sqrt()
@@ -169,7 +170,7 @@ def test_probabilistic_mlp_learns_heteroscedastic_noise():
 
 def test_ensemble_disagrees_more_off_distribution():
     obs, act, nxt = smooth_system(1000, 5)
-    model = ProbabilisticEnsemble(1, 1, max_epochs=30, batch_size=64, learning_rate=3e-3, **SMALL)
+    model = ProbabilisticEnsemble(1, 1, max_epochs=30, batch_size=64, lr=3e-3, **SMALL)
     model.fit(obs, act, nxt, generator=gen(5))
     on = torch.linspace(-0.9, 0.9, 50)[:, None]
     off = torch.linspace(3.0, 5.0, 50)[:, None]
@@ -204,7 +205,7 @@ def test_save_load_round_trip_is_bit_identical(fitted_pe, tmp_path):
                  (before.epistemic_var, after.epistemic_var)):
         assert torch.equal(a, b)
     assert torch.equal(fitted_pe.sample(obs, act, gen(1)), loaded.sample(obs, act, gen(1)))
-    assert loaded.training_options == fitted_pe.training_options
+    assert loaded.train_config == fitted_pe.train_config
 
 
 def test_deterministic_model_round_trips_and_unfitted_state_is_kept(tmp_path):
@@ -252,7 +253,7 @@ def test_early_stopping_restores_the_best_weights():
     obs, act, nxt = smooth_system(60, 13)
     nxt = nxt + 0.3 * torch.randn(60, 1, generator=gen(13))  # few noisy rows: the network overfits
     model = DeterministicMLP(1, 1, hidden_size=128, hidden_layers=2, max_epochs=300, patience=8,
-                             batch_size=16, learning_rate=1e-2, val_fraction=0.3)
+                             batch_size=16, lr=1e-2, val_fraction=0.3)
     report = model.fit(obs, act, nxt, generator=gen(13))
     assert report.stopped_early and report.epochs < 300
     assert report.best_epoch == report.epochs - 1 - 8
@@ -261,17 +262,30 @@ def test_early_stopping_restores_the_best_weights():
     assert report.member_val_loss[0] == pytest.approx(min(report.val_loss), rel=1e-6)
 
 
-def test_exploding_training_is_detected_and_initial_weights_restored():
+def test_exploding_training_is_detected_and_leaves_the_model_unfitted():
     obs, act, nxt = smooth_system(200, 14)
-    model = ProbabilisticMLP(1, 1, max_epochs=5, learning_rate=1e6, grad_clip=None, **SMALL)
+    model = ProbabilisticMLP(1, 1, max_epochs=5, lr=1e6, grad_clip=None, **SMALL)
     report = model.fit(obs, act, nxt, generator=gen(14))
     assert report.nonfinite and "non-finite" in report.message and report.epochs == 0
+    assert report.nonfinite_epoch == 0 and report.nonfinite_members == [0] and not report.produced_model
+    assert not model.fitted  # no epoch produced a finite model
+    with pytest.raises(RuntimeError, match="not been fitted"):
+        model.predict(obs, act)
     initial = EnsembleDynamicsNetwork(2, 1, probabilistic=True, **SMALL)
     initial.reset_parameters(gen(14))  # fit draws the initial weights first from its generator
     kept = model.network.state_dict()
     assert all(torch.equal(kept[name], t) for name, t in initial.state_dict().items())
-    pred = model.predict(obs, act)
-    assert torch.isfinite(pred.mean).all() and torch.isfinite(pred.aleatoric_var).all()
+
+
+def test_a_refit_that_diverges_at_once_keeps_the_fitted_model_and_its_normalisers():
+    obs, act, nxt = smooth_system(200, 14)
+    model = ProbabilisticMLP(1, 1, max_epochs=3, **SMALL)
+    model.fit(obs, act, nxt, generator=gen(14))
+    before = model.predict(obs, act).mean
+    model.train_config = TrainConfig(max_epochs=3, lr=1e6, grad_clip=None)
+    report = model.fit(obs * 3.0, act, nxt * 3.0, generator=gen(15))  # other data: other normalisers
+    assert report.nonfinite and report.nonfinite_epoch == 0 and model.fitted
+    assert torch.equal(model.predict(obs, act).mean, before)
 
 
 def test_nonfinite_loss_mid_training_restores_the_best_epoch(monkeypatch):
@@ -290,7 +304,8 @@ def test_nonfinite_loss_mid_training_restores_the_best_epoch(monkeypatch):
     report = model.fit(obs, act, nxt, generator=gen(15))
     monkeypatch.undo()
     assert report.nonfinite and "non-finite" in report.message and "epoch 4" in report.message
-    assert report.epochs == 4 and len(report.val_loss) == 4
+    assert report.epochs == 4 and len(report.val_loss) == 4 and report.nonfinite_epoch == 4
+    assert report.nonfinite_members == [0] and report.produced_model and model.fitted
     assert report.member_val_loss[0] == pytest.approx(report.val_loss[report.best_epoch], rel=1e-6)
     # identical to a clean run that stopped after the best epoch
     clean = DeterministicMLP(1, 1, **{**options, "max_epochs": report.best_epoch + 1})

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork, EnsembleMLP, soft_bound
-from forethought.models.training import TrainingOptions, clip_member_gradients
+from forethought.models.config import TrainConfig
+from forethought.models.training import clip_member_gradients
 
 
 def reference_network(ensemble: EnsembleMLP, k: int) -> nn.Sequential:
@@ -122,11 +123,11 @@ def test_gradient_clipping_is_per_member():
 
 
 def test_training_options_are_validated():
-    with pytest.raises(ValueError, match="val_fraction"):
-        TrainingOptions(val_fraction=0.0)
-    with pytest.raises(ValueError, match="learning_rate"):
-        TrainingOptions(learning_rate=-1.0)
-    assert "patience" in TrainingOptions.names()
+    with pytest.raises(ValueError, match=r"train.val_fraction must be a number in \(0, 1\), got 0.0"):
+        TrainConfig(val_fraction=0.0)
+    with pytest.raises(ValueError, match="train.lr must be a finite number > 0, got -1.0"):
+        TrainConfig(lr=-1.0)
+    assert "patience" in TrainConfig.names()
 
 
 def test_inference_path_in_row_blocks_matches_the_training_path():

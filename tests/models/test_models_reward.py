@@ -8,7 +8,7 @@ import torch
 from forethought import envs
 from forethought.data import collect
 from forethought.envs.task_functions import inverted_pendulum_termination, linear_reward
-from forethought.models import LinearGaussian, RewardModel, TerminationClassifier
+from forethought.models import KnownDynamics, LinearGaussian, RewardModel, TerminationClassifier
 from forethought.planning import TrajectoryEvaluator
 from forethought.serialization import CheckpointError
 
@@ -72,7 +72,7 @@ def pendulum_classifier():
 
 
 def test_reward_model_fits_the_cartpole_swingup_reward():
-    model = RewardModel(5, 1, hidden_size=128, hidden_layers=2, max_epochs=30, learning_rate=3e-3)
+    model = RewardModel(5, 1, hidden_size=128, hidden_layers=2, max_epochs=30, lr=3e-3)
     report = model.fit(*cartpole_transitions(3000, 0), generator=gen(0))
     assert report.epochs > 0 and report.val_loss[report.best_epoch] < report.val_loss[0]
     obs, action, next_obs, reward = cartpole_transitions(1000, 1)
@@ -119,17 +119,9 @@ def test_learned_reward_drives_the_planner_like_the_true_reward(linear_reward_mo
 
 
 def test_learned_termination_works_as_a_planner_termination_function(pendulum_classifier):
-    class Drift:  # the angle grows by the action each step
-        obs_dim, act_dim = 4, 1
-
-        def predict(self, obs, action):
-            raise AssertionError("the sampling modes call sample")
-
-        def sample(self, obs, action, generator):
-            return obs + torch.nn.functional.pad(action, (1, 2))
-
+    drift = KnownDynamics(lambda obs, action: obs + torch.nn.functional.pad(action, (1, 2)), 4, 1)  # angle += action
     actions = torch.tensor([0.05, 0.15])[:, None, None].expand(2, 3, 1)
-    evaluation = TrajectoryEvaluator(Drift(), lambda o, a, n: torch.ones(n.shape[0]), pendulum_classifier,
+    evaluation = TrajectoryEvaluator(drift, lambda o, a, n: torch.ones(n.shape[0]), pendulum_classifier,
                                      particles=1).evaluate(torch.zeros(4), actions)
     # angles 0.05, 0.10, 0.15 never leave the limit; 0.15, 0.30 ends on step 2
     assert torch.allclose(evaluation.mean_return, torch.tensor([3.0, 2.0]))
@@ -151,7 +143,7 @@ def test_save_and_load_round_trip(tmp_path, linear_buffer):
     batch = linear_buffer.all()
     assert torch.equal(restored(batch.obs, batch.action, batch.next_obs),
                        reward_model(batch.obs, batch.action, batch.next_obs))
-    assert restored.hidden_size == 32 and restored.training_options.max_epochs == 3
+    assert restored.hidden_size == 32 and restored.train_config.max_epochs == 3
 
     classifier = TerminationClassifier(4, 1, threshold=0.3, **SMALL)
     classifier.fit(*pendulum_transitions(200, 0))
@@ -160,7 +152,7 @@ def test_save_and_load_round_trip(tmp_path, linear_buffer):
     obs, action, next_obs, _ = pendulum_transitions(50, 1)
     assert loaded.threshold == 0.3
     assert torch.equal(loaded.probability(obs, action, next_obs), classifier.probability(obs, action, next_obs))
-    with pytest.raises(CheckpointError, match="holds 'reward_model', not a TerminationClassifier"):
+    with pytest.raises(CheckpointError, match="holds a 'reward_model' model, not a TerminationClassifier"):
         TerminationClassifier.load(tmp_path / "reward")
 
 

@@ -82,8 +82,9 @@ def test_default_generator_is_seeded():
 
 # ---------------------------------------------------------------------- bad settings and inputs
 def test_unknown_optimizer_lists_the_valid_names():
-    with pytest.raises(ValueError, match="unknown optimizer 'ilqr'.*'cem'.*'gradient'.*'icem'.*'mppi'.*'random'"):
-        make_optimizer("ilqr", BOX, 5)
+    with pytest.raises(ValueError, match="unknown optimizer 'annealing'.*'cem'.*'gradient'.*'icem'.*'ilqr'.*'lqr'"
+                                         ".*'mppi'.*'random'"):
+        make_optimizer("annealing", BOX, 5)
 
 
 def test_unknown_settings_are_named_with_the_valid_ones():

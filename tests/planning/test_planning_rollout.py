@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from forethought.envs.task_functions import linear_reward
-from forethought.models import LinearGaussian, ProbabilisticEnsemble
+from forethought.models import DynamicsModel, LinearGaussian, ProbabilisticEnsemble
 from forethought.models.neural import MLPDynamics
-from forethought.planning.propagation import fixed_slots, member_predictor
+from forethought.planning.propagation import fixed_slots
 from forethought.planning.rollout import PROPAGATIONS, TrajectoryEvaluator
 
 
@@ -54,21 +54,36 @@ def returns_from_members(offsets, member_indices, start=0.0):
     return states.sum(dim=-1).mean(dim=-1)
 
 
-class MembersOnly:
-    """A test double exposing only the duck-typed ensemble interface (the ``predict_members`` path)."""
+class MembersOnly(DynamicsModel):
+    """An ensemble that implements only the interface's members (``predict_members``, ``elites``,
+    ``ensemble_size``), so planners use DynamicsModel's generic member predictors."""
 
     def __init__(self, inner: MLPDynamics) -> None:
-        self.inner, self.obs_dim, self.act_dim = inner, inner.obs_dim, inner.act_dim
+        super().__init__(inner.obs_dim, inner.act_dim)
+        self.inner, self.fitted = inner, True
         self.ensemble_size, self.elites, self.probabilistic = inner.ensemble_size, inner.elites, inner.probabilistic
 
     def predict_members(self, obs, action):
         return self.inner.predict_members(obs, action)
 
-    def predict(self, obs, action):
+    def _predict(self, obs, action):
         return self.inner.predict(obs, action)
 
     def sample(self, obs, action, generator):
         return self.inner.sample(obs, action, generator)
+
+    def delta_scale(self):
+        return self.inner.delta_scale()
+
+    def _fit(self, obs, action, next_obs, generator):
+        raise NotImplementedError
+
+    def _state(self):
+        raise NotImplementedError
+
+    @classmethod
+    def _from_state(cls, tensors, config, obs_dim, act_dim, **kwargs):
+        raise NotImplementedError
 
 
 def known_linear_model(noise_var: float = 0.0) -> LinearGaussian:
@@ -159,7 +174,8 @@ def test_only_elite_members_are_used_and_fast_path_matches_predict_members():
         assert torch.allclose(fast.mean_return, slow.mean_return, atol=1e-5)
         assert torch.allclose(fast.disagreement, slow.disagreement, atol=1e-6)
     # the elite network computes what predict_members computes for the elites
-    predictor = member_predictor(model, {})
+    predictor = model.member_predictor()
+    assert predictor.members == [0, 2, 4]
     blocks, block_actions = torch.randn(3, 4, 1, generator=gen(1)), torch.randn(3, 4, 1, generator=gen(2))
     means, stds = predictor(blocks, block_actions)
     full = torch.zeros(5, 4, 1)
@@ -269,7 +285,7 @@ def test_perfect_linear_model_returns_equal_the_analytic_sum_of_rewards(propagat
 
 def test_a_one_member_ensemble_is_scored_as_a_single_model():
     single = linear_members(torch.tensor([[[-0.5], [1.0]]]), torch.zeros(1, 1))  # s' = 0.5 s + a
-    assert member_predictor(single, {}) is None
+    assert single.member_predictor() is None and single.frozen_member_predictor() is None
     actions, obs = torch.rand(5, 4, 1, generator=gen(6)) * 2 - 1, torch.tensor([0.7])
     expected = TrajectoryEvaluator(known_linear_model(), linear_reward, propagation="expectation").evaluate(
         obs, actions).mean_return

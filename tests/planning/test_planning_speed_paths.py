@@ -7,10 +7,10 @@ import torch
 
 from forethought.data import ReplayBuffer
 from forethought.models import ProbabilisticEnsemble
-from forethought.models import ensemble_mlp
-from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork, FrozenEnsemble
+from forethought.models import frozen as frozen_module
+from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
+from forethought.models.frozen import FrozenEnsemble
 from forethought.models.neural import MLPDynamics
-from forethought.planning.propagation import member_predictor
 from forethought.planning.rollout import TrajectoryEvaluator
 
 
@@ -47,8 +47,8 @@ def reference(network: EnsembleDynamicsNetwork, members: list[int], x: torch.Ten
 def test_float32_snapshot_matches_the_network(probabilistic, hidden_layers, pad, chunk_bytes, rows, fused,
                                               monkeypatch):
     if not fused:  # where PyTorch lacks oneDNN's fused linear: the bmm and member-by-member mm paths
-        monkeypatch.setattr(ensemble_mlp, "fused_linear_available", lambda: False)
-    elif rows > ensemble_mlp.FUSED_ROWS and not ensemble_mlp.fused_linear_available():
+        monkeypatch.setattr(frozen_module, "fused_linear_available", lambda: False)
+    elif rows > frozen_module.FUSED_ROWS and not frozen_module.fused_linear_available():
         pytest.skip("this PyTorch build has no oneDNN fused linear")
     network = trained_looking(EnsembleDynamicsNetwork(6, 5, probabilistic, 4, 24, hidden_layers, generator=gen(0)))
     members = [0, 2, 3]
@@ -102,11 +102,12 @@ def fitted_cartpole_like_model() -> MLPDynamics:
     return model
 
 
-def test_member_predictor_float32_matches_predict_members():
+def test_frozen_member_predictor_float32_matches_predict_members():
     model = fitted_cartpole_like_model()
     obs, action = torch.randn(4, 50, 5, generator=gen(4)), torch.rand(4, 50, 1, generator=gen(5))
-    with torch.no_grad():
-        means, stds = member_predictor(model, {})(obs, action)
+    predictor = model.frozen_member_predictor("float32")
+    assert predictor.members == [0, 1, 3, 4] and predictor.probabilistic
+    means, stds = predictor(obs, action)
     full_obs, full_action = torch.zeros(5, 50, 5), torch.zeros(5, 50, 1)
     full_obs[[0, 1, 3, 4]], full_action[[0, 1, 3, 4]] = obs, action
     ref_means, ref_vars = model.predict_members(full_obs, full_action)
@@ -168,4 +169,4 @@ def test_inputs_of_the_wrong_width_are_named():
 
 def test_this_build_has_the_fused_linear_the_planner_relies_on_for_speed():
     # the CI machine's PyTorch (x86-64 CPU wheel) ships oneDNN; a build without it still plans, slower
-    assert ensemble_mlp.fused_linear_available()
+    assert frozen_module.fused_linear_available()

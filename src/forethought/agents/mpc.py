@@ -3,12 +3,15 @@
     agent = MPCAgent(model, envs.env_task_functions(env), env.action_space, PlannerConfig(horizon=15))
     agent.reset()
     action = agent.act(obs)
+
+Every optimiser of :class:`~forethought.planning.PlannerConfig` plans the same way here: the
+evaluator turns the observation into an objective, the optimiser returns a plan ``[H, a]``
+(warm-started from the previous one), and its first action is executed.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -16,52 +19,21 @@ import torch
 
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
-from forethought.planning import PROPAGATIONS, TrajectoryEvaluator, make_optimizer, optimizer_names
+from forethought.planning import TrajectoryEvaluator, make_optimizer, optimizer_class
+from forethought.planning.config import PlannerConfig
+from forethought.planning.rollout import Evaluation
 
-
-@dataclass
-class PlannerConfig:
-    """How an MPC agent plans.
-
-    ``optimizer`` is one of the planning optimisers (``random``, ``cem``, ``icem``, ``mppi``,
-    ``gradient``); ``settings`` are passed to it (e.g. ``{population: 350, elites: 35,
-    iterations: 5}`` for CEM). ``particles`` and ``propagation`` (``ts1``, ``tsinf``,
-    ``expectation``, ``all-members``) control how each candidate is scored; ``risk_penalty`` and
-    ``veto_threshold`` make scoring uncertainty-aware. The plan is recomputed every
-    ``replan_every`` steps. ``compute_dtype="bfloat16"`` runs an ensemble's forward passes in
-    bfloat16 (several times faster on CPUs with AMX/AVX512-BF16; candidate returns stay within
-    the tolerance documented in :class:`~forethought.planning.TrajectoryEvaluator`).
-    """
-
-    optimizer: str = "cem"
-    horizon: int = 15
-    particles: int = 20
-    propagation: str = "tsinf"
-    risk_penalty: float = 0.0
-    veto_threshold: float | None = None
-    replan_every: int = 1
-    compute_dtype: str = "float32"
-    settings: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.horizon < 1:
-            raise ValueError(f"planner.horizon must be >= 1, got {self.horizon}")
-        if self.optimizer not in optimizer_names():
-            raise ValueError(f"planner.optimizer must be one of {optimizer_names()}, got {self.optimizer!r}")
-        if self.propagation not in PROPAGATIONS:
-            raise ValueError(f"planner.propagation must be one of {list(PROPAGATIONS)}, got {self.propagation!r}")
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"planner.compute_dtype must be 'float32' or 'bfloat16', got {self.compute_dtype!r}")
-        if not 1 <= self.replan_every <= self.horizon:
-            raise ValueError(f"planner.replan_every must be between 1 and horizon={self.horizon}, "
-                             f"got {self.replan_every}")
+__all__ = ["MPCAgent", "PlannerConfig"]
 
 
 class MPCAgent:
     """Plans in ``model`` with ``task``'s reward/termination and acts in ``action_space``.
 
-    ``plan_ms`` holds the wall-clock milliseconds of every planning call; ``last_evaluation`` the
-    planner's scoring of its final candidates (disagreement and vetoes included).
+    ``evaluator`` scores candidate sequences (a :class:`~forethought.planning.TrajectoryEvaluator`
+    set up from the config; differentiable when the optimiser needs gradients), ``optimizer`` is
+    the config's trajectory optimiser. ``plan_ms`` holds the wall-clock milliseconds of every
+    planning call; ``last_evaluation`` the evaluator's scoring of the latest candidates
+    (disagreement and vetoes included).
     """
 
     def __init__(self, model: DynamicsModel, task: TaskFunctions, action_space: gym.Space,
@@ -69,22 +41,20 @@ class MPCAgent:
         self.config = config or PlannerConfig()
         self.action_space = action_space
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.evaluator = TrajectoryEvaluator(model, task.reward, task.termination,
-                                             particles=self.config.particles,
-                                             propagation=self.config.propagation,
-                                             risk_penalty=self.config.risk_penalty,
-                                             veto_threshold=self.config.veto_threshold,
-                                             generator=self.generator,
-                                             differentiable=self.config.optimizer == "gradient",
-                                             compute_dtype=self.config.compute_dtype)
-        self.optimizer = make_optimizer(self.config.optimizer, action_space, self.config.horizon,
-                                        generator=self.generator, **self.config.settings)
+        c = self.config
+        self.evaluator = TrajectoryEvaluator(model, task.reward, task.termination, particles=c.particles,
+                                             propagation=c.propagation, risk_penalty=c.risk_penalty,
+                                             veto_threshold=c.veto_threshold, generator=self.generator,
+                                             differentiable=optimizer_class(c.optimizer).needs_gradients,
+                                             compute_dtype=c.compute_dtype)
+        self.optimizer = make_optimizer(c.optimizer, action_space, c.horizon, generator=self.generator,
+                                        settings=c.optimizer_settings())
         self.plan_ms: list[float] = []
         self._plan: torch.Tensor | None = None
         self._step_in_plan = 0
 
     @property
-    def last_evaluation(self):
+    def last_evaluation(self) -> Evaluation | None:
         return self.evaluator.last_evaluation
 
     def reset(self) -> None:
@@ -92,8 +62,11 @@ class MPCAgent:
         self.optimizer.reset()
         self._plan, self._step_in_plan = None, 0
 
-    def act(self, obs: np.ndarray) -> np.ndarray | int:
-        """The action for observation ``obs``: the next step of the current plan, re-planning when due."""
+    def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray | int:
+        """The action for observation ``obs``: the next step of the current plan, re-planning when due.
+
+        MPC has no exploration of its own (the planner's sampling is part of its search, not of
+        the policy), so ``deterministic=False`` plans and acts exactly as ``True`` does."""
         if self._plan is None or self._step_in_plan >= self.config.replan_every:
             self._replan(torch.as_tensor(np.asarray(obs, dtype=np.float32).ravel()))
         action = self._plan[self._step_in_plan]

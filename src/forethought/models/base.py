@@ -1,4 +1,4 @@
-"""The one interface every dynamics model implements.
+"""The one interface every dynamics model implements, and the checkpoint code every model shares.
 
 A model is fitted on transitions and predicts the distribution of the next observation:
 
@@ -7,8 +7,15 @@ A model is fitted on transitions and predicts the distribution of the next obser
     next_obs = model.sample(obs, action, generator) # one stochastic draw
     model.save("ckpt/model"); DynamicsModel.load("ckpt/model")
 
+Planners see a model only through this interface. An ensemble (``ensemble_size > 1``) also exposes
+its members: ``model.elites`` (the members ``predict`` and ``sample`` use),
+``model.predict_members(obs, action)`` (every member's prediction, member axis first), and the
+elites as one batched function for rollouts, :meth:`DynamicsModel.member_predictor` (follows the
+model, differentiable) and :meth:`DynamicsModel.frozen_member_predictor` (a fast snapshot without
+autograd, in float32 or bfloat16). ``model.delta_scale()`` is the typical size of a one-step change
+per dimension and ``model.linearization(obs, action)`` the local linear model ``(A, B, c)``.
+
 Callers pass and receive raw observations; delta targets and normalisation stay inside models.
-Planners and agents depend only on this interface.
 """
 
 from __future__ import annotations
@@ -16,15 +23,19 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
+from forethought.models.frozen import compute_dtype
 from forethought.serialization import CheckpointError, load_checkpoint, save_checkpoint
 
-_MODEL_CLASSES: dict[str, type["DynamicsModel"]] = {}
+_MODEL_CLASSES: dict[str, type["CheckpointedModel"]] = {}
+
+MemberFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+"""``(obs [E, B, o], action [E, B, a]) -> (means [E, B, o], stds [E, B, o] or None)``, raw units."""
 
 
 @dataclass
@@ -54,7 +65,14 @@ class Prediction:
 @dataclass
 class FitReport:
     """What happened during ``fit``: per-epoch losses (validation losses are MSE on normalised
-    deltas unless stated), the epoch whose weights were kept, and any warning."""
+    deltas unless stated), the epoch whose weights were kept, and any warning.
+
+    Divergence: when a training or validation loss goes non-finite the fit stops cleanly,
+    ``nonfinite`` is True, ``nonfinite_epoch`` is the epoch (from 0) it happened in and
+    ``nonfinite_members`` the members whose loss it was; ``epochs`` counts the finite epochs
+    before it. A fit that diverged in its first epoch produced no model: the model's ``fitted``
+    stays what it was (False for a fresh model).
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
@@ -62,6 +80,8 @@ class FitReport:
     epochs: int = 0
     stopped_early: bool = False
     nonfinite: bool = False
+    nonfinite_epoch: int | None = None
+    nonfinite_members: list[int] | None = None
     message: str = ""
     member_val_loss: list[float] | None = None
     elites: list[int] | None = None
@@ -70,8 +90,36 @@ class FitReport:
     def best_val_loss(self) -> float | None:
         return min(self.val_loss) if self.val_loss else None
 
+    @property
+    def produced_model(self) -> bool:
+        """Whether the fit left a usable model: it did not diverge before a finite epoch."""
+        return not (self.nonfinite and self.epochs == 0)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class MemberPredictor:
+    """Some members of an ensemble (its elites) as one batched function, for rollouts.
+
+    Calling it on obs ``[E, B, o]`` and action ``[E, B, a]`` (member ``e`` reads block ``e``; raw
+    units) returns ``(means [E, B, o], stds [E, B, o] or None)``: each member's predicted next
+    observation and, for probabilistic members, its predicted aleatoric standard deviation.
+
+    Attributes:
+        members: the model's member index of each of the ``E`` blocks.
+        probabilistic: whether ``stds`` is returned.
+    """
+
+    def __init__(self, members: list[int], probabilistic: bool, fn: MemberFn) -> None:
+        self.members, self.probabilistic, self._fn = list(members), bool(probabilistic), fn
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def __call__(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self._fn(obs, action)
 
 
 def as_tensor(x: Any, name: str, dim: int) -> torch.Tensor:
@@ -115,11 +163,29 @@ def transition_tensors(data: Any, actions: Any = None, next_obs: Any = None,
     return obs_t, act_t, nxt_t
 
 
-class DynamicsModel(ABC):
-    """Base class: validation, batching of arbitrary leading dims, sampling and persistence.
+def require_model(model: Any, name: str = "model") -> "DynamicsModel":
+    """``model`` if it implements :class:`DynamicsModel`, else a TypeError naming ``name``."""
+    if not isinstance(model, DynamicsModel):
+        raise TypeError(f"{name} must be a dynamics model (forethought.models.DynamicsModel), "
+                        f"got {type(model).__name__}")
+    return model
 
-    Subclasses set ``kind`` (the name stored in checkpoints) and implement ``_fit``, ``_predict``,
-    ``_state`` and ``_from_state``.
+
+def model_class(kind: str, path: str | os.PathLike = "") -> type["CheckpointedModel"]:
+    """The model class that saves checkpoints of ``kind``; a CheckpointError naming ``path`` if none does."""
+    target = _MODEL_CLASSES.get(kind)
+    if target is None:
+        raise CheckpointError(f"checkpoint {path} holds model kind {kind!r}; known kinds: {sorted(_MODEL_CLASSES)}")
+    return target
+
+
+class CheckpointedModel(ABC):
+    """Sizes, the ``fitted`` flag and persistence shared by every model in :mod:`forethought.models`
+    (dynamics models, the learned reward and the termination classifier).
+
+    Subclasses set ``kind`` (the name stored in checkpoints) and implement ``_state`` and
+    ``_from_state``; a checkpoint is ``path.safetensors`` + ``path.json`` holding the kind, the
+    sizes, ``fitted`` and the constructor config.
     """
 
     kind: ClassVar[str] = ""
@@ -135,17 +201,73 @@ class DynamicsModel(ABC):
         if cls.__dict__.get("kind"):  # only a class that names its own kind owns that checkpoint kind
             _MODEL_CLASSES[cls.kind] = cls
 
+    def save(self, path: str | os.PathLike) -> None:
+        """Save to ``path.safetensors`` + ``path.json`` atomically (no pickle)."""
+        tensors, config = self._state()
+        save_checkpoint(path, tensors, {"kind": self.kind, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
+                                        "fitted": self.fitted, "config": config})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, **kwargs: Any) -> "CheckpointedModel":
+        """Load a model saved with :meth:`save`; the stored ``kind`` picks the class, which must be
+        ``cls`` or a subclass (``DynamicsModel.load`` loads any dynamics model). Extra ``kwargs``
+        go to models that need non-tensor parts (e.g. a residual model's simulator)."""
+        tensors, meta = load_checkpoint(path)
+        target = model_class(meta.get("kind"), path)
+        if not issubclass(target, cls):
+            raise CheckpointError(f"checkpoint {path} holds a {meta.get('kind')!r} model, not a {cls.__name__}")
+        try:
+            model = target._from_state(tensors, meta["config"], meta["obs_dim"], meta["act_dim"], **kwargs)
+        except (KeyError, RuntimeError) as err:
+            raise CheckpointError(f"checkpoint {path} does not match a {target.__name__}: {err}") from err
+        model.fitted = bool(meta.get("fitted", True))
+        return model
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Tensors and JSON-serialisable constructor config that fully describe the model."""
+
+    @classmethod
+    @abstractmethod
+    def _from_state(cls, tensors: dict[str, torch.Tensor], config: dict[str, Any], obs_dim: int,
+                    act_dim: int, **kwargs: Any) -> "CheckpointedModel":
+        """Rebuild a model from what :meth:`_state` returned."""
+
+
+class DynamicsModel(CheckpointedModel):
+    """Base class: validation, batching of arbitrary leading dims, sampling, the member interface
+    planners use, and persistence.
+
+    Subclasses set ``kind`` and implement ``_fit``, ``_predict``, ``_state`` and ``_from_state``.
+    An ensemble also sets ``ensemble_size``, keeps ``elites`` and implements ``predict_members``
+    (and may replace the member predictors with faster ones).
+
+    Attributes:
+        ensemble_size: members whose predictions :meth:`predict_members` returns (1: a single model).
+        elites: the members ``predict`` and ``sample`` use, and planners roll out.
+        probabilistic: whether the members predict aleatoric variance.
+    """
+
+    ensemble_size: int = 1
+    probabilistic: bool = True
+
+    def __init__(self, obs_dim: int, act_dim: int) -> None:
+        super().__init__(obs_dim, act_dim)
+        self.elites: list[int] = list(range(self.ensemble_size))
+
     # ------------------------------------------------------------------ public API
     def fit(self, data: Any, actions: Any = None, next_obs: Any = None, *,
             generator: torch.Generator | None = None) -> FitReport:
         """Fit on transitions: a :class:`ReplayBuffer`/:class:`TransitionBatch`, or arrays
         ``fit(obs [N, o], actions [N, a], next_obs [N, o])``. ``generator`` drives splits,
-        shuffling and initialisation (a fixed default seed is used when omitted)."""
+        shuffling and initialisation (a fixed default seed is used when omitted). A fit that
+        diverged before its first finite epoch leaves ``fitted`` as it was
+        (:attr:`FitReport.produced_model`)."""
         obs, act, nxt = transition_tensors(data, actions, next_obs, self.obs_dim, self.act_dim)
         if generator is None:
             generator = torch.Generator().manual_seed(0)
         report = self._fit(obs, act, nxt, generator)
-        self.fitted = True
+        self.fitted = self.fitted or report.produced_model
         return report
 
     def predict(self, obs: Any, action: Any) -> Prediction:
@@ -165,27 +287,88 @@ class DynamicsModel(ABC):
         noise = torch.randn(pred.mean.shape, generator=generator, dtype=pred.mean.dtype)
         return pred.mean + pred.aleatoric_var.sqrt() * noise
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to ``path.safetensors`` + ``path.json`` atomically (no pickle)."""
-        tensors, config = self._state()
-        save_checkpoint(path, tensors, {"kind": self.kind, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
-                                        "fitted": self.fitted, "config": config})
+    # ------------------------------------------------------------------ members, for planners
+    def predict_members(self, obs: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every member's prediction in raw units, member axis first.
 
-    @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs: Any) -> "DynamicsModel":
-        """Load a model saved with :meth:`save`; on the base class, the stored ``kind`` picks the
-        class. Extra ``kwargs`` go to models that need non-tensor parts (e.g. a residual model's
-        simulator)."""
-        tensors, meta = load_checkpoint(path)
-        kind = meta.get("kind")
-        target = _MODEL_CLASSES.get(kind)
-        if target is None:
-            raise CheckpointError(f"checkpoint {path} holds model kind {kind!r}; known kinds: {sorted(_MODEL_CLASSES)}")
-        if cls is not DynamicsModel and not issubclass(target, cls):
-            raise CheckpointError(f"checkpoint {path} holds a {kind!r} model, not a {cls.__name__}")
-        model = target._from_state(tensors, meta["config"], meta["obs_dim"], meta["act_dim"], **kwargs)
-        model.fitted = bool(meta.get("fitted", True))
-        return model
+        Args:
+            obs: ``[B, obs_dim]`` (the same rows for every member) or ``[K, B, obs_dim]``
+                (member k predicts for row block k).
+            action: ``[B, act_dim]`` or ``[K, B, act_dim]``, matching ``obs``.
+
+        Returns:
+            ``(means [K, B, obs_dim], variances [K, B, obs_dim] or None)``, the variances the
+            predicted aleatoric ones. A single model (K = 1) returns its prediction with a member
+            axis of one; an ensemble implements this itself.
+        """
+        if self.ensemble_size != 1:
+            raise NotImplementedError(f"{type(self).__name__} has {self.ensemble_size} members but does not "
+                                      "implement predict_members")
+        obs_t, act_t = self._inputs(obs, action)
+        if obs_t.ndim == 3 and obs_t.shape[0] == 1:
+            obs_t, act_t = obs_t[0], act_t[0]
+        if obs_t.ndim != 2:
+            raise ValueError(f"predict_members expects obs of shape (B, {self.obs_dim}) or (1, B, {self.obs_dim}), "
+                             f"got {tuple(obs_t.shape)}")
+        pred = self.predict(obs_t, act_t)
+        variances = None if pred.aleatoric_var is None else pred.aleatoric_var.unsqueeze(0)
+        return pred.mean.unsqueeze(0), variances
+
+    def member_predictor(self) -> MemberPredictor | None:
+        """The elites as one batched function (see :class:`MemberPredictor`), differentiable and
+        reading the model as it is at every call; ``None`` for a model with one member, which
+        planners propagate through :meth:`sample` and :meth:`predict`.
+
+        This default calls :meth:`predict_members` on ``[K, B, .]`` blocks, the non-elite blocks
+        being copies whose predictions are dropped."""
+        if self.ensemble_size <= 1:
+            return None
+        size, elites = self.ensemble_size, sorted(int(k) for k in self.elites)
+        # block of each model member: its own when it is an elite, else elite 0's (prediction dropped)
+        block = torch.tensor([elites.index(k) if k in elites else 0 for k in range(size)])
+        keep, all_members = torch.tensor(elites), elites == list(range(size))
+
+        def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            if not all_members:
+                obs, action = obs.index_select(0, block), action.index_select(0, block)
+            means, variances = self.predict_members(obs, action)
+            if not all_members:
+                means = means.index_select(0, keep)
+                variances = None if variances is None else variances.index_select(0, keep)
+            return means, None if variances is None else variances.sqrt()
+
+        return MemberPredictor(elites, self.probabilistic, predict)
+
+    def frozen_member_predictor(self, dtype: torch.dtype | str = "float32") -> MemberPredictor | None:
+        """The elites as one batched function for rollouts without autograd, computing in
+        ``dtype`` (``"float32"`` or ``"bfloat16"``) where the model has a fast path for it; a
+        snapshot: take a new one after the model changes. ``None`` for a model with one member.
+
+        This default is :meth:`member_predictor` (float32 whatever ``dtype``); a neural ensemble
+        returns a :class:`~forethought.models.frozen.FrozenEnsemble` of its elites."""
+        compute_dtype(dtype)
+        return self.member_predictor()
+
+    def delta_scale(self) -> torch.Tensor:
+        """Typical size of a one-step change per dimension ``[obs_dim]`` (float32): the std of
+        ``next_obs - obs`` in the training data for models that normalise their targets, ones
+        otherwise. Planners measure members' disagreement in these units."""
+        return torch.ones(self.obs_dim)
+
+    def linearization(self, obs: Any = None, action: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The mean prediction linearised at ``obs [o]``, ``action [a]``: float64 ``(A [o, o],
+        B [o, a], c [o])`` with ``mean(x, u) ~ A x + B u + c`` near that point (the Jacobians of
+        :meth:`predict`'s mean). A linear model returns its own ``A, B, c`` and needs no point."""
+        if obs is None or action is None:
+            raise ValueError(f"{type(self).__name__} is not linear: linearization needs a point (obs, action)")
+        obs_t, act_t = self._inputs(obs, action)
+        if obs_t.shape != (self.obs_dim,):
+            raise ValueError(f"linearization takes one point: obs of shape ({self.obs_dim},), got {tuple(obs_t.shape)}")
+        A, B = torch.autograd.functional.jacobian(lambda x, u: self.predict(x, u).mean, (obs_t, act_t))
+        A, B = A.detach().double(), B.detach().double()
+        with torch.no_grad():
+            c = self.predict(obs_t, act_t).mean.double() - A @ obs_t.double() - B @ act_t.double()
+        return A, B, c
 
     # ------------------------------------------------------------------ for subclasses
     def _inputs(self, obs: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,13 +388,3 @@ class DynamicsModel(ABC):
     @abstractmethod
     def _predict(self, obs: torch.Tensor, action: torch.Tensor) -> Prediction:
         """Predict for flat batches obs ``[B, o]``, action ``[B, a]``."""
-
-    @abstractmethod
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Tensors and JSON-serialisable constructor config that fully describe the model."""
-
-    @classmethod
-    @abstractmethod
-    def _from_state(cls, tensors: dict[str, torch.Tensor], config: dict[str, Any], obs_dim: int,
-                    act_dim: int, **kwargs: Any) -> "DynamicsModel":
-        """Rebuild a model from what :meth:`_state` returned."""

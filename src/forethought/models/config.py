@@ -1,12 +1,17 @@
 """Typed configs of the dynamics models and their training, and the one function that builds a
-model from them (used by every command and agent)."""
+model from them (used by every command and agent).
+
+The defaults are what the agents use: a 5-member probabilistic ensemble of 3 x 200 SiLU layers,
+trained by Adam for at most 50 epochs with early stopping after 5 epochs without improvement.
+Agents override only what differs (PETS: epochs of at least 10 minibatches; MBPO and Dyna: 20).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 from forethought.models.base import DynamicsModel
-from forethought.models.neural import make_model
 
 MODEL_KINDS = ("linear", "d", "p", "de", "pe")
 
@@ -20,36 +25,111 @@ class ModelConfig:
     kind: str = "pe"
     ensemble_size: int = 5
     hidden_size: int = 200
-    hidden_layers: int = 4
+    hidden_layers: int = 3
     ridge: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"model.kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        for name, low in (("ensemble_size", 1), ("hidden_size", 1), ("hidden_layers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")
+        if not (math.isfinite(self.ridge) and self.ridge >= 0):
+            raise ValueError(f"model.ridge must be a finite number >= 0, got {self.ridge!r}")
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation of the neural models (Adam on minibatches with early stopping)."""
+    """Training of the neural models (dynamics, reward, termination): Adam on minibatches with a
+    held-out validation split and early stopping (see :func:`~forethought.models.training.train_ensemble`).
 
-    max_epochs: int = 200
+    Attributes:
+        max_epochs: upper bound on epochs.
+        patience: stop after this many epochs without any member's validation loss improving.
+        batch_size: rows per member per minibatch.
+        min_epoch_batches: when one pass over the training rows makes fewer minibatches than
+            this, an epoch is this many full minibatches (from repeated shuffled passes), so that
+            a small dataset (the first trials of PETS: a few dozen rows) still gets enough
+            gradient steps between validations.
+        lr: Adam step size.
+        weight_decay: L2 penalty on the weight matrices (not biases or log-std bounds), added to
+            the gradients by Adam.
+        val_fraction: share of rows held out for validation (at least one row is).
+        grad_clip: maximum gradient norm per member; ``None`` disables clipping.
+        bound_penalty: weight of the log-std bound regulariser (probabilistic networks).
+        bootstrap: give each member of an ensemble (K > 1) its own bootstrap resample.
+        frozen_layers: the first this many weight layers (weights and biases) keep their values,
+            for fine-tuning a trained network on a changed system.
+        progress: show a live progress bar (rich) while training.
+    """
+
+    max_epochs: int = 50
+    patience: int = 5
     batch_size: int = 256
     min_epoch_batches: int = 1
     lr: float = 1e-3
     weight_decay: float = 5e-5
     val_fraction: float = 0.1
-    patience: int = 10
+    grad_clip: float | None = 10.0
+    bound_penalty: float = 0.01
+    bootstrap: bool = True
+    frozen_layers: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        rules = {
+            "max_epochs": ("an integer >= 1", _is_int(self.max_epochs, 1)),
+            "patience": ("an integer >= 1", _is_int(self.patience, 1)),
+            "batch_size": ("an integer >= 1", _is_int(self.batch_size, 1)),
+            "min_epoch_batches": ("an integer >= 1", _is_int(self.min_epoch_batches, 1)),
+            "frozen_layers": ("an integer >= 0", _is_int(self.frozen_layers, 0)),
+            "lr": ("a finite number > 0", _is_number(self.lr) and self.lr > 0),
+            "weight_decay": ("a finite number >= 0", _is_number(self.weight_decay) and self.weight_decay >= 0),
+            "val_fraction": ("a number in (0, 1)", _is_number(self.val_fraction) and 0 < self.val_fraction < 1),
+            "grad_clip": ("None or a finite number > 0",
+                          self.grad_clip is None or (_is_number(self.grad_clip) and self.grad_clip > 0)),
+            "bound_penalty": ("a finite number >= 0", _is_number(self.bound_penalty) and self.bound_penalty >= 0),
+            "bootstrap": ("true or false", isinstance(self.bootstrap, bool)),
+            "progress": ("true or false", isinstance(self.progress, bool)),
+        }
+        for name, (allowed, ok) in rules.items():
+            if not ok:
+                raise ValueError(f"train.{name} must be {allowed}, got {getattr(self, name)!r}")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        """The field names, the keyword arguments models accept for their training."""
+        return [f.name for f in fields(cls)]
+
+
+def _is_int(value: object, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def train_config(train: TrainConfig | None, overrides: dict, owner: str) -> TrainConfig:
+    """``train`` (default :class:`TrainConfig`) with ``overrides`` (field names) applied, for the
+    model class ``owner``; an unknown override is a TypeError listing the fields."""
+    unknown = sorted(set(overrides) - set(TrainConfig.names()))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for {owner}; training options (TrainConfig fields) are "
+                        f"{TrainConfig.names()}")
+    base = train if train is not None else TrainConfig()
+    return TrainConfig(**{**{name: getattr(base, name) for name in TrainConfig.names()}, **overrides})
 
 
 def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: int,
                 progress: bool = False) -> DynamicsModel:
-    """The model a :class:`ModelConfig` names, with training options from ``train``."""
+    """The model a :class:`ModelConfig` names, trained as ``train`` says (``progress`` shows a
+    progress bar while it fits)."""
+    from forethought.models.neural import make_model  # neural.py builds on the configs defined here
+
     if config.kind == "linear":
         return make_model("linear", obs_dim, act_dim, ridge=config.ridge)
     members = {"ensemble_size": config.ensemble_size} if config.kind in ("de", "pe") else {}
-    return make_model(config.kind, obs_dim, act_dim, **members,
-                      hidden_size=config.hidden_size, hidden_layers=config.hidden_layers,
-                      max_epochs=train.max_epochs, batch_size=train.batch_size,
-                      min_epoch_batches=train.min_epoch_batches, learning_rate=train.lr,
-                      weight_decay=train.weight_decay, val_fraction=train.val_fraction,
-                      patience=train.patience, progress=progress)
+    return make_model(config.kind, obs_dim, act_dim, **members, hidden_size=config.hidden_size,
+                      hidden_layers=config.hidden_layers, train=train, progress=progress or train.progress)

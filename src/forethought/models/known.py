@@ -21,6 +21,7 @@ class KnownDynamics(DynamicsModel):
     """
 
     kind = "known"
+    probabilistic = False
 
     def __init__(self, simulator: Simulator, obs_dim: int, act_dim: int) -> None:
         super().__init__(obs_dim, act_dim)

@@ -147,6 +147,13 @@ class LinearGaussian(DynamicsModel):
         return Prediction(mean=mean.to(dtype), aleatoric_var=noise_var.expand_as(mean).to(dtype),
                           epistemic_var=(leverage * noise_var).to(dtype))
 
+    def linearization(self, obs: Any = None, action: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(A, B, c)`` (float64 copies): the model is linear, so every point gives the same and
+        none is needed."""
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} has not been fitted: call fit(...) first")
+        return self.A.clone(), self.B.clone(), self.c.clone()
+
     def noise_factor(self) -> torch.Tensor:
         """A matrix ``L [o, o]`` with ``L L^T = noise_cov``: the Cholesky factor, or a symmetric
         square root from the eigendecomposition when ``noise_cov`` is singular (noise-free data)."""

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from forethought.models.base import _MODEL_CLASSES, DynamicsModel, FitReport, Prediction
+from forethought.models.base import DynamicsModel, FitReport, Prediction, model_class
 
 Simulator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Maps obs ``[B, obs_dim]`` and action ``[B, act_dim]`` to the simulated next obs ``[B, obs_dim]``."""
@@ -32,6 +32,8 @@ class ResidualModel(DynamicsModel):
 
     The learned model is trained on targets ``obs + (next_obs - simulator(obs, action))``, so the
     state change it learns is exactly the simulator's error; its variances are the residual's.
+    Planners propagate it as one model (through ``sample`` and ``predict``) whatever the learned
+    part is.
     """
 
     kind = "residual"
@@ -41,6 +43,14 @@ class ResidualModel(DynamicsModel):
         if not callable(simulator):
             raise TypeError(f"simulator must be callable (obs, action) -> next_obs, got {type(simulator).__name__}")
         self.simulator, self.learned = simulator, learned
+
+    @property
+    def probabilistic(self) -> bool:
+        return self.learned.probabilistic
+
+    def delta_scale(self) -> torch.Tensor:
+        """The learned part's scale of one-step changes (of the simulator's error)."""
+        return self.learned.delta_scale()
 
     def simulate(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The simulator's next obs ``[B, obs_dim]``, shape-checked."""
@@ -75,7 +85,7 @@ class ResidualModel(DynamicsModel):
         if simulator is None:
             raise ValueError("a residual model's simulator is code, not data: pass it when loading, "
                              "DynamicsModel.load(path, simulator=step_fn)")
-        learned_cls = _MODEL_CLASSES[config["learned_kind"]]
+        learned_cls = model_class(config["learned_kind"])
         inner = {k.removeprefix("learned."): v for k, v in tensors.items() if k.startswith("learned.")}
         learned = learned_cls._from_state(inner, config["learned_config"], obs_dim, act_dim, **kwargs)
         learned.fitted = True

@@ -1,91 +1,36 @@
-"""Training loop for :class:`~forethought.models.ensemble_mlp.EnsembleDynamicsNetwork`.
+"""The one training loop of the neural models: dynamics ensembles, the reward model and the
+termination classifier all train through :func:`train_ensemble`.
 
-All tensors here are already normalised (the model owns the normalisers). One call of
-:func:`train_ensemble`:
+All tensors here are already normalised (the models own their normalisers). One call:
 
 1. splits the rows into training and validation parts (``val_fraction``, from the generator);
 2. gives each member its own bootstrap resample of the training rows and, every epoch, its own
    shuffled minibatch order;
 3. runs Adam on the sum of the members' losses (members share no parameters, so each member's
    gradient is that of its own loss), clipping each member's gradient norm separately;
-4. after every epoch measures each member's validation MSE and keeps each member's best weights;
+4. after every epoch measures each member's validation loss and keeps each member's best weights;
 5. stops after ``patience`` epochs in which no member improved, or at ``max_epochs``, or at the
-   first non-finite loss, and puts every member's best weights back.
+   first non-finite loss (the fit has diverged: the report names the epoch and the members), and
+   puts every member's best weights back.
+
+What is minimised and validated is a :class:`TrainingLoss`: :class:`GaussianLoss` (negative
+log-likelihood or MSE, validated by MSE) for regression, or any other per-member loss (the
+termination classifier's class-balanced cross-entropy).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
 
 import torch
 
 from forethought.data.buffer import bootstrap_indices
 from forethought.models.base import FitReport
+from forethought.models.config import TrainConfig
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.progress import ProgressBar
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-@dataclass
-class TrainingOptions:
-    """Hyper-parameters of :func:`train_ensemble` (defaults follow common PETS/MBPO practice).
-
-    Attributes:
-        learning_rate: Adam step size.
-        weight_decay: L2 penalty on the weight matrices (not biases or log-std bounds), added to
-            the gradients by Adam.
-        batch_size: rows per member per minibatch.
-        min_epoch_batches: when one pass over the training rows makes fewer minibatches than
-            this, an epoch is this many full minibatches (from repeated shuffled passes), so that
-            a small dataset (the first trials of PETS: a few dozen rows) still gets enough
-            gradient steps between validations.
-        max_epochs: upper bound on epochs.
-        patience: stop after this many epochs without any member's validation loss improving.
-        val_fraction: share of rows held out for validation (at least one row is).
-        grad_clip: maximum gradient norm per member; ``None`` disables clipping.
-        bound_penalty: weight of the log-std bound regulariser (probabilistic networks).
-        bootstrap: give each member of an ensemble (K > 1) its own bootstrap resample.
-        frozen_layers: the first this many weight layers (weights and biases) keep their values,
-            for fine-tuning a trained network on a changed system; ``hidden_layers`` leaves only
-            the output layer (and the log-std bounds) to train.
-        progress: show a live progress bar (rich) while training.
-    """
-
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    batch_size: int = 256
-    min_epoch_batches: int = 1
-    max_epochs: int = 100
-    patience: int = 10
-    val_fraction: float = 0.1
-    grad_clip: float | None = 10.0
-    bound_penalty: float = 0.01
-    bootstrap: bool = True
-    frozen_layers: int = 0
-    progress: bool = False
-
-    def __post_init__(self) -> None:
-        checks = {
-            "learning_rate": self.learning_rate > 0,
-            "weight_decay": self.weight_decay >= 0,
-            "batch_size": self.batch_size >= 1,
-            "min_epoch_batches": self.min_epoch_batches >= 1,
-            "max_epochs": self.max_epochs >= 1,
-            "patience": self.patience >= 1,
-            "val_fraction": 0.0 < self.val_fraction < 1.0,
-            "grad_clip": self.grad_clip is None or self.grad_clip > 0,
-            "bound_penalty": self.bound_penalty >= 0,
-            "frozen_layers": self.frozen_layers >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"training option {name}={getattr(self, name)!r} is out of range")
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
 
 
 def member_training_loss(network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor,
@@ -111,6 +56,31 @@ def member_validation_mse(network: EnsembleDynamicsNetwork, x: torch.Tensor, y: 
     return (total / (x.shape[0] * y.shape[1])).float()
 
 
+class TrainingLoss:
+    """What :func:`train_ensemble` minimises and what it validates with, per member."""
+
+    def training(self, network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Differentiable per-member loss ``[K]`` on a minibatch x ``[K, B, in]``, y ``[K, B, out]``."""
+        raise NotImplementedError
+
+    def validation(self, network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-member validation loss ``[K]`` on shared rows x ``[N, in]``, y ``[N, out]`` (lower is better)."""
+        raise NotImplementedError
+
+
+class GaussianLoss(TrainingLoss):
+    """Regression: :func:`member_training_loss` to train, :func:`member_validation_mse` to validate."""
+
+    def __init__(self, bound_penalty: float) -> None:
+        self.bound_penalty = float(bound_penalty)
+
+    def training(self, network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return member_training_loss(network, x, y, self.bound_penalty)
+
+    def validation(self, network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return member_validation_mse(network, x, y)
+
+
 def clip_member_gradients(network: torch.nn.Module, max_norm: float) -> torch.Tensor:
     """Scale each member's gradient so its norm (over all its parameters) is at most ``max_norm``.
     Every parameter has the member axis first. Returns the norms before clipping, ``[K]``."""
@@ -124,20 +94,20 @@ def clip_member_gradients(network: torch.nn.Module, max_norm: float) -> torch.Te
 
 
 def train_step(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               y: torch.Tensor, options: TrainingOptions) -> torch.Tensor | None:
+               y: torch.Tensor, loss: TrainingLoss, grad_clip: float | None) -> torch.Tensor:
     """One Adam step on minibatch x ``[K, B, in]``, y ``[K, B, out]``. Returns the detached
-    per-member losses ``[K]``, or ``None`` (without stepping) if a loss or gradient is non-finite."""
-    losses = member_training_loss(network, x, y, options.bound_penalty)
+    per-member losses ``[K]``, NaN for a member whose gradient norm is not finite; when any entry
+    is not finite no step is taken."""
+    losses = loss.training(network, x, y)
     optimizer.zero_grad(set_to_none=True)
     losses.sum().backward()
-    if options.grad_clip is not None:
-        norms = clip_member_gradients(network, options.grad_clip)
-        if not torch.isfinite(norms).all():
-            return None
-    if not torch.isfinite(losses).all():
-        return None
-    optimizer.step()
-    return losses.detach()
+    losses = losses.detach()
+    if grad_clip is not None:
+        norms = clip_member_gradients(network, grad_clip)
+        losses = torch.where(torch.isfinite(norms), losses, torch.full_like(losses, math.nan))
+    if torch.isfinite(losses).all():
+        optimizer.step()
+    return losses
 
 
 class _BestWeights:
@@ -175,88 +145,100 @@ def _freeze(network: EnsembleDynamicsNetwork, layers: int) -> None:
         bias.requires_grad_(False)
 
 
-def _adam(network: EnsembleDynamicsNetwork, options: TrainingOptions) -> torch.optim.Adam:
+def _adam(network: EnsembleDynamicsNetwork, train: TrainConfig) -> torch.optim.Adam:
     # weight decay on the weight matrices only: biases and log-std bounds are not shrunk
     decayed = [w for w in network.body.weights if w.requires_grad]
     others = [p for p in network.parameters() if p.requires_grad and all(p is not w for w in decayed)]
-    return torch.optim.Adam([{"params": decayed, "weight_decay": options.weight_decay},
-                             {"params": others, "weight_decay": 0.0}], lr=options.learning_rate)
+    return torch.optim.Adam([{"params": decayed, "weight_decay": train.weight_decay},
+                             {"params": others, "weight_decay": 0.0}], lr=train.lr)
 
 
 def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-                 y: torch.Tensor, member_rows: torch.Tensor, options: TrainingOptions,
-                 generator: torch.Generator) -> tuple[float | None, int]:
+                 y: torch.Tensor, member_rows: torch.Tensor, train: TrainConfig, loss: TrainingLoss,
+                 generator: torch.Generator) -> tuple[float | None, int, list[int]]:
     """One epoch: member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random order.
-    When one pass makes fewer than ``options.min_epoch_batches`` minibatches, the epoch is instead
+    When one pass makes fewer than ``train.min_epoch_batches`` minibatches, the epoch is instead
     that many full minibatches, drawn from as many freshly shuffled passes as they need.
-    Returns ``(mean training loss, batches)``, or ``(None, index of the bad batch)`` at the first
-    non-finite loss."""
+    Returns ``(mean training loss, batches, [])``, or ``(None, index of the bad batch, members
+    whose loss was not finite)`` at the first non-finite loss."""
     k, n = member_rows.shape
-    epoch_rows = n if math.ceil(n / options.batch_size) >= options.min_epoch_batches else \
-        options.min_epoch_batches * options.batch_size
+    epoch_rows = n if math.ceil(n / train.batch_size) >= train.min_epoch_batches else \
+        train.min_epoch_batches * train.batch_size
     shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator), dim=1))
                           for _ in range(math.ceil(epoch_rows / n))], dim=1)[:, :epoch_rows]
     losses = []
-    for batch, start in enumerate(range(0, epoch_rows, options.batch_size)):
-        rows = shuffled[:, start:start + options.batch_size]
-        member_losses = train_step(network, optimizer, x[rows], y[rows], options)
-        if member_losses is None:
-            return None, batch
+    for batch, start in enumerate(range(0, epoch_rows, train.batch_size)):
+        rows = shuffled[:, start:start + train.batch_size]
+        member_losses = train_step(network, optimizer, x[rows], y[rows], loss, train.grad_clip)
+        if not torch.isfinite(member_losses).all():
+            return None, batch, (~torch.isfinite(member_losses)).nonzero()[:, 0].tolist()
         losses.append(member_losses.mean())
-    return float(torch.stack(losses).mean()), len(losses)
+    return float(torch.stack(losses).mean()), len(losses), []
 
 
 def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targets: torch.Tensor,
-                   options: TrainingOptions, generator: torch.Generator) -> FitReport:
-    """Train ``network`` in place on normalised inputs ``[N, in]`` and targets ``[N, out]``.
+                   train: TrainConfig, generator: torch.Generator, loss: TrainingLoss | None = None) -> FitReport:
+    """Train ``network`` in place on normalised inputs ``[N, in]`` and targets ``[N, out]``,
+    minimising ``loss`` (default :class:`GaussianLoss` with ``train.bound_penalty``).
 
-    Returns a :class:`FitReport`: ``train_loss`` is the training objective (averaged over members
-    and minibatches), ``val_loss`` the validation MSE averaged over members, per epoch;
-    ``member_val_loss`` each member's validation MSE with the weights kept (its best epoch);
+    Returns a :class:`FitReport`: ``train_loss`` is the training loss (averaged over members and
+    minibatches), ``val_loss`` the validation loss averaged over members, per epoch;
+    ``member_val_loss`` each member's validation loss with the weights kept (its best epoch);
     ``best_epoch`` the index into ``val_loss`` of its minimum. Each member keeps the weights of its
     own best epoch. On a non-finite loss training stops, every member's best weights so far (its
-    initial weights if it has none) are restored, and ``nonfinite`` is set.
+    starting weights if it has none) are restored, and ``nonfinite``, ``nonfinite_epoch`` and
+    ``nonfinite_members`` say where it diverged.
     """
+    loss = loss if loss is not None else GaussianLoss(train.bound_penalty)
     n, k = inputs.shape[0], network.ensemble_size
     if n < 2:
         raise ValueError(f"need at least 2 transitions to fit (one for training, one for validation), got {n}")
     order = torch.randperm(n, generator=generator)
-    n_val = min(n - 1, max(1, int(round(options.val_fraction * n))))
+    n_val = min(n - 1, max(1, int(round(train.val_fraction * n))))
     x_val, y_val = inputs[order[:n_val]], targets[order[:n_val]]
     x_train, y_train = inputs[order[n_val:]], targets[order[n_val:]]
-    if options.bootstrap and k > 1:
+    if train.bootstrap and k > 1:
         member_rows = bootstrap_indices(n - n_val, k, generator)
     else:
         member_rows = torch.arange(n - n_val).expand(k, n - n_val)
 
     network.requires_grad_(True)
-    _freeze(network, options.frozen_layers)
-    optimizer, best, report = _adam(network, options), _BestWeights(network), FitReport()
-    with ProgressBar(options.progress, options.max_epochs, "fitting") as bar:
+    _freeze(network, train.frozen_layers)
+    optimizer, best, report = _adam(network, train), _BestWeights(network), FitReport()
+    with ProgressBar(train.progress, train.max_epochs, "fitting") as bar:
         try:
-            _run_epochs(network, optimizer, best, report, x_train, y_train, x_val, y_val, member_rows, options,
-                        generator, bar)
+            _run_epochs(network, optimizer, best, report, (x_train, y_train, x_val, y_val), member_rows, train,
+                        loss, generator, bar)
         finally:
             best.restore()
             network.requires_grad_(False)
     if report.val_loss:
         report.best_epoch = min(range(len(report.val_loss)), key=report.val_loss.__getitem__)
-    report.member_val_loss = member_validation_mse(network, x_val, y_val).tolist()
+    with torch.no_grad():
+        report.member_val_loss = loss.validation(network, x_val, y_val).tolist()
     return report
 
 
-def _run_epochs(network, optimizer, best, report: FitReport, x_train, y_train, x_val, y_val, member_rows,
-                options: TrainingOptions, generator: torch.Generator, bar: ProgressBar) -> None:
-    """The epoch loop: train, validate, keep each member's best weights, stop early or on non-finite loss."""
+def _run_epochs(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, best: _BestWeights,
+                report: FitReport, data: tuple[torch.Tensor, ...], member_rows: torch.Tensor, train: TrainConfig,
+                loss: TrainingLoss, generator: torch.Generator, bar: ProgressBar) -> None:
+    """The epoch loop: train, validate, keep each member's best weights, stop early or on a
+    non-finite loss. ``data`` is ``(x_train, y_train, x_val, y_val)``."""
+    x_train, y_train, x_val, y_val = data
     since_improvement = 0
-    for epoch in range(options.max_epochs):
-        train_loss, batches = _train_epoch(network, optimizer, x_train, y_train, member_rows, options, generator)
-        val = member_validation_mse(network, x_val, y_val) if train_loss is not None else None
-        if val is None or not torch.isfinite(val).all():
+    for epoch in range(train.max_epochs):
+        train_loss, batches, bad = _train_epoch(network, optimizer, x_train, y_train, member_rows, train, loss,
+                                                generator)
+        val = None
+        if train_loss is not None:
+            with torch.no_grad():
+                val = loss.validation(network, x_val, y_val)
+            bad = (~torch.isfinite(val)).nonzero()[:, 0].tolist()
+        if bad:
             where = f"training loss (batch {batches})" if val is None else "validation loss"
-            report.nonfinite = True
-            report.message = (f"non-finite {where} at epoch {epoch}; training stopped and each member's "
-                              "best weights so far were restored")
+            report.nonfinite, report.nonfinite_epoch, report.nonfinite_members = True, epoch, bad
+            report.message = (f"non-finite {where} of member(s) {bad} at epoch {epoch}: the fit diverged; training "
+                              "stopped and each member's best weights so far were restored")
             return
         report.train_loss.append(train_loss)
         report.val_loss.append(float(val.mean()))
@@ -264,7 +246,7 @@ def _run_epochs(network, optimizer, best, report: FitReport, x_train, y_train, x
         since_improvement = 0 if best.update(val) else since_improvement + 1
         bar.advance()
         bar.describe(f"fitting: train {train_loss:.4g}  val {report.val_loss[-1]:.4g}")
-        if since_improvement >= options.patience:
+        if since_improvement >= train.patience:
             report.stopped_early = True
-            report.message = f"stopped early after {report.epochs} epochs (no improvement for {options.patience})"
+            report.message = f"stopped early after {report.epochs} epochs (no improvement for {train.patience})"
             return

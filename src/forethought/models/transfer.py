@@ -18,12 +18,12 @@ Modes:
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
 
 from forethought.models.base import FitReport, transition_tensors
+from forethought.models.config import train_config
 from forethought.models.neural import MLPDynamics
 
 FINE_TUNE_MODES = ("all", "freeze", "output", "normalizer")
@@ -32,9 +32,9 @@ FINE_TUNE_MODES = ("all", "freeze", "output", "normalizer")
 def fine_tune(model: MLPDynamics, data: Any, mode: str = "all", frozen_layers: int = 1,
               generator: torch.Generator | None = None, **training: Any) -> FitReport:
     """Adapt fitted ``model`` in place to ``data`` (a buffer, batch, or ``(obs, action, next_obs)``
-    arrays of the new system) as ``mode`` says; ``training`` overrides training options for this
-    fit (e.g. ``max_epochs=100``, ``learning_rate=3e-4``). Returns the training report (for
-    ``normalizer``: one holding only a message)."""
+    arrays of the new system) as ``mode`` says; ``training`` overrides the model's training for
+    this fit (:class:`~forethought.models.config.TrainConfig` fields, e.g. ``max_epochs=100``,
+    ``lr=3e-4``). Returns the training report (for ``normalizer``: one holding only a message)."""
     if mode not in FINE_TUNE_MODES:
         raise ValueError(f"mode must be one of {FINE_TUNE_MODES}, got {mode!r}")
     if not isinstance(model, MLPDynamics):
@@ -49,5 +49,5 @@ def fine_tune(model: MLPDynamics, data: Any, mode: str = "all", frozen_layers: i
         model.fit_normalizers(obs, action, next_obs)
         return FitReport(message=f"re-fitted the normalisers on {obs.shape[0]} transitions (no gradient steps)")
     frozen = {"all": 0, "freeze": frozen_layers, "output": model.hidden_layers}[mode]
-    options = replace(model.training_options, frozen_layers=frozen, **training)
-    return model.train_network(obs, action, next_obs, options, generator or torch.Generator().manual_seed(0))
+    train = train_config(model.train_config, {**training, "frozen_layers": frozen}, "fine_tune")
+    return model.train_network(obs, action, next_obs, train, generator or torch.Generator().manual_seed(0))

@@ -24,49 +24,69 @@ refitted on the elites' action frequencies with the same ``momentum`` smoothing,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 
-from forethought.planning.optimizer import (BestSoFar, Objective, SearchResult, TrajectoryOptimizer, action_std,
-                                            check_fraction, check_int, check_nonnegative, check_positive, evaluate)
+from forethought.planning.optimizer import BestSoFar, Objective, SearchResult, TrajectoryOptimizer, action_std, evaluate
+from forethought.planning.settings import check_fraction, check_int, check_nonnegative, check_positive, check_std
 
 
-class CEM(TrajectoryOptimizer):
-    """Cross-entropy method over ``[H, act_dim]`` sequences (Box or Discrete).
+@dataclass
+class CEMSettings:
+    """Settings of :class:`CEM` (defaults: PETS's CEM).
 
-    Args:
-        population: sequences scored per iteration (default 350).
-        elites: best sequences the distribution is refitted to, ``1 <= elites <= population``
-            (default 35).
-        iterations: refits per call (default 5).
-        momentum: weight ``alpha`` of the old mean/std (or probabilities) in the refit, in
-            ``[0, 1)`` (default 0.1).
+    Attributes:
+        population: sequences scored per iteration, ``>= 1``.
+        elites: best sequences the distribution is refitted to, ``1 <= elites <= population``.
+        iterations: refits per call, ``>= 1``.
+        momentum: weight ``alpha`` of the old mean/std (or probabilities) in the refit, in ``[0, 1)``.
         init_std: std of the first Gaussian in action units, a number or one per action
-            dimension; default a quarter of the range. Box only.
-        min_std: floor on the refitted std in action units, ``>= 0`` (default 1e-3). Box only.
+            dimension (each > 0); None: a quarter of the range. Box only.
+        min_std: floor on the refitted std in action units, ``>= 0``. Box only.
         stop_std: stop early once every step's std (for Discrete: the std of the action index)
-            is below this; None (default) always runs ``iterations``. Recorded as
+            is below this (> 0); None always runs ``iterations``. Recorded as
             ``last_info["converged"]``.
     """
 
+    population: int = 350
+    elites: int = 35
+    iterations: int = 5
+    momentum: float = 0.1
+    init_std: float | list[float] | None = None
+    min_std: float = 1e-3
+    stop_std: float | None = None
+
+    def __post_init__(self) -> None:
+        check_int("population", self.population)
+        check_int("elites", self.elites)
+        if self.elites > self.population:
+            raise ValueError(f"elites must be between 1 and population ({self.population}), got {self.elites}")
+        check_int("iterations", self.iterations)
+        check_fraction("momentum", self.momentum)
+        check_std("init_std", self.init_std)
+        check_nonnegative("min_std", self.min_std)
+        if self.stop_std is not None:
+            check_positive("stop_std", self.stop_std)
+
+
+class CEM(TrajectoryOptimizer):
+    """Cross-entropy method over ``[H, act_dim]`` sequences (Box or Discrete); its settings are
+    :class:`CEMSettings` (``CEM(space, 15, population=500)`` overrides one)."""
+
     name = "cem"
+    settings_class = CEMSettings
     supports_discrete = True
 
     def __init__(self, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int, *,
-                 generator: torch.Generator | None = None, population: int = 350, elites: int = 35,
-                 iterations: int = 5, momentum: float = 0.1, init_std: float | list[float] | None = None,
-                 min_std: float = 1e-3, stop_std: float | None = None) -> None:
-        super().__init__(action_space, horizon, generator=generator)
-        self.population = check_int("population", population)
-        self.elites = check_int("elites", elites)
-        if self.elites > self.population:
-            raise ValueError(f"elites must be between 1 and population ({self.population}), got {elites}")
-        self.iterations = check_int("iterations", iterations)
-        self.momentum = check_fraction("momentum", momentum)
-        self.min_std = check_nonnegative("min_std", min_std)
-        self.stop_std = None if stop_std is None else check_positive("stop_std", stop_std)
-        self.init_std = action_std("init_std", init_std, self.bounds)
+                 generator: torch.Generator | None = None, settings: CEMSettings | None = None, **overrides) -> None:
+        super().__init__(action_space, horizon, generator=generator, settings=settings, **overrides)
+        s = self.settings
+        self.population, self.elites, self.iterations = s.population, s.elites, s.iterations
+        self.momentum, self.min_std = float(s.momentum), float(s.min_std)
+        self.stop_std = None if s.stop_std is None else float(s.stop_std)
+        self.init_std = action_std("init_std", s.init_std, self.bounds)
 
     # ------------------------------------------------------------------ search state
     def _start_state(self, initial: torch.Tensor | None) -> torch.Tensor:

@@ -16,41 +16,60 @@ optimum lies on or beyond it. Box action spaces only.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 
-from forethought.planning.optimizer import (BestSoFar, Objective, SearchResult, TrajectoryOptimizer, check_int,
-                                            check_positive, evaluate)
+from forethought.planning.optimizer import BestSoFar, Objective, SearchResult, TrajectoryOptimizer, evaluate
+from forethought.planning.settings import check_int, check_positive
+
+
+@dataclass
+class GradientSettings:
+    """Settings of :class:`GradientOptimizer`.
+
+    Attributes:
+        population: restarts optimised together, ``>= 1``. The first restart is the start
+            sequence (``initial`` or the shifted previous plan) when there is one; the others
+            start uniformly at random inside the bounds.
+        iterations: Adam steps, ``>= 1``.
+        learning_rate: Adam step size in normalised units (1 = half the action range), ``> 0``.
+        tolerance: stop early once no action moves by more than this (action units, > 0) in a
+            step; None always runs ``iterations``.
+    """
+
+    population: int = 8
+    iterations: int = 50
+    learning_rate: float = 0.05
+    tolerance: float | None = None
+
+    def __post_init__(self) -> None:
+        check_int("population", self.population)
+        check_int("iterations", self.iterations)
+        check_positive("learning_rate", self.learning_rate)
+        if self.tolerance is not None:
+            check_positive("tolerance", self.tolerance)
 
 
 class GradientOptimizer(TrajectoryOptimizer):
     """Adam on ``population`` restarts of an ``[H, act_dim]`` sequence; returns the best scored.
-
-    Args:
-        population: restarts optimised together, ``>= 1`` (default 8). The first restart is the
-            start sequence (``initial`` or the shifted previous plan) when there is one; the
-            others start uniformly at random inside the bounds.
-        iterations: Adam steps (default 50).
-        learning_rate: Adam step size in normalised units (1 = half the action range), ``> 0``
-            (default 0.05).
-        tolerance: stop early once no action moves by more than this (action units) in a step;
-            None (default) always runs ``iterations``.
+    Its settings are :class:`GradientSettings`.
 
     The objective must be differentiable: its output must require grad (it is called with grad
     enabled even inside ``torch.no_grad()``). Vetoed (``-inf``) sequences are left where they are.
     """
 
     name = "gradient"
+    settings_class = GradientSettings
+    needs_gradients = True
 
     def __init__(self, action_space: gym.spaces.Box, horizon: int, *, generator: torch.Generator | None = None,
-                 population: int = 8, iterations: int = 50, learning_rate: float = 0.05,
-                 tolerance: float | None = None) -> None:
-        super().__init__(action_space, horizon, generator=generator)
-        self.population = check_int("population", population)
-        self.iterations = check_int("iterations", iterations)
-        self.learning_rate = check_positive("learning_rate", learning_rate)
-        self.tolerance = None if tolerance is None else check_positive("tolerance", tolerance)
+                 settings: GradientSettings | None = None, **overrides) -> None:
+        super().__init__(action_space, horizon, generator=generator, settings=settings, **overrides)
+        s = self.settings
+        self.population, self.iterations, self.learning_rate = s.population, s.iterations, float(s.learning_rate)
+        self.tolerance = None if s.tolerance is None else float(s.tolerance)
         self._half = self.bounds.range / 2.0
         self._unit = torch.where(self._half > 0, self._half, torch.ones_like(self._half))  # no division by 0
 

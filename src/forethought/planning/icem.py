@@ -20,13 +20,14 @@ the final mean shifted one step.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 
-from forethought.planning.cem import CEM
-from forethought.planning.optimizer import (BestSoFar, Objective, SearchResult, check_fraction, check_int,
-                                            check_nonnegative, check_positive, evaluate, shift_steps)
+from forethought.planning.cem import CEM, CEMSettings
+from forethought.planning.optimizer import BestSoFar, Objective, SearchResult, evaluate, shift_steps
+from forethought.planning.settings import check_fraction, check_int, check_nonnegative, check_positive
 
 
 def colored_noise(count: int, horizon: int, act_dim: int, beta: float, generator: torch.Generator) -> torch.Tensor:
@@ -50,45 +51,61 @@ def colored_noise(count: int, horizon: int, act_dim: int, beta: float, generator
     return (noise / full_spectrum.pow(2).mean().sqrt()).transpose(1, 2)
 
 
-class ICEM(CEM):
-    """iCEM over ``[H, act_dim]`` sequences in a Box action space.
+@dataclass
+class ICEMSettings(CEMSettings):
+    """Settings of :class:`ICEM` (defaults: what PETS plans with; its measured returns are in
+    :class:`~forethought.agents.pets.PETSConfig`).
 
-    Args:
-        population: sequences sampled in the first iteration (default 300).
-        elites: elites per iteration (default 10).
-        iterations: iterations per call (default 3).
-        momentum: weight of the old mean/std in the refit, in ``[0, 1)`` (default 0.1).
-        beta: coloured-noise exponent, ``>= 0`` (default 2.0).
-        decay: population shrink factor per iteration, ``>= 1`` (default 1.25).
+    Attributes:
+        population: sequences sampled in the first iteration, ``>= 1``.
+        elites: elites per iteration, ``1 <= elites <= population``.
+        iterations: iterations per call, ``>= 1``.
+        momentum, init_std, min_std, stop_std: as in :class:`~forethought.planning.cem.CEMSettings`.
+        beta: coloured-noise exponent, ``>= 0``.
+        decay: population shrink factor per iteration, ``>= 1``.
         min_population: smallest number of fresh samples in an iteration, between ``elites`` and
-            ``population``; default ``min(population, 2 * elites)``.
+            ``population``; None: ``min(population, 2 * elites)``.
         keep_fraction: share of the elites carried to the next iteration and the next plan, in
-            ``[0, 1]`` (default 0.3).
-        init_std, min_std, stop_std: as for :class:`CEM`.
+            ``[0, 1]``.
     """
 
+    population: int = 100
+    elites: int = 10
+    iterations: int = 3
+    beta: float = 2.0
+    decay: float = 1.25
+    min_population: int | None = None
+    keep_fraction: float = 0.3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_nonnegative("beta", self.beta)
+        check_positive("decay", self.decay)
+        if self.decay < 1.0:
+            raise ValueError(f"decay must be >= 1 (the population shrinks by this factor), got {self.decay!r}")
+        if self.min_population is not None:
+            check_int("min_population", self.min_population, minimum=self.elites)
+            if self.min_population > self.population:
+                raise ValueError(f"min_population must be between elites ({self.elites}) and population "
+                                 f"({self.population}), got {self.min_population}")
+        check_fraction("keep_fraction", self.keep_fraction, include_one=True)
+
+
+class ICEM(CEM):
+    """iCEM over ``[H, act_dim]`` sequences in a Box action space; its settings are
+    :class:`ICEMSettings`."""
+
     name = "icem"
+    settings_class = ICEMSettings
     supports_discrete = False
 
     def __init__(self, action_space: gym.spaces.Box, horizon: int, *, generator: torch.Generator | None = None,
-                 population: int = 300, elites: int = 10, iterations: int = 3, momentum: float = 0.1,
-                 beta: float = 2.0, decay: float = 1.25, min_population: int | None = None,
-                 keep_fraction: float = 0.3, init_std: float | list[float] | None = None, min_std: float = 1e-3,
-                 stop_std: float | None = None) -> None:
-        super().__init__(action_space, horizon, generator=generator, population=population, elites=elites,
-                         iterations=iterations, momentum=momentum, init_std=init_std, min_std=min_std,
-                         stop_std=stop_std)
-        self.beta = check_nonnegative("beta", beta)
-        self.decay = check_positive("decay", decay)
-        if self.decay < 1.0:
-            raise ValueError(f"decay must be >= 1 (the population shrinks by this factor), got {decay!r}")
-        if min_population is None:
-            min_population = min(self.population, 2 * self.elites)
-        self.min_population = check_int("min_population", min_population, minimum=self.elites)
-        if self.min_population > self.population:
-            raise ValueError(f"min_population must be between elites ({self.elites}) and population "
-                             f"({self.population}), got {min_population}")
-        self.keep_fraction = check_fraction("keep_fraction", keep_fraction, include_one=True)
+                 settings: ICEMSettings | None = None, **overrides) -> None:
+        super().__init__(action_space, horizon, generator=generator, settings=settings, **overrides)
+        s = self.settings
+        self.beta, self.decay, self.keep_fraction = float(s.beta), float(s.decay), float(s.keep_fraction)
+        self.min_population = s.min_population if s.min_population is not None else min(self.population,
+                                                                                         2 * self.elites)
         self.keep_count = int(round(self.keep_fraction * self.elites))
         self._elites: torch.Tensor | None = None
         self._carried: torch.Tensor | None = None

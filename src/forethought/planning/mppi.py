@@ -17,12 +17,13 @@ Choices, stated once:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 
-from forethought.planning.optimizer import (BestSoFar, Objective, SearchResult, TrajectoryOptimizer, action_std,
-                                            check_int, check_positive, evaluate)
+from forethought.planning.optimizer import BestSoFar, Objective, SearchResult, TrajectoryOptimizer, action_std, evaluate
+from forethought.planning.settings import check_int, check_positive, check_std
 
 
 def softmax_weights(scores: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -37,28 +38,43 @@ def softmax_weights(scores: torch.Tensor, temperature: float) -> torch.Tensor:
     return weights / weights.sum()
 
 
-class MPPI(TrajectoryOptimizer):
-    """MPPI over ``[H, act_dim]`` sequences in a Box action space.
+@dataclass
+class MPPISettings:
+    """Settings of :class:`MPPI`.
 
-    Args:
-        population: perturbed sequences scored per iteration, ``>= 1`` (default 500).
-        temperature: softmax temperature in the objective's units, ``> 0`` (default 1.0).
-        noise_std: perturbation std in action units, a number or one per action dimension;
-            default a quarter of the range.
-        iterations: weighted updates per call (default 1: classic MPPI, where the warm start
+    Attributes:
+        population: perturbed sequences scored per iteration, ``>= 1``.
+        temperature: softmax temperature in the objective's units, ``> 0``.
+        noise_std: perturbation std in action units, a number or one per action dimension (each
+            > 0); None: a quarter of the range.
+        iterations: weighted updates per call, ``>= 1`` (1: classic MPPI, where the warm start
             carries the nominal from one control step to the next).
     """
 
+    population: int = 500
+    temperature: float = 1.0
+    noise_std: float | list[float] | None = None
+    iterations: int = 1
+
+    def __post_init__(self) -> None:
+        check_int("population", self.population)
+        check_positive("temperature", self.temperature)
+        check_std("noise_std", self.noise_std)
+        check_int("iterations", self.iterations)
+
+
+class MPPI(TrajectoryOptimizer):
+    """MPPI over ``[H, act_dim]`` sequences in a Box action space; its settings are :class:`MPPISettings`."""
+
     name = "mppi"
+    settings_class = MPPISettings
 
     def __init__(self, action_space: gym.spaces.Box, horizon: int, *, generator: torch.Generator | None = None,
-                 population: int = 500, temperature: float = 1.0, noise_std: float | list[float] | None = None,
-                 iterations: int = 1) -> None:
-        super().__init__(action_space, horizon, generator=generator)
-        self.population = check_int("population", population)
-        self.temperature = check_positive("temperature", temperature)
-        self.noise_std = action_std("noise_std", noise_std, self.bounds)
-        self.iterations = check_int("iterations", iterations)
+                 settings: MPPISettings | None = None, **overrides) -> None:
+        super().__init__(action_space, horizon, generator=generator, settings=settings, **overrides)
+        s = self.settings
+        self.population, self.temperature, self.iterations = s.population, float(s.temperature), s.iterations
+        self.noise_std = action_std("noise_std", s.noise_std, self.bounds)
 
     def _start_state(self, initial: torch.Tensor | None) -> torch.Tensor:
         return initial.clone() if initial is not None else self.bounds.centre.expand(self.horizon, -1).clone()

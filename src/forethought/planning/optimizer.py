@@ -19,19 +19,22 @@ Conventions:
   every sequence was vetoed, and then ``last_info["all_vetoed"]`` says so. ``NaN`` and ``+inf``
   are errors.
 - Randomness comes only from the optimiser's ``generator`` (a fixed seed, 0, when none is given).
+- Settings are typed: each optimiser's dataclass (``CEMSettings``, ``ICEMSettings``, ...) holds
+  its defaults and checks; ``make_optimizer(name, ..., population=500)`` overrides fields of it.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
+
+from forethought.planning.settings import check_int, settings_from
 
 Objective = Callable[[torch.Tensor], torch.Tensor]
 """Scores action sequences: ``[P, H, act_dim]`` float32 -> ``[P]``, higher is better."""
@@ -39,38 +42,25 @@ Objective = Callable[[torch.Tensor], torch.Tensor]
 _OPTIMIZERS: dict[str, type["TrajectoryOptimizer"]] = {}
 
 
-# ---------------------------------------------------------------------- setting checks
-def check_int(name: str, value: Any, minimum: int = 1) -> int:
-    """``value`` as an int ``>= minimum``, or a ValueError that names the setting."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+class RolloutObjective:
+    """An objective that scores sequences by rolling them out from one observation in a model, and
+    that shows its pieces to optimisers that differentiate the model step by step (iLQR):
 
+    * ``objective(actions [P, H, a]) -> [P]`` scores, as any objective;
+    * ``obs [o]``: the observation the rollouts start from;
+    * ``step(obs [B, o], action [B, a]) -> [B, o]``: the model's expected next observation,
+      differentiable w.r.t. both;
+    * ``reward(obs [B, o], action [B, a], next_obs [B, o]) -> [B]``: the reward of a step.
 
-def check_positive(name: str, value: Any) -> float:
-    """``value`` as a finite float ``> 0``, or a ValueError that names the setting."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
-        0.0 < float(value) < math.inf
-    ):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    :meth:`forethought.planning.TrajectoryEvaluator.objective` builds one.
+    """
 
+    def __init__(self, score: Objective, obs: torch.Tensor, step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 reward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self.score, self.obs, self.step, self.reward = score, obs, step, reward
 
-def check_nonnegative(name: str, value: Any) -> float:
-    """``value`` as a finite float ``>= 0``, or a ValueError that names the setting."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not (
-        0.0 <= float(value) < math.inf
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
-def check_fraction(name: str, value: Any, include_one: bool = False) -> float:
-    """``value`` as a float in ``[0, 1)`` (``[0, 1]`` with ``include_one``)."""
-    numeric = not isinstance(value, bool) and isinstance(value, (int, float, np.floating, np.integer))
-    if not numeric or not (0.0 <= value and (value <= 1.0 if include_one else value < 1.0)):
-        raise ValueError(f"{name} must be a number in [0, {'1]' if include_one else '1)'}, got {value!r}")
-    return float(value)
+    def __call__(self, actions: torch.Tensor) -> torch.Tensor:
+        return self.score(actions)
 
 
 # ---------------------------------------------------------------------- action spaces
@@ -221,20 +211,31 @@ class SearchResult:
 
 # ---------------------------------------------------------------------- base class
 class TrajectoryOptimizer(ABC):
-    """Base class: action-space checks, objective checks, warm starts and ``last_info``.
+    """Base class: action-space checks, settings, objective checks, warm starts and ``last_info``.
 
-    Subclasses set ``name`` and ``supports_discrete`` and implement :meth:`_start_state`,
-    :meth:`_fresh_state_step` and :meth:`_search`.
+    Subclasses set ``name``, ``settings_class`` (the dataclass of their settings, with the
+    defaults), ``supports_discrete``, ``needs_gradients`` (the objective must be differentiable)
+    and ``needs_dynamics`` (the objective must be a
+    :class:`~forethought.planning.rollout.RolloutObjective`, whose model the optimiser
+    differentiates step by step), and implement :meth:`_start_state`, :meth:`_fresh_state_step`
+    and :meth:`_search`.
 
     Args:
         action_space: a 1-D ``gymnasium.spaces.Box`` with finite bounds, or (where supported) a
             ``gymnasium.spaces.Discrete``.
         horizon: number of steps ``H`` in a sequence, ``>= 1``.
         generator: source of all randomness; ``torch.Generator().manual_seed(0)`` when None.
+        settings: an instance of ``settings_class`` (its defaults when None).
+        **overrides: fields of ``settings_class`` replacing those of ``settings``.
+
+    ``settings`` holds the checked settings; the subclasses also keep each one as an attribute.
     """
 
     name: ClassVar[str] = ""
+    settings_class: ClassVar[type]
     supports_discrete: ClassVar[bool] = False
+    needs_gradients: ClassVar[bool] = False
+    needs_dynamics: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -242,7 +243,7 @@ class TrajectoryOptimizer(ABC):
             _OPTIMIZERS[cls.name] = cls
 
     def __init__(self, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int, *,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, settings: Any = None, **overrides: Any) -> None:
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.action_space = action_space
         self.bounds = action_bounds(action_space, self.generator.device)
@@ -254,9 +255,18 @@ class TrajectoryOptimizer(ABC):
                              f"got low={self.bounds.low.tolist()}, high={self.bounds.high.tolist()}")
         self.horizon = check_int("horizon", horizon)
         self.act_dim = self.bounds.act_dim
+        self.settings = self._settings(settings, overrides)
         self.last_info: dict[str, Any] = {}
         self._warm: torch.Tensor | None = None
         self._proposals: torch.Tensor | None = None
+
+    def _settings(self, settings: Any, overrides: dict[str, Any]) -> Any:
+        if settings is None:
+            return settings_from(self.settings_class, self.name, overrides)
+        if not isinstance(settings, self.settings_class):
+            raise TypeError(f"{type(self).__name__} takes settings={self.settings_class.__name__}(...), "
+                            f"got {type(settings).__name__}")
+        return settings_from(self.settings_class, self.name, {**asdict(settings), **overrides}) if overrides else settings
 
     # ------------------------------------------------------------------ public API
     def optimize(self, objective: Objective, initial: torch.Tensor | None = None,
@@ -342,21 +352,22 @@ class TrajectoryOptimizer(ABC):
         """Run the search from ``state`` ``[H, d]``."""
 
 
-def optimizer_names() -> list[str]:
-    """Names :func:`make_optimizer` accepts."""
-    return sorted(_OPTIMIZERS)
+def optimizer_names(include_model_based: bool = False) -> list[str]:
+    """Names :func:`make_optimizer` accepts for any objective; with ``include_model_based`` also
+    those that need a :class:`~forethought.planning.rollout.RolloutObjective` (``ilqr``, ``lqr``)."""
+    return sorted(name for name, cls in _OPTIMIZERS.items() if include_model_based or not cls.needs_dynamics)
+
+
+def optimizer_class(name: str) -> type[TrajectoryOptimizer]:
+    """The optimiser class called ``name``; a ValueError listing the valid names otherwise."""
+    cls = _OPTIMIZERS.get(name)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(_OPTIMIZERS)}")
+    return cls
 
 
 def make_optimizer(name: str, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int,
                    generator: torch.Generator | None = None, **settings: Any) -> TrajectoryOptimizer:
-    """Build the optimiser called ``name`` ("random", "cem", "icem", "mppi", "gradient");
-    ``settings`` are its keyword arguments (e.g. ``population=500``)."""
-    cls = _OPTIMIZERS.get(name)
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(_OPTIMIZERS)}")
-    known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "action_space", "horizon",
-                                                                                 "generator")]
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown} for optimizer {name!r}; expected some of {known}")
-    return cls(action_space, horizon, generator=generator, **settings)
+    """Build the optimiser called ``name`` (see :func:`optimizer_names`); ``settings`` are fields
+    of its settings dataclass (e.g. ``population=500``), checked with errors that name them."""
+    return optimizer_class(name)(action_space, horizon, generator=generator, **settings)

@@ -1,11 +1,11 @@
-"""How particles move through an ensemble: member predictions and member-to-particle assignment.
+"""How particles move through an ensemble: member-to-particle assignment and the rollout steps.
 
 A rollout of ``R`` particle rows through ``E`` ensemble members is one batched call per step on
-an ``[E, B, dim]`` block, member ``e`` predicting for row block ``e``. The helpers here build that
-call and decide which particle row lands in which block:
+an ``[E, B, dim]`` block, member ``e`` predicting for row block ``e``. That call is the model's own
+:class:`~forethought.models.MemberPredictor` over its elites
+(``model.frozen_member_predictor(dtype)`` without autograd, ``model.member_predictor()`` for
+differentiable rollouts); the helpers here decide which particle row lands in which block:
 
-* :func:`member_predictor` wraps a model's elite members as one function
-  ``(obs [E, B, o], action [E, B, a]) -> (means [E, B, o], stds [E, B, o] or None)``;
 * :func:`shuffled_slots` (TS1) and :func:`fixed_slots` (TS-infinity) give the ``order`` of rows:
   slot ``s`` of the flattened ``[E * B]`` block holds row ``order[s]`` and belongs to member
   ``s // B``. ``E * B`` may exceed the number of real rows; the extra rows are padding;
@@ -18,148 +18,12 @@ call and decide which particle row lands in which block:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
 
 import torch
 
-MemberFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
+from forethought.models.base import DynamicsModel, MemberPredictor, Prediction
 
 PROPAGATIONS = ("ts1", "tsinf", "expectation", "all-members")
-
-
-class MemberPredictor:
-    """The elite members of an ensemble as one batched function.
-
-    Calling it on obs ``[E, B, o]`` and action ``[E, B, a]`` (member ``e`` reads block ``e``; raw
-    units) returns ``(means [E, B, o], stds [E, B, o] or None)``: each elite's predicted next
-    observation and, for probabilistic members, its predicted aleatoric standard deviation.
-
-    Attributes:
-        members: the model's member index of each elite, ``len == E``.
-        probabilistic: whether ``stds`` is returned.
-    """
-
-    def __init__(self, members: list[int], probabilistic: bool, fn: MemberFn) -> None:
-        self.members, self.probabilistic, self._fn = list(members), bool(probabilistic), fn
-
-    @property
-    def size(self) -> int:
-        return len(self.members)
-
-    def __call__(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self._fn(obs, action)
-
-
-def member_predictor(model: Any, cache: dict | None = None,
-                     compute_dtype: torch.dtype | str = torch.float32) -> MemberPredictor | None:
-    """A :class:`MemberPredictor` over ``model``'s elites, or ``None`` for a model without members.
-
-    A model has members when it has ``predict_members`` and ``ensemble_size > 1`` (a one-member
-    ensemble is treated as a single model). Its elites are ``model.elites`` when present, else all
-    members. For :class:`~forethought.models.neural.MLPDynamics` the elites' current weights are
-    taken into one smaller network, so non-elite members cost nothing: without autograd a
-    :class:`~forethought.models.ensemble_mlp.FrozenEnsemble` computing in ``compute_dtype``
-    (float32 or bfloat16), with autograd (differentiable rollouts) an ``E``-member copy of the
-    network in float32 that ``cache`` (a dict the caller keeps between calls) holds so it is
-    built once and only refreshed afterwards. Other models are called through
-    ``predict_members`` on ``[K, B, o]`` blocks (in float32), the non-elite blocks being copies
-    whose predictions are discarded.
-    """
-    if not hasattr(model, "predict_members") or int(getattr(model, "ensemble_size", 1)) <= 1:
-        return None
-    size = int(model.ensemble_size)
-    elites = sorted(int(k) for k in getattr(model, "elites", range(size)))
-    from forethought.models.neural import MLPDynamics  # planning sits after models on the data's path
-
-    if isinstance(model, MLPDynamics):
-        if torch.is_grad_enabled():
-            network = _elite_network_fn(model, elites, cache)
-        else:
-            network = _frozen_network_fn(model, elites, compute_dtype)
-        return MemberPredictor(elites, model.probabilistic, network)
-    return MemberPredictor(elites, bool(getattr(model, "probabilistic", True)),
-                           _predict_members_fn(model, elites, size))
-
-
-def _predict_members_fn(model: Any, elites: list[int], size: int) -> MemberFn:
-    # block of each model member: its own when it is an elite, else elite 0's (prediction dropped)
-    block = torch.tensor([elites.index(k) if k in elites else 0 for k in range(size)])
-    keep = torch.tensor(elites)
-    all_members = elites == list(range(size))
-
-    def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not all_members:
-            obs, action = obs.index_select(0, block), action.index_select(0, block)
-        means, variances = model.predict_members(obs, action)
-        if not all_members:
-            means = means.index_select(0, keep)
-            variances = None if variances is None else variances.index_select(0, keep)
-        return means, None if variances is None else variances.sqrt()
-
-    return predict
-
-
-def _with_normalizers(model: Any, network: Callable) -> MemberFn:
-    """``MLPDynamics.predict_members``'s computation around ``network`` (normalised inputs ``[E, B,
-    o + a]`` -> normalised ``(mean, log_std)``): raw obs ``[E, B, o]`` and actions in, raw next-obs
-    means and stds ``[E, B, o]`` out, all in float32."""
-    obs_norm, act_norm, delta_norm = model.obs_norm, model.act_norm, model.delta_norm
-
-    def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = torch.cat([obs_norm.normalize(obs), act_norm.normalize(action)], dim=-1)
-        mean, log_std = network(x)
-        means = obs + delta_norm.denormalize(mean)
-        return means, None if log_std is None else log_std.exp() * delta_norm.std.to(log_std)
-
-    return predict
-
-
-def _frozen_network_fn(model: Any, elites: list[int], compute_dtype: torch.dtype | str) -> MemberFn:
-    """``MLPDynamics.predict_members``'s computation for the elites (no autograd), the input
-    normalisers applied inside a :class:`~forethought.models.ensemble_mlp.FrozenEnsemble` snapshot."""
-    from forethought.models.ensemble_mlp import FrozenEnsemble
-
-    norms = (model.obs_norm, model.act_norm)
-    scale = torch.cat([1.0 / norm.std for norm in norms])
-    network = FrozenEnsemble(model.network, elites, compute_dtype, scale, -torch.cat([n.mean for n in norms]) * scale)
-    delta_mean, delta_std = model.delta_norm.mean, model.delta_norm.std
-
-    def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        mean, log_std = network(obs, action)
-        means = torch.addcmul(obs + delta_mean, mean, delta_std)
-        return means, None if log_std is None else log_std.exp_().mul_(delta_std)
-
-    return predict
-
-
-def _elite_network_fn(model: Any, elites: list[int], cache: dict | None) -> MemberFn:
-    """The computation of ``MLPDynamics.predict_members`` restricted to ``elites``, with autograd."""
-    network = model.network
-    if len(elites) < model.ensemble_size:
-        network = _elite_network(model, elites, cache if cache is not None else {})
-    return _with_normalizers(model, network)
-
-
-def _elite_network(model: Any, elites: list[int], cache: dict) -> torch.nn.Module:
-    """An ``E``-member copy of ``model.network`` holding the elites' current weights.
-
-    Built on first use for this (network, elites) pair and refreshed by copying (every parameter
-    has the member axis first), so a model refitted in place is always seen as it is now."""
-    from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
-
-    key = (id(model.network), tuple(elites))
-    if cache.get("key") != key:
-        body = model.network.body
-        sub = EnsembleDynamicsNetwork(body.in_dim, model.network.out_dim, model.network.probabilistic, len(elites),
-                                      body.hidden_size, body.hidden_layers)
-        sub.requires_grad_(False)
-        cache.clear()
-        cache.update(key=key, network=sub, index=torch.tensor(elites))
-    sub, index = cache["network"], cache["index"]
-    with torch.no_grad():
-        for mine, theirs in zip(sub.parameters(), model.network.parameters()):
-            mine.copy_(theirs.index_select(0, index))
-    return sub
 
 
 def shuffled_slots(rows: int, members: int, generator: torch.Generator) -> tuple[torch.Tensor, int]:
@@ -194,8 +58,9 @@ def fixed_slots(candidates: int, particles: int, members: int, generator: torch.
 class RolloutSettings:
     """What a rollout needs to know: the propagation mode, particles per candidate, the generator,
     whether to follow the reference trajectory (``measure``), the per-dimension disagreement
-    ``scale [o]``, and whether to log member indices (``record``), and the dtype an ensemble network computes in
-    (``compute_dtype``, see :func:`member_predictor`)."""
+    ``scale [o]``, whether to log member indices (``record``), whether it must keep the autograd
+    graph (``differentiable``), and the dtype an ensemble's frozen members compute in
+    (``compute_dtype``; differentiable rollouts compute in float32)."""
 
     propagation: str
     particles: int
@@ -203,14 +68,18 @@ class RolloutSettings:
     measure: bool
     scale: torch.Tensor
     record: bool = False
+    differentiable: bool = False
     compute_dtype: torch.dtype | str = torch.float32
 
 
-def start_rollout(model: Any, obs: torch.Tensor, actions: torch.Tensor, settings: RolloutSettings,
-                  cache: dict | None = None) -> "Rollout":
-    """The particles of candidates ``actions [P, H, a]`` starting at ``obs [o]`` in ``model``
-    (``cache`` as in :func:`member_predictor`)."""
-    predictor = member_predictor(model, cache, settings.compute_dtype)
+def start_rollout(model: DynamicsModel, obs: torch.Tensor, actions: torch.Tensor,
+                  settings: RolloutSettings) -> "Rollout":
+    """The particles of candidates ``actions [P, H, a]`` starting at ``obs [o]`` in ``model``:
+    through its elite members when it has several, else through ``sample``/``predict``."""
+    if settings.differentiable:
+        predictor = model.member_predictor()
+    else:
+        predictor = model.frozen_member_predictor(settings.compute_dtype)
     if predictor is None:
         return SingleModelRollout(model, obs, actions, settings)
     return MemberRollout(predictor, obs, actions, settings)
@@ -255,7 +124,8 @@ class Rollout:
 class SingleModelRollout(Rollout):
     """A model without members: ``model.sample`` per step, or ``predict().mean`` in expectation mode."""
 
-    def __init__(self, model: Any, obs: torch.Tensor, actions: torch.Tensor, settings: RolloutSettings) -> None:
+    def __init__(self, model: DynamicsModel, obs: torch.Tensor, actions: torch.Tensor,
+                 settings: RolloutSettings) -> None:
         self.model, self.expectation = model, settings.propagation == "expectation"
         super().__init__(obs, actions, settings, 1 if self.expectation else settings.particles)
         self.state = obs.expand(self.rows, -1)
@@ -273,7 +143,7 @@ class SingleModelRollout(Rollout):
         self.reference = prediction.mean
         return self._epistemic(prediction)
 
-    def _epistemic(self, prediction: Any) -> torch.Tensor:
+    def _epistemic(self, prediction: Prediction) -> torch.Tensor:
         var = prediction.epistemic_var
         return self._spread(None if var is None else var.clamp_min(0.0).sqrt())
 

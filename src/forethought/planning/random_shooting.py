@@ -2,32 +2,43 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gymnasium as gym
 import torch
 
-from forethought.planning.optimizer import (BestSoFar, Objective, SearchResult, TrajectoryOptimizer, check_int,
-                                            evaluate)
+from forethought.planning.optimizer import BestSoFar, Objective, SearchResult, TrajectoryOptimizer, evaluate
+from forethought.planning.settings import check_int
+
+
+@dataclass
+class RandomSettings:
+    """Settings of :class:`RandomShooting`: ``population``, the sequences scored per call (``>= 1``)."""
+
+    population: int = 1000
+
+    def __post_init__(self) -> None:
+        check_int("population", self.population)
 
 
 class RandomShooting(TrajectoryOptimizer):
     """Best of ``population`` sequences drawn uniformly inside the bounds (uniform indices for a
-    Discrete space), scored in one objective call.
+    Discrete space), scored in one objective call; its settings are :class:`RandomSettings`.
 
     A start sequence (``initial``, or the shifted previous best in :meth:`plan`) takes the place
     of the first random draw, so a warm-started plan is never worse than the shifted old one.
     The step appended when shifting is drawn at random.
-
-    Args:
-        population: sequences scored per call, ``>= 1`` (default 1000).
     """
 
     name = "random"
+    settings_class = RandomSettings
     supports_discrete = True
 
     def __init__(self, action_space: gym.spaces.Box | gym.spaces.Discrete, horizon: int, *,
-                 generator: torch.Generator | None = None, population: int = 1000) -> None:
-        super().__init__(action_space, horizon, generator=generator)
-        self.population = check_int("population", population)
+                 generator: torch.Generator | None = None, settings: RandomSettings | None = None,
+                 **overrides) -> None:
+        super().__init__(action_space, horizon, generator=generator, settings=settings, **overrides)
+        self.population = self.settings.population
 
     def _start_state(self, initial: torch.Tensor | None) -> torch.Tensor | None:
         return initial

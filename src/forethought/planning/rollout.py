@@ -24,18 +24,20 @@ Propagation (ensembles with more than one member; only the elites are used):
 
 Probabilistic members add Gaussian noise drawn from their predicted variance with the evaluator's
 generator; deterministic members give their mean (in "all-members" mode their particles would
-coincide, so one per member is propagated). A model without members (linear-Gaussian,
-single MLP, residual, a one-member ensemble, anything without ``predict_members``) draws every
-step with ``model.sample(..., generator)`` in "ts1", "tsinf" and "all-members" mode (the mean for
-a model without predicted noise), and propagates ``model.predict(...).mean`` in "expectation" mode.
+coincide, so one per member is propagated). The members are the model's own
+:class:`~forethought.models.MemberPredictor` (``model.frozen_member_predictor`` without autograd,
+``model.member_predictor`` when differentiable). A model without members (linear-Gaussian,
+single MLP, residual, a one-member ensemble: ``ensemble_size == 1``) draws every step with
+``model.sample(..., generator)`` in "ts1", "tsinf" and "all-members" mode (the mean for a model
+without predicted noise), and propagates ``model.predict(...).mean`` in "expectation" mode.
 
 Disagreement. For a candidate, it is measured along its *reference trajectory*: the
 expected-state rollout (the "expectation" propagation, whichever mode scores the return), so it
 is a deterministic function of the candidate, free of sampling noise. At each step ``t`` the
 elite members predict the next state from the reference state; with ``std_d`` the standard
 deviation over members (population, i.e. ``sqrt(Prediction.epistemic_var)``) of their mean
-predictions in dimension ``d`` and ``sigma_d`` the model's delta-normaliser std (the spread of
-one-step changes in the training data; 1 when the model has none),
+predictions in dimension ``d`` and ``sigma_d = model.delta_scale()[d]`` (the spread of one-step
+changes in the training data; 1 for a model that does not normalise its targets),
 
     disagreement = mean over t = 0..H-1 of  mean over d of  std_d(t) / sigma_d
 
@@ -59,8 +61,10 @@ from typing import Any, Callable
 
 import torch
 
-from forethought.models.ensemble_mlp import compute_dtype as ensemble_compute_dtype
-from forethought.planning.optimizer import Objective
+from forethought.models.base import DynamicsModel, require_model
+from forethought.models.frozen import compute_dtype as ensemble_compute_dtype
+from forethought.planning.config import PlannerConfig
+from forethought.planning.optimizer import RolloutObjective
 from forethought.planning.propagation import PROPAGATIONS, Rollout, RolloutSettings, start_rollout
 
 __all__ = ["PROPAGATIONS", "Evaluation", "TrajectoryEvaluator"]
@@ -96,27 +100,19 @@ def _name(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__qualname__
 
 
-def _delta_scale(model: Any, obs_dim: int) -> torch.Tensor:
-    """Per-dimension std of one-step changes ``[o]`` from the model's delta normaliser (a residual
-    model's learned part's), or ones."""
-    for owner in (model, getattr(model, "learned", None)):
-        std = getattr(getattr(owner, "delta_norm", None), "std", None)
-        if isinstance(std, torch.Tensor) and std.shape == (obs_dim,):
-            return std.detach().float()
-    return torch.ones(obs_dim)
-
-
 class TrajectoryEvaluator:
     """Scores action sequences ``[P, H, a]`` from one observation by rolling them out in a model.
 
     Args:
-        model: a :class:`~forethought.models.DynamicsModel` (or anything with ``obs_dim``,
-            ``act_dim``, ``predict`` and ``sample``; ``predict_members`` makes it an ensemble).
+        model: a :class:`~forethought.models.DynamicsModel` (one with ``ensemble_size > 1`` is
+            rolled out through its elite members).
         reward_fn: ``(obs [B, o], action [B, a], next_obs [B, o]) -> [B]`` float, e.g.
             ``envs.task_functions(name).reward`` or a :class:`~forethought.models.RewardModel`.
         termination_fn: same arguments ``-> [B]`` bool, or None for a task that never terminates.
         particles: rollouts per candidate (per member in "all-members" mode).
         propagation: one of :data:`PROPAGATIONS` (see the module docstring).
+        (``particles``, ``propagation``, ``risk_penalty``, ``veto_threshold`` and
+        ``compute_dtype`` default to :class:`~forethought.planning.config.PlannerConfig`'s.)
         risk_penalty: weight of the disagreement subtracted from the mean return (>= 0).
         veto_threshold: candidates whose disagreement exceeds it score ``-inf`` (None: no veto).
         discount: per-step discount in ``(0, 1]``.
@@ -125,8 +121,9 @@ class TrajectoryEvaluator:
             (for gradient-based planners); otherwise rollouts run under ``torch.no_grad()``.
         measure_disagreement: True/False to force; None measures it only when the score uses it
             or it is free.
-        compute_dtype: what an :class:`~forethought.models.neural.MLPDynamics` ensemble's
-            network computes in during (non-differentiable) rollouts: ``"float32"`` (default;
+        compute_dtype: what an ensemble's frozen members
+            (:meth:`~forethought.models.DynamicsModel.frozen_member_predictor`; a neural
+            ensemble's network) compute in during (non-differentiable) rollouts: ``"float32"`` (default;
             within about 1e-6 relative of ``predict_members``) or ``"bfloat16"`` (matrix
             products several times faster on CPUs with AMX / AVX512-BF16; on cart-pole the
             next-state means move by 3e-3 of the one-step-change std on average, 2e-2 at most,
@@ -137,15 +134,14 @@ class TrajectoryEvaluator:
     ``last_evaluation`` holds the most recent :class:`Evaluation`.
     """
 
-    def __init__(self, model: Any, reward_fn: Callable, termination_fn: Callable | None = None, *,
-                 particles: int = 20, propagation: str = "ts1", risk_penalty: float = 0.0,
-                 veto_threshold: float | None = None, discount: float = 1.0,
+    def __init__(self, model: DynamicsModel, reward_fn: Callable, termination_fn: Callable | None = None, *,
+                 particles: int = PlannerConfig.particles, propagation: str = PlannerConfig.propagation,
+                 risk_penalty: float = PlannerConfig.risk_penalty,
+                 veto_threshold: float | None = PlannerConfig.veto_threshold, discount: float = 1.0,
                  generator: torch.Generator | None = None, differentiable: bool = False,
                  measure_disagreement: bool | None = None,
-                 compute_dtype: torch.dtype | str = "float32") -> None:
-        if not isinstance(getattr(model, "obs_dim", None), int) or not isinstance(getattr(model, "act_dim", None), int):
-            raise TypeError(f"model must be a dynamics model with integer obs_dim and act_dim, "
-                            f"got {type(model).__name__}")
+                 compute_dtype: torch.dtype | str = PlannerConfig.compute_dtype) -> None:
+        require_model(model)
         if not callable(reward_fn):
             raise TypeError(f"reward_fn must be callable (obs, action, next_obs) -> [B], got {reward_fn!r}")
         if termination_fn is not None and not callable(termination_fn):
@@ -173,7 +169,6 @@ class TrajectoryEvaluator:
             measure_disagreement = risk_penalty > 0 or veto_threshold is not None or propagation == "expectation"
         self.measure_disagreement = bool(measure_disagreement)
         self.last_evaluation: Evaluation | None = None
-        self._network_cache: dict = {}
 
     # ------------------------------------------------------------------ public API
     def evaluate(self, obs: Any, actions: Any, *, record_members: bool = False) -> Evaluation:
@@ -181,7 +176,7 @@ class TrajectoryEvaluator:
 
         ``record_members`` fills :attr:`Evaluation.member_indices` (for tests and diagnostics)."""
         obs_t, actions_t = self._check_obs(obs), self._check_actions(actions)
-        if getattr(self.model, "fitted", True) is False:
+        if not self.model.fitted:
             raise RuntimeError(f"{type(self.model).__name__} has not been fitted: call fit(...) first")
         with contextlib.nullcontext() if self.differentiable else torch.no_grad():
             rollout = self._rollout(obs_t, actions_t, record_members)
@@ -192,10 +187,17 @@ class TrajectoryEvaluator:
         self.last_evaluation = evaluation
         return evaluation
 
-    def objective(self, obs: Any) -> Objective:
-        """``actions [P, H, a] -> evaluate(obs, actions).score [P]``, for any optimiser."""
+    def objective(self, obs: Any) -> RolloutObjective:
+        """``actions [P, H, a] -> evaluate(obs, actions).score [P]``, for any optimiser; it also
+        carries ``obs``, the model's expected step and the reward, for iLQR."""
         obs_t = self._check_obs(obs)
-        return lambda actions: self.evaluate(obs_t, actions).score
+        return RolloutObjective(lambda actions: self.evaluate(obs_t, actions).score, obs_t, self.expected_step,
+                                self.reward_fn)
+
+    def expected_step(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The model's mean next observation ``[B, o]`` for obs ``[B, o]`` and action ``[B, a]``
+        (over the elites for an ensemble), differentiable w.r.t. both."""
+        return self.model.predict(obs, action).mean
 
     # ------------------------------------------------------------------ validation
     def _check_obs(self, obs: Any) -> torch.Tensor:
@@ -249,8 +251,8 @@ class TrajectoryEvaluator:
     # ------------------------------------------------------------------ rollout
     def _rollout(self, obs: torch.Tensor, actions: torch.Tensor, record: bool) -> Rollout:
         settings = RolloutSettings(self.propagation, self.particles, self.generator, self.measure_disagreement,
-                                   _delta_scale(self.model, self.model.obs_dim), record, self.compute_dtype)
-        return start_rollout(self.model, obs, actions, settings, self._network_cache)
+                                   self.model.delta_scale(), record, self.differentiable, self.compute_dtype)
+        return start_rollout(self.model, obs, actions, settings)
 
     def _run(self, rollout: Rollout, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Step ``rollout`` over the horizon; ``(mean_return [P], disagreement [P])``."""
