@@ -26,7 +26,8 @@ from typing import Callable
 import torch
 
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
-from forethought.models.training import TrainingOptions, train_step
+from forethought.models.config import TrainConfig
+from forethought.models.training import GaussianLoss, train_step
 
 OBS_DIM, ACT_DIM = 5, 1
 
@@ -95,7 +96,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(steps, k, b, OBS_DIM + ACT_DIM, generator=g)
     y = torch.randn(steps, k, b, OBS_DIM, generator=g)
-    options = TrainingOptions()
+    train, loss = TrainConfig(), GaussianLoss(TrainConfig().bound_penalty)
     batched, singles = build(k, args.hidden, args.layers, seed=0)
     for net in (batched, *singles):
         net.requires_grad_(True)
@@ -104,12 +105,12 @@ def main() -> None:
 
     def train_batched():
         for s in range(steps):
-            train_step(batched, batched_opt, x[s], y[s], options)
+            train_step(batched, batched_opt, x[s], y[s], loss, train.grad_clip)
 
     def train_loop():
         for s in range(steps):
             for m, (net, opt) in enumerate(zip(singles, single_opts)):
-                train_step(net, opt, x[s, m:m + 1], y[s, m:m + 1], options)
+                train_step(net, opt, x[s, m:m + 1], y[s, m:m + 1], loss, train.grad_clip)
 
     updates = steps * k * b
     train = median_seconds({"batched": train_batched, "loop": train_loop}, args.repeats)

@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from forethought import envs
-from forethought.agents import PETS, PETSConfig, MPCAgent, PlannerConfig
-from forethought.agents.episode import run_episode
+from forethought.agents import PETS, PETSConfig, MPCAgent
+from forethought.data.env_loop import run_episode
 from forethought.envs import env_task_functions
 from forethought.models.config import ModelConfig, build_model
+from forethought.planning import PlannerConfig
 
 PAPER_PLANNER = PlannerConfig(optimizer="cem", horizon=15, particles=20, propagation="ts1",
                               settings={"population": 350, "elites": 35, "iterations": 5})
@@ -51,12 +52,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     env = envs.make("cartpole-swingup")
-    pets = PETS(env, PETSConfig(seed=0))
+    pets = PETS(env, PETSConfig(), seed=0)
     start = time.perf_counter()
-    pets.learn(args.trials)
+    pets.learn(episodes=args.trials)
     print(f"PETS defaults, {args.trials} trials: returns {[round(r.total_reward, 1) for r in pets.history]}, "
           f"{len(pets.buffer)} transitions ({time.perf_counter() - start:.0f} s)")
-    paper = build_model(ModelConfig(kind="pe", ensemble_size=7, hidden_layers=4), PETSConfig().train, 5, 1)
+    paper = build_model(ModelConfig(ensemble_size=7, hidden_layers=4), PETSConfig().train, 5, 1)
     paper.fit(pets.buffer, generator=torch.Generator().manual_seed(0))
     models = {"default": pets.model, "paper": paper}
     task = env_task_functions(env)

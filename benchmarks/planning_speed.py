@@ -28,6 +28,7 @@ float32 evaluator with 100 particles.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from typing import Callable
@@ -35,12 +36,12 @@ from typing import Callable
 import torch
 
 from forethought import envs
-from forethought.agents import MPCAgent, PETSConfig, PlannerConfig
+from forethought.agents import MPCAgent, PETSConfig
 from forethought.data import collect
 from forethought.envs import env_task_functions
 from forethought.models import ProbabilisticEnsemble
-from forethought.models.ensemble_mlp import fused_linear_available
-from forethought.planning import TrajectoryEvaluator, make_optimizer
+from forethought.models.frozen import fused_linear_available
+from forethought.planning import PlannerConfig, TrajectoryEvaluator, make_optimizer
 
 PETS_PAPER = dict(members=7, layers=4, hidden=200)
 CONFIGS = {
@@ -94,9 +95,8 @@ def fitted_model(spec: dict, data, epochs: int) -> ProbabilisticEnsemble:
 
 
 def agent_for(model, spec: dict, env, dtype: str) -> MPCAgent:
-    agent = MPCAgent(model, env_task_functions(env), env.action_space, spec["planner"], torch.Generator().manual_seed(0))
-    agent.evaluator.compute_dtype = getattr(torch, dtype)  # same as PlannerConfig(compute_dtype=...)
-    return agent
+    planner = dataclasses.replace(spec["planner"], compute_dtype=dtype)
+    return MPCAgent(model, env_task_functions(env), env.action_space, planner, torch.Generator().manual_seed(0))
 
 
 def time_config(spec: dict, model, env, actions: int, dtype: str) -> dict:
@@ -128,13 +128,10 @@ def time_config(spec: dict, model, env, actions: int, dtype: str) -> dict:
 # ---------------------------------------------------------------- accuracy of the bfloat16 option
 def prediction_error(model, test) -> None:
     """bfloat16 vs float32 next-state means and stds of the elites on held-out transitions."""
-    from forethought.planning.propagation import member_predictor
-
     obs = test.obs.expand(len(model.elites), -1, -1)
     action = test.action.expand(len(model.elites), -1, -1)
-    with torch.no_grad():
-        (mean32, std32), (mean16, std16) = (member_predictor(model, {}, dtype)(obs, action) for dtype in DTYPES)
-    scale = model.delta_norm.std
+    (mean32, std32), (mean16, std16) = (model.frozen_member_predictor(dtype)(obs, action) for dtype in DTYPES)
+    scale = model.delta_scale()
     mean_gap, std_gap = (mean16 - mean32).abs() / scale, (std16 - std32).abs() / std32
     model_error = ((mean32 - test.next_obs).abs() / scale).mean()
     print(f"  next-state means, |bf16 - fp32| in units of the one-step-change std: mean {mean_gap.mean():.2e}, "
@@ -164,7 +161,7 @@ def planned(model, task, env, planner: PlannerConfig, dtype: str, obs: torch.Ten
     evaluator = TrajectoryEvaluator(model, task.reward, task.termination, particles=planner.particles,
                                     propagation=planner.propagation, generator=generator, compute_dtype=dtype)
     optimizer = make_optimizer(planner.optimizer, env.action_space, planner.horizon, generator=generator,
-                               **planner.settings)
+                               settings=planner.optimizer_settings())
     return optimizer.plan(evaluator.objective(obs))
 
 

@@ -33,9 +33,9 @@ class DynaConfig:
     ``model_every`` steps. The agent's ``seed`` seeds SAC and, by name, the model work."""
 
     sac: SACConfig = field(default_factory=SACConfig)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
+    model: ModelConfig = field(default_factory=ModelConfig)
     # epochs of at least 20 minibatches, as for MBPO: one pass over a few hundred rows is too few steps
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5, min_epoch_batches=20))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(min_epoch_batches=20))
     imagined_updates: int = 10
     rollout_length: int = 1
     model_every: int = 250

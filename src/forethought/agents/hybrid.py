@@ -27,10 +27,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from forethought.agents.mpc import MPCAgent, PlannerConfig
+from forethought.agents.mpc import MPCAgent
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
 from forethought.planning import TrajectoryEvaluator
+from forethought.planning.config import PlannerConfig
 
 BatchPolicy = Callable[[torch.Tensor, bool], torch.Tensor]
 """``(obs [B, o], deterministic) -> actions [B, a]`` in environment units (e.g. ``SAC.policy``)."""

@@ -13,7 +13,6 @@ import gymnasium as gym
 import torch
 
 from forethought.agents.hybrid import HybridConfig, PolicyGuidedMPC
-from forethought.agents.mpc import PlannerConfig
 from forethought.agents.base import Agent, EpisodeResult
 from forethought.agents.sac import SAC
 from forethought.config import build
@@ -22,6 +21,7 @@ from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
 from forethought.models.config import build_model
+from forethought.planning.config import PlannerConfig
 from forethought.seeding import derive_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
 

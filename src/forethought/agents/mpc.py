@@ -23,7 +23,7 @@ from forethought.planning import TrajectoryEvaluator, make_optimizer, optimizer_
 from forethought.planning.config import PlannerConfig
 from forethought.planning.rollout import Evaluation
 
-__all__ = ["MPCAgent", "PlannerConfig"]
+__all__ = ["MPCAgent"]
 
 
 class MPCAgent:

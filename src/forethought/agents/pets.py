@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from forethought.agents.base import Agent, EpisodeResult
-from forethought.agents.mpc import MPCAgent, PlannerConfig
+from forethought.agents.mpc import MPCAgent
 from forethought.data.buffer import ReplayBuffer
 from forethought.data.env_loop import EnvLoop, ReplayRecorder, random_policy
 from forethought.data.offline import load_npz
@@ -33,6 +33,7 @@ from forethought.config import build
 from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
+from forethought.planning.config import PlannerConfig
 from forethought.seeding import derive_seed, episode_seed, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
 
@@ -69,11 +70,9 @@ class PETSConfig:
     no random trials: the first trial already plans.
     """
 
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(kind="pe", ensemble_size=5, hidden_layers=3))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(max_epochs=50, patience=5, min_epoch_batches=10))
-    planner: PlannerConfig = field(default_factory=lambda: PlannerConfig(
-        optimizer="icem", horizon=15, particles=5, propagation="tsinf",
-        settings={"population": 100, "elites": 10, "iterations": 3}))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(min_epoch_batches=10))
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
     random_trials: int = 1
     random_trial_steps: int | None = None
     refit_every: int | None = None
