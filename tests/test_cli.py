@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from forethought.cli import _summary_line, main
+from forethought.cli import main
+from forethought.cli.printing import row_line, summary_line
 from forethought.models import DynamicsModel
 
 
@@ -115,17 +116,18 @@ def test_run_pets_prints_a_line_per_trial_and_writes_the_run(tmp_path, capsys):
     out = tmp_path / "pets"
     assert main(["run", "pets", "--env", "linear", "--trials", "2", "--out", str(out), *SMALL_PETS]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("trial ") >= 2 and "ms/step" in printed
+    assert printed.count("episode ") >= 2 and "plan_ms_per_step" in printed
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert [int(r["trial"]) for r in rows] == [0, 1]
-    assert {"trial", "env_steps", "return", "model_val_loss", "plan_ms_per_step", "wall_s"} <= set(rows[0])
+    assert [int(r["episode"]) for r in rows] == [0, 1]
+    assert list(rows[0])[:5] == ["episode", "env_steps", "return", "eval_return", "wall_s"]
+    assert {"model_val_loss", "model_diverged", "plan_ms_per_step"} <= set(rows[0])
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["oracle_return"] > summary["final_return"] - 1e-9 or summary["steps_to_90pct_oracle"] is not None
+    assert summary["learning_curve"] == "return" and summary["target_source"] == "0.9 of the oracle's return"
     assert summary["best_return"] == max(float(r["return"]) for r in rows)
     assert (out / "plots" / "learning_curve.png").is_file()
     assert (out / "checkpoints" / "agent" / "state.json").is_file()
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["agent"]["planner"]["settings"] == {"population": 60, "elites": 6, "iterations": 3}
+    assert config["episodes"] == 2 and config["agent"]["planner"]["horizon"] == 6
 
 
 def test_run_pets_films_the_last_trial(tmp_path):
@@ -134,16 +136,31 @@ def test_run_pets_films_the_last_trial(tmp_path):
                  "oracle_episodes=0"]) == 0
     import imageio.v3 as iio
 
-    frames = iio.imread(out / "videos" / "trial_000.gif")
+    frames = iio.imread(out / "videos" / "last_episode.gif")
     assert frames.shape[0] == 201 and frames.shape[-1] == 3  # reset frame + 200 steps
     assert json.loads((out / "summary.json").read_text())["oracle_return"] is None
 
 
-def test_run_pets_bad_settings_are_named(tmp_path, capsys):
-    assert main(["run", "pets", "--out", str(tmp_path / "p"), "agent.planner.propagation=sideways"]) == 2
-    assert "propagation" in capsys.readouterr().err
-    assert main(["run", "pets", "--out", str(tmp_path / "q"), "agent.planner.horizon=0"]) == 2
-    assert "planner.horizon must be >= 1" in capsys.readouterr().err
+@pytest.mark.parametrize("setting, message", [
+    ("agent.planner.propagation=sideways", "propagation"),
+    ("agent.planner.horizon=0", "horizon must be >= 1"),
+    ("agent.planner.particles=0", "particles"),
+    ("seed=-1", "seed must be an integer >= 0"),
+    ("episodes=0", "episodes must be >= 1"),
+    ("eval_episodes=0", "eval_episodes must be >= 1"),
+    ("agent.state_cost={7: 1.0}", "state_cost"),
+    ("env_kwargs={colour: red}", "colour"),
+])
+def test_run_bad_settings_are_named_and_nothing_is_written(tmp_path, capsys, setting, message):
+    out = tmp_path / "p"
+    assert main(["run", "pets", "--env", "linear", "--out", str(out), setting]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_run_seed_flag_is_checked_before_anything_is_written(tmp_path, capsys):
+    assert main(["run", "sac", "--seed", "-1", "--out", str(tmp_path / "s")]) == 2
+    assert "seed must be an integer >= 0" in capsys.readouterr().err and not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("algo", ["sac", "mbpo"])
@@ -153,28 +170,26 @@ def test_run_policy_learner_writes_the_run(tmp_path, capsys, algo):
         "agent.sac.hidden_size=16", "agent.sac.learning_starts=40", "agent.model.ensemble_size=2",
         "agent.model.hidden_size=16", "agent.model.hidden_layers=1", "agent.train.max_epochs=2",
         "agent.rollout_starts=20", "agent.policy_updates=1"]
-    assert main(["run", algo, "--env", "Pendulum-v1", "--steps", "120", "--out", str(out), "eval_every=60",
+    assert main(["run", algo, "--env", "Pendulum-v1", "--steps", "300", "--out", str(out), "eval_every=150",
                  "eval_episodes=1", "target=-100000", *small]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("env steps ") == 2 and "reached after 60 real steps" in printed
+    assert "reached after 200 env steps" in printed and "final evaluation" in printed
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert [int(r["env_steps"]) for r in rows] == [60, 120]
+    # one row per 200-step episode (evaluated: it crossed 150), then the final evaluation at 300
+    assert [(r["episode"], int(r["env_steps"])) for r in rows] == [("0", 200), ("", 300)]
+    assert all(r["eval_return"] != "" for r in rows)
     assert ("model_val_loss" in rows[0]) == (algo == "mbpo")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps_to_target"] == 60 and summary["best_eval_return"] == max(float(r["eval_return"]) for r in rows)
+    assert summary["steps_to_target"] == 200 and summary["best_return"] == max(float(r["eval_return"]) for r in rows)
+    assert summary["learning_curve"] == "eval_return" and summary["env_steps"] == 300
     assert (out / "plots" / "learning_curve.png").is_file()
     assert (out / "checkpoints" / "agent" / "state.json").is_file()
-
-
-def test_run_policy_learner_rejects_trials(tmp_path, capsys):
-    with pytest.raises(SystemExit, match="--trials is for pets"):
-        main(["run", "sac", "--trials", "3", "--out", str(tmp_path / "s")])
 
 
 def test_ablate_runs_the_grid_and_writes_the_table(tmp_path, capsys):
     out = tmp_path / "ablate"
     assert main(["ablate", "--env", "linear", "--models", "d,pe", "--propagation", "tsinf,expectation",
-                 "--seeds", "2", "--trials", "2", "--out", str(out), *SMALL_PETS]) == 0
+                 "--seeds", "2", "--trials", "2", "--out", str(out), "backend=sequential", *SMALL_PETS]) == 0
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 2 * 2 * 2 * 2  # variants x seeds x trials
     assert {r["variant"] for r in rows} == {"d-tsinf", "d-expectation", "pe-tsinf", "pe-expectation"}
@@ -185,7 +200,7 @@ def test_ablate_runs_the_grid_and_writes_the_table(tmp_path, capsys):
     assert (out / "plots" / "return_vs_trial.png").is_file()
     assert "pe-expectation" in capsys.readouterr().out
     run = out / "runs" / "pe-tsinf-seed1"  # every run is a run pets directory of its own
-    assert json.loads((run / "summary.json").read_text())["trials"] == 2 and (run / "checkpoints" / "agent").is_dir()
+    assert json.loads((run / "summary.json").read_text())["episodes"] == 2 and (run / "checkpoints" / "agent").is_dir()
 
 
 def test_ablate_rejects_unknown_variants(tmp_path, capsys):
@@ -199,19 +214,21 @@ def test_ablate_rejects_unknown_variants(tmp_path, capsys):
 def test_run_latent_agent_from_pixels_writes_the_run(tmp_path, capsys, algo):
     out = tmp_path / algo
     code = main(["run", algo, "--pixels", "--env", "pendulum-swingup", "--steps", "60", "--out", str(out),
-                 "image_size=16", "action_repeat=2", "env_kwargs={max_episode_steps: 20}", "eval_every=2",
-                 "oracle_episodes=0", "open_loop_context=3", "open_loop_length=8", "agent.model.depth=4",
-                 "agent.model.deter_size=16", "agent.model.stoch=4", "agent.model.hidden_size=16",
-                 "agent.seed_episodes=1", "agent.train_steps=2", "agent.batch_size=2", "agent.sequence_length=5",
+                 "agent.model.image_size=16", "action_repeat=2", "env_kwargs={max_episode_steps: 20}",
+                 "eval_every=40", "oracle_episodes=0", "open_loop_context=3", "open_loop_length=8",
+                 "agent.model.depth=4", "agent.model.deter_size=16", "agent.model.stoch=4",
+                 "agent.model.hidden_size=16", "agent.seed_episodes=1", "agent.train_steps=2", "agent.batch_size=2",
+                 "agent.sequence_length=5",
                  "agent.settings={population: 16, elites: 4, iterations: 2}" if algo == "planet"
                  else "agent.imagination_horizon=3"])
     assert code == 0
     for name in ("config.yaml", "metrics.csv", "summary.json", "plots/learning_curve.png", "plots/open_loop.png",
-                 "plots/reward_error.png", "videos/open_loop.gif", "videos/last_episode.gif", "checkpoints/agent/world_model.safetensors",
-                 "checkpoints/agent/buffer.npz"):
+                 "plots/reward_error.png", "videos/open_loop.gif", "videos/last_episode.gif",
+                 "checkpoints/agent/world_model.safetensors", "checkpoints/agent/buffer.npz"):
         assert (out / name).is_file(), name
     rows = list(csv.DictReader((out / "metrics.csv").open()))
-    assert [int(r["env_steps"]) for r in rows] == [20, 40, 60] and rows[1]["eval_return"] != ""
+    assert [int(r["env_steps"]) for r in rows] == [20, 40, 60]
+    assert [r["eval_return"] != "" for r in rows] == [False, True, True]  # at 40 and at the end
     assert rows[0]["reconstruction"] != ""  # one seed episode, trained on at once
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] == 60 and summary["world_model_updates"] == 6
@@ -219,18 +236,45 @@ def test_run_latent_agent_from_pixels_writes_the_run(tmp_path, capsys, algo):
     assert "episode    2" in capsys.readouterr().out
 
 
-def test_pixels_is_only_for_the_latent_agents(tmp_path):
-    with pytest.raises(SystemExit, match="--pixels is for planet and dreamer"):
-        main(["run", "sac", "--pixels", "--out", str(tmp_path / "x")])
+def test_pixels_is_only_for_the_latent_agents(tmp_path, capsys):
+    assert main(["run", "sac", "--pixels", "--out", str(tmp_path / "x")]) == 2
+    assert "--pixels is for planet and dreamer" in capsys.readouterr().err
+
+
+def test_resume_refuses_an_edited_config_and_a_module_env_id(tmp_path, capsys):
+    out = tmp_path / "pets"
+    assert main(["run", "pets", "--env", "linear", "--trials", "1", "--out", str(out), *SMALL_PETS]) == 0
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    config["agent"]["planner"]["horizon"] = 9
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["resume", str(out)]) == 2
+    assert "agent.planner.horizon: 6 -> 9" in capsys.readouterr().err
+    config["agent"]["planner"]["horizon"], config["episodes"] = 6, 2  # a bigger budget is a safe edit
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["resume", str(out)]) == 0
+    assert len(list(csv.DictReader((out / "metrics.csv").open()))) == 2
+    config["env"] = "os:linear"
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["resume", str(out)]) == 2
+    assert "pass --env os:linear explicitly" in capsys.readouterr().err
+
+
+def test_output_to_a_pipe_keeps_one_line_per_episode(tmp_path, capsys):
+    row = {"episode": 3, "env_steps": 1000, "return": 12.5, "eval_return": None, "wall_s": 3.0,
+           **{f"figure_{i}": 0.123 for i in range(12)}}
+    line = row_line(row)
+    assert "\n" not in line and len(line) > 80 and line.startswith("episode    3")
+    from forethought.console import make_console
+    import io
+    stream = io.StringIO()
+    make_console(stream).print(line)
+    assert stream.getvalue() == line + "\n"
 
 
 def test_summary_lines_say_when_a_target_was_not_reached():
-    latent = {"best_eval_return": -1235.5, "oracle_return": -383.6, "steps_to_70pct_oracle": None,
-              "s_per_1000_env_steps": 59.1}
-    assert "70 % of it not reached" in _summary_line("dreamer", latent)
-    assert "70 % of it reached after 4000 env steps" in _summary_line("dreamer", {**latent, "steps_to_70pct_oracle": 4000})
-    pets = {"best_return": 80.0, "final_return": 79.0, "oracle_return": 86.0, "steps_to_90pct_oracle": None}
-    assert "None" not in _summary_line("pets", pets) and "not reached" in _summary_line("pets", pets)
-    policy = {"best_eval_return": -150.0, "final_eval_return": -160.0, "s_per_1000_steps": 12.2, "target": -200.0,
-              "steps_to_target": None}
-    assert _summary_line("sac", policy).endswith("target -200 not reached")
+    summary = {"learning_curve": "eval_return", "best_return": -150.0, "final_return": -160.0, "oracle_return": None,
+               "target_return": -100.0, "target_source": "target", "steps_to_target": None,
+               "s_per_1000_env_steps": 12.2}
+    assert "target -100.00 (target) not reached" in summary_line(summary) and "None" not in summary_line(summary)
+    reached = {**summary, "steps_to_target": 4000, "oracle_return": -90.0, "target_source": "0.9 of the oracle's return"}
+    assert "reached after 4000 env steps" in summary_line(reached) and "oracle planner -90.00" in summary_line(reached)

@@ -103,8 +103,12 @@ class PETS(Agent):
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
                  seed: int = 0) -> None:
         self.env, self.config, self.seed = env, config or PETSConfig(), derive_seed(seed)
-        self.task = with_state_cost(task or env_task_functions(env), self.config.state_cost)
         self.obs_dim, self.act_dim = flat_dim(env.observation_space), flat_dim(env.action_space)
+        outside = sorted(i for i in self.config.state_cost if not isinstance(i, int) or not 0 <= i < self.obs_dim)
+        if outside:
+            raise ValueError(f"agent.state_cost names observation indices {outside}; "
+                             f"{type(env.unwrapped).__name__}'s observations have indices 0 to {self.obs_dim - 1}")
+        self.task = with_state_cost(task or env_task_functions(env), self.config.state_cost)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.model = self._make_model()

@@ -91,13 +91,8 @@ def report_command(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if overrides:
         raise ValueError(f"report takes no config overrides, got {' '.join(overrides)}")
-    runs: list[Path] = []
-    for item in args.runs:
-        path = Path(item)
-        nested = sorted(p for p in (path / "runs").glob("*") if (p / "metrics.csv").is_file())
-        runs += nested if not (path / "metrics.csv").is_file() and nested else [path]
-    report = build_report(runs, args.out, title=args.title or "forethought report")
-    print(f"{len(runs)} runs in {len(report.groups)} groups: {report.markdown_path} and {report.html_path}")
+    report = build_report(args.runs, args.out, title=args.title or "forethought report")
+    print(f"{len(report.runs)} runs in {len(report.groups)} groups: {report.markdown_path} and {report.html_path}")
     return 0
 
 

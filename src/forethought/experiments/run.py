@@ -42,7 +42,7 @@ from forethought.experiments.run_dir import (RunDir, RunLock, check_env_id_from_
                                              read_run_info)
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
 from forethought.seeding import derive_seed
-from forethought.serialization import CheckpointError, atomic_write_text
+from forethought.serialization import CheckpointError, atomic_write_text, read_json
 
 SHARED_COLUMNS = ("episode", "env_steps", "return", "eval_return", "wall_s")
 RUN_STATE = "run_state.json"  # the run loop's own counters, saved with each agent checkpoint
@@ -132,7 +132,7 @@ class _Run:
         agent = self.spec.agent.load(checkpoint, self.env)
         self.hooks = self.spec.hooks(self.config, agent, self.eval_env or self.env)
         self.hooks.load(checkpoint)
-        state = json.loads((checkpoint / RUN_STATE).read_text(encoding="utf-8"))
+        state = read_json(checkpoint / RUN_STATE, "run state")
         self.oracle, self.evaluations = state["oracle_return"], state["evaluations"]
         return agent
 
@@ -194,7 +194,7 @@ class _Run:
             self.hooks.save(path)
             atomic_write_text(path / RUN_STATE, json.dumps({"oracle_return": self.oracle,
                                                             "evaluations": self.evaluations}))
-        save_agent_checkpoint(save, self.agent_dir)
+        save_agent_checkpoint(save, self.agent_dir, agent=type(agent).__name__)
 
     def close(self) -> None:
         self.env.close()
@@ -247,7 +247,7 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
     job = _Run(algo, config, callback, warn)
     lock = RunLock(config.out) if resume else None  # held from before the checkpoint is read
     try:
-        checkpoint = _checkpoint_to_resume(job.agent_dir, warn) if resume else None
+        checkpoint = _checkpoint_to_resume(job.agent_dir, warn, job.spec.agent.__name__) if resume else None
         if checkpoint is not None:
             agent = job.restore(checkpoint)
             run = RunDir(config.out, config, resume_rows=len(agent.history), purge_step=agent.env_steps + 1,
@@ -271,12 +271,12 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
     return summary
 
 
-def _checkpoint_to_resume(folder: Path, warn) -> Path | None:
+def _checkpoint_to_resume(folder: Path, warn, agent: str) -> Path | None:
     """The last good checkpoint, or None when the run never wrote one (it starts over)."""
     candidates = [folder.with_name(folder.name + suffix) for suffix in ("", ".new", ".old")]
     if not any(c.exists() for c in candidates):
         return None
-    return latest_agent_checkpoint(folder, warn)
+    return latest_agent_checkpoint(folder, warn, agent=agent)
 
 
 def _typed(row: dict[str, str]) -> dict[str, Any]:
