@@ -47,7 +47,7 @@ def test_fit_model_from_logged_data(tmp_path):
 def test_fit_model_collects_from_copies_of_the_environment(tmp_path):
     out = tmp_path / "vector"
     assert main(["fit-model", "--env", "pendulum-swingup", "--model", "linear", "--steps", "300", "--out", str(out),
-                 "--quiet", "num_envs=3", "async_envs=true", "eval_steps=90"]) == 0
+                 "--quiet", "num_envs=3", "eval_steps=90"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["held_out_transitions"] == 90 and summary["one_step_mse"] < summary["baseline_one_step_mse"]
     data = np.load(out / "data.npz")

@@ -21,6 +21,7 @@ from forethought.evaluation import (calibration, one_step_error, plot_compoundin
 from forethought.experiments.run_dir import RunDir
 from forethought.models import ConstantDelta, DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
+from forethought.seeding import derive_seed
 
 @dataclass
 class FitModelConfig:
@@ -29,8 +30,7 @@ class FitModelConfig:
     With ``data`` unset, ``steps`` random-action transitions are collected for training and
     ``eval_steps`` more, from separate episodes, for held-out evaluation; with ``data`` set, the
     last ``holdout`` fraction of its episodes is held out instead. ``num_envs`` > 1 collects from
-    that many copies of the environment at once (``async_envs``: each in its own process; see
-    :func:`~forethought.envs.make_vector`); copy ``i`` starts from ``seed + i``.
+    that many copies of the environment, sharing the budget (see :func:`~forethought.data.collect`).
     """
 
     env: str = "cartpole-swingup"
@@ -38,7 +38,6 @@ class FitModelConfig:
     steps: int = 5000
     eval_steps: int = 1000
     num_envs: int = 1
-    async_envs: bool = False
     data: str | None = None
     holdout: float = 0.2
     horizon: int = 10
@@ -57,13 +56,13 @@ def load_data(config: FitModelConfig, progress: bool) -> tuple[ReplayBuffer, Rep
     """Training and held-out evaluation buffers."""
     if config.data is not None:
         return load_npz(config.data).split_episodes(config.holdout)
-    env = (envs.make(config.env, **config.env_kwargs) if config.num_envs == 1 else
-           envs.make_vector(config.env, config.num_envs, asynchronous=config.async_envs, **config.env_kwargs))
+    copies = [envs.make(config.env, **config.env_kwargs) for _ in range(config.num_envs)]
     try:
-        train = collect(env, config.steps, seed=config.seed, progress=progress)
-        held_out = collect(env, config.eval_steps, seed=config.seed + 10_000, progress=progress)
+        train = collect(copies, config.steps, seed=config.seed, progress=progress)
+        held_out = collect(copies, config.eval_steps, seed=derive_seed(config.seed, "held_out"), progress=progress)
     finally:
-        env.close()
+        for env in copies:
+            env.close()
     return train, held_out
 
 
