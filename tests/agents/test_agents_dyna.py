@@ -31,12 +31,12 @@ def test_imagine_stops_each_rollout_after_its_terminal_step():
 
 
 def test_zero_imagined_updates_is_exactly_sac():
-    sac_config = SACConfig(hidden_size=32, batch_size=32, learning_starts=50, seed=4)
-    sac = SAC(gym.make("Pendulum-v1"), sac_config)
-    sac.learn(260)
+    sac_config = SACConfig(hidden_size=32, batch_size=32, learning_starts=50)
+    sac = SAC(gym.make("Pendulum-v1"), sac_config, seed=4)
+    sac.learn(steps=260)
     dyna = Dyna(gym.make("Pendulum-v1"), DynaConfig(sac=sac_config, imagined_updates=0, model_warmup=60,
-                                                     model_every=100, seed=4, **SMALL_MODEL))
-    dyna.learn(260)
+                                                     model_every=100, **SMALL_MODEL), seed=4)
+    dyna.learn(steps=260)
     assert dyna.model_fits == [60, 160, 260]  # the model was trained, and changed nothing
     assert [r.total_reward for r in dyna.history] == [r.total_reward for r in sac.history]
     for mine, theirs in zip(dyna.sac.actor.parameters(), sac.actor.parameters()):
@@ -54,8 +54,8 @@ def test_imagined_updates_save_real_steps():
     errors = {}
     for k in (0, 4):
         agent = Dyna(MatchTarget(), DynaConfig(sac=sac, imagined_updates=k, model_warmup=100, model_every=100,
-                                               seed=3, **SMALL_MODEL), task=task)
-        agent.learn(250)
+                                               **SMALL_MODEL), task=task, seed=3)
+        agent.learn(steps=250)
         errors[k] = match_target_error(agent)
         assert agent.imagined_updates_done == k * 151
     assert errors[4] < 0.2 < errors[0], errors
@@ -65,7 +65,7 @@ def test_save_load_round_trip(tmp_path):
     config = DynaConfig(sac=SACConfig(hidden_size=16, batch_size=16, learning_starts=30), imagined_updates=2,
                         model_warmup=40, model_every=40, **SMALL_MODEL)
     agent = Dyna(gym.make("Pendulum-v1"), config)
-    agent.learn(60)
+    agent.learn(steps=60)
     agent.save(tmp_path / "dyna")
     loaded = Dyna.load(tmp_path / "dyna", gym.make("Pendulum-v1"))
     obs = torch.randn(8, 3)

@@ -42,7 +42,7 @@ def test_mixed_batch_takes_the_real_fraction_from_the_real_buffer():
 def test_rollouts_fill_the_model_buffer_and_drop_non_finite_rows():
     agent = MBPO(gym.make("Pendulum-v1"), MBPOConfig(sac=SACConfig(hidden_size=16), rollout_starts=50,
                                                      min_rollout_length=3, max_rollout_length=3, **SMALL_MODEL))
-    agent.sac.learn(20)
+    agent.sac.learn(steps=20)
     # a model that diverges wherever the policy pushes with a positive torque
     agent.model = KnownDynamics(lambda o, a: torch.where(a[:, :1] > 0, torch.inf, o), 3, 1)
     agent._rollouts(agent.sac.env_steps)
@@ -56,9 +56,9 @@ def test_rollouts_fill_the_model_buffer_and_drop_non_finite_rows():
 def test_learns_one_step_task_from_few_real_steps():
     config = MBPOConfig(sac=SACConfig(hidden_size=64, batch_size=64, learning_starts=100, learning_rate=1e-3),
                         model_every=50, rollout_every=50, rollout_starts=200, min_rollout_length=1,
-                        max_rollout_length=1, policy_updates=5, seed=2, **SMALL_MODEL)
-    agent = MBPO(MatchTarget(), config, task=MATCH_TASK)
-    agent.learn(250)
+                        max_rollout_length=1, policy_updates=5, **SMALL_MODEL)
+    agent = MBPO(MatchTarget(), config, task=MATCH_TASK, seed=2)
+    agent.learn(steps=250)
     obs = torch.rand(200, 2, generator=torch.Generator().manual_seed(9)) * 2 - 1
     error = float((agent.sac.policy(obs, deterministic=True) - obs).abs().mean())
     assert error < 0.2, f"mean |a - x| = {error:.3f} (a random policy: 0.67)"
@@ -70,7 +70,7 @@ def test_save_load_round_trip(tmp_path):
     config = MBPOConfig(sac=SACConfig(hidden_size=16, batch_size=16, learning_starts=30), rollout_starts=20,
                         model_every=20, rollout_every=20, policy_updates=2, **SMALL_MODEL)
     agent = MBPO(gym.make("Pendulum-v1"), config)
-    agent.learn(60)
+    agent.learn(steps=60)
     agent.save(tmp_path / "mbpo")
     loaded = MBPO.load(tmp_path / "mbpo", gym.make("Pendulum-v1"))
     obs = torch.randn(8, 3)
@@ -94,8 +94,9 @@ def test_guided_planner_plans_in_the_agents_model_with_its_policy():
                         model_every=20, rollout_every=20, policy_updates=1, **SMALL_MODEL)
     env = gym.make("Pendulum-v1")
     agent = MBPO(env, config)
-    agent.learn(40)
-    from forethought.agents import HybridConfig, PlannerConfig
+    agent.learn(steps=40)
+    from forethought.agents import HybridConfig
+    from forethought.planning import PlannerConfig
 
     planner = agent.guided_planner(PlannerConfig(optimizer="cem", horizon=4, particles=2,
                                                  settings={"population": 10, "elites": 2, "iterations": 1}),
