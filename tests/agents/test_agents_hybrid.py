@@ -5,11 +5,12 @@ import pytest
 import torch
 
 from forethought import envs
-from forethought.agents import PlannerConfig, run_episode
 from forethought.agents.hybrid import HybridConfig, PolicyGuidedMPC, policy_rollouts
 from forethought.data import collect
+from forethought.data.env_loop import run_episode
 from forethought.envs import analytic_step, env_task_functions
 from forethought.models import KnownDynamics, LinearGaussian
+from forethought.planning import PlannerConfig
 
 
 def deadbeat(obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
