@@ -49,7 +49,7 @@ def test_actor_log_prob_matches_the_tanh_transformed_gaussian():
 def test_dreamer_behaviour_update_trains_actor_and_critic_but_not_the_world_model(actor_gradient):
     agent = Dreamer(pixel_env(), DreamerConfig(**SHORT, imagination_horizon=4, actor_lr=1e-2, critic_lr=1e-2,
                                                actor_gradient=actor_gradient))
-    agent.learn(1)
+    agent.learn(episodes=1)
     batch = agent.buffer.sample(3, 6, agent.generator)
     _, states = agent.model.train_step(batch)
     model_before = [p.clone() for p in agent.model.parameters()]
@@ -130,11 +130,12 @@ def test_short_runs_collect_train_and_round_trip(tmp_path):
                         (Dreamer, DreamerConfig(**SHORT, imagination_horizon=3))):
         env = pixel_env()
         agent = cls(env, config)
-        results = agent.learn(2)
+        results = agent.learn(episodes=2)
         assert [r.random for r in results] == [True, False] and agent.env_steps == 20
-        assert len(agent.buffer) == 12 and results[1].train["reconstruction"] > 0
-        agent.save(tmp_path / cls.kind)
-        loaded = cls.load(tmp_path / cls.kind, env)
+        assert len(agent.buffer) == 12 and results[1].info["reconstruction"] > 0
+        assert set(cls.metrics) <= set(results[1].info) and results[1].info["train_s"] > 0  # what a run logs
+        agent.save(tmp_path / cls.name)
+        loaded = cls.load(tmp_path / cls.name, env)
         assert loaded.env_steps == 20 and len(loaded.buffer) == 12 and loaded.model.updates == agent.model.updates
         torch.testing.assert_close(dict(loaded.model.state_dict()), dict(agent.model.state_dict()))
         assert torch.equal(loaded.generator.get_state(), agent.generator.get_state())
@@ -144,7 +145,7 @@ def test_short_runs_collect_train_and_round_trip(tmp_path):
         assert a1.shape == (1,) and -2.0 <= a1[0] <= 2.0 and a1 == pytest.approx(a2, abs=1e-5)
         assert agent.to_env_action(agent.last_action) == pytest.approx(a1)
         with pytest.raises(ValueError, match="holds a"):
-            (Dreamer if cls is PlaNet else PlaNet).load(tmp_path / cls.kind, env)
+            (Dreamer if cls is PlaNet else PlaNet).load(tmp_path / cls.name, env)
 
 
 def test_actions_map_onto_the_environment_bounds():
