@@ -121,6 +121,7 @@ class FrozenEnsemble:
         """Features plus the ones column, rounded up to a multiple of ``self.pad``."""
         return -(-(features + 1) // self.pad) * self.pad
 
+    @torch.no_grad()
     def __call__(self, *parts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(mean [E, B, out_dim], log_std [E, B, out_dim] or None)`` in float32, without autograd,
         for inputs ``[E, B, in_dim]`` given whole or as parts to concatenate along the last axis

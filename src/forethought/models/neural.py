@@ -187,6 +187,7 @@ class MLPDynamics(DynamicsModel):
         network = FrozenEnsemble(self.network, elites, dtype, scale, -torch.cat([n.mean for n in norms]) * scale)
         delta_mean, delta_std = self.delta_norm.mean, self.delta_norm.std
 
+        @torch.no_grad()
         def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
             mean, log_std = network(obs, action)
             means = torch.addcmul(obs + delta_mean, mean, delta_std)
