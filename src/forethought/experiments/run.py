@@ -31,15 +31,15 @@ import torch
 
 from forethought import envs
 from forethought.agents import AGENTS, PETS, Agent, EpisodeResult
-from forethought.config import load_config
+from forethought.config import config_to_dict, load_config
 from forethought.data.env_loop import EnvLoop
 from forethought.envs.analytic import analytic_step
 from forethought.envs.pixels import make_pixel_env
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
-from forethought.experiments.run_dir import (RunDir, RunLock, check_env_id_from_run, check_resume_config,
-                                             read_run_info)
+from forethought.experiments.run_dir import (RESUME_SAFE_KEYS, RunDir, RunDirError, RunLock, check_env_id_from_run,
+                                             config_changes, read_run_info)
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
 from forethought.seeding import derive_seed
 from forethought.serialization import CheckpointError, atomic_write_text, read_json
@@ -152,7 +152,7 @@ class _Run:
                 break
             if result.frames:
                 self.frames = result.frames
-            self.record(agent, run, result)
+            self.record(agent, run, result, force_eval=self.done(agent))
             if (result.episode + 1) % c.checkpoint_every == 0 and not self.done(agent):
                 self.checkpoint(agent)
         if c.eval_every is not None and (not self.rows or self.rows[-1]["eval_return"] is None
@@ -193,7 +193,8 @@ class _Run:
             agent.save(path)
             self.hooks.save(path)
             atomic_write_text(path / RUN_STATE, json.dumps({"oracle_return": self.oracle,
-                                                            "evaluations": self.evaluations}))
+                                                            "evaluations": self.evaluations,
+                                                            "config": config_to_dict(self.config)}))
         save_agent_checkpoint(save, self.agent_dir, agent=type(agent).__name__)
 
     def close(self) -> None:
@@ -242,14 +243,13 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         raise TypeError(f"forethought run {algo} needs a {run_config_class(algo).__name__}, got {type(config).__name__}")
     if config.out is None:
         config = dataclasses.replace(config, out=f"runs/{algo}")
-    if resume:
-        check_resume_config(config.out, config)
     job = _Run(algo, config, callback, warn)
     lock = RunLock(config.out) if resume else None  # held from before the checkpoint is read
     try:
         checkpoint = _checkpoint_to_resume(job.agent_dir, warn, job.spec.agent.__name__) if resume else None
         if checkpoint is not None:
             agent = job.restore(checkpoint)
+            _check_resume_edits(checkpoint, config)
             run = RunDir(config.out, config, resume_rows=len(agent.history), purge_step=agent.env_steps + 1,
                          lock=lock)
             job.rows = [_typed(row) for row in run.kept_rows]
@@ -269,6 +269,18 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         run.write_summary(summary)
     job.close()
     return summary
+
+
+def _check_resume_edits(checkpoint: Path, config: RunConfig) -> None:
+    """Refuse to continue with a config that differs from the checkpoint's in anything but the
+    budget (``steps``, ``episodes``) or where the run directory lies (``out``)."""
+    saved = read_json(checkpoint / RUN_STATE, "run state")["config"]
+    unsafe = {k: v for k, v in config_changes(saved, config).items() if k not in RESUME_SAFE_KEYS}
+    if unsafe:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in unsafe.items())
+        raise RunDirError(f"cannot resume {config.out}: its config.yaml differs from the run's checkpoint ({listed}); "
+                          f"only {', '.join(RESUME_SAFE_KEYS)} may change on resume: put the config back or start a "
+                          f"new run with another --out")
 
 
 def _checkpoint_to_resume(folder: Path, warn, agent: str) -> Path | None:
