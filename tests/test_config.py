@@ -59,7 +59,7 @@ def test_bad_yaml_file(tmp_path):
 
 
 def test_an_override_keeps_the_other_defaults_of_the_section_it_changes(tmp_path):
-    from forethought.experiments.run_pets import RunPETSConfig
+    from forethought.experiments.run_config import PETSRunConfig as RunPETSConfig
 
     default = RunPETSConfig().agent.planner  # PETS's own planner: iCEM 100/10/3, 5 particles
     planner = load_config(RunPETSConfig, None, ["agent.planner.horizon=7"]).agent.planner
@@ -67,6 +67,7 @@ def test_an_override_keeps_the_other_defaults_of_the_section_it_changes(tmp_path
     assert planner.particles == default.particles and planner.settings == default.settings
     planner = load_config(RunPETSConfig, None, ["agent.planner.settings.population=40"]).agent.planner
     assert planner.settings == {**default.settings, "population": 40}  # one entry of a mapping
+    assert planner.optimizer_settings().elites == default.optimizer_settings().elites
     planner = load_config(RunPETSConfig, None, ["agent.planner.settings={population: 40}"]).agent.planner
     assert planner.settings == {"population": 40}  # a mapping given whole replaces it
     path = tmp_path / "c.yaml"
@@ -76,3 +77,27 @@ def test_an_override_keeps_the_other_defaults_of_the_section_it_changes(tmp_path
     assert config.agent.model.hidden_size == 64 and config.agent.model.hidden_layers == RunPETSConfig().agent.model.hidden_layers
     with pytest.raises(ConfigError, match="unknown config key agent.planner.horizn"):
         load_config(RunPETSConfig, None, ["agent.planner.horizn=7"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("agent.planner.particles=0", "particles"),
+    ("agent.planner.settings.elites=500", "elites"),
+    ("agent.planner.settings.colour=3", "colour"),
+    ("seed=-1", "seed must be an integer >= 0"),
+    ("steps=0", "steps must be >= 1"),
+])
+def test_every_run_setting_is_checked_when_the_config_is_built(override, message):
+    from forethought.experiments.run_config import PETSRunConfig
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(PETSRunConfig, None, [override])
+
+
+def test_agent_defaults_are_the_one_set_of_defaults():
+    from forethought.agents import PETSConfig
+    from forethought.models.config import ModelConfig, TrainConfig
+    from forethought.planning import PlannerConfig
+
+    assert PETSConfig().planner == PlannerConfig()
+    assert PETSConfig().model.hidden_layers == ModelConfig().hidden_layers == 3
+    assert PETSConfig().train.max_epochs == TrainConfig().max_epochs
