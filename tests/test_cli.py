@@ -143,7 +143,7 @@ def test_run_pets_films_the_last_trial(tmp_path):
 
 @pytest.mark.parametrize("setting, message", [
     ("agent.planner.propagation=sideways", "propagation"),
-    ("agent.planner.horizon=0", "horizon must be >= 1"),
+    ("agent.planner.horizon=0", "planner.horizon must be"),
     ("agent.planner.particles=0", "particles"),
     ("seed=-1", "seed must be an integer >= 0"),
     ("episodes=0", "episodes must be >= 1"),
@@ -278,3 +278,14 @@ def test_summary_lines_say_when_a_target_was_not_reached():
     assert "target -100.00 (target) not reached" in summary_line(summary) and "None" not in summary_line(summary)
     reached = {**summary, "steps_to_target": 4000, "oracle_return": -90.0, "target_source": "0.9 of the oracle's return"}
     assert "reached after 4000 env steps" in summary_line(reached) and "oracle planner -90.00" in summary_line(reached)
+
+
+def test_a_run_whose_model_never_trained_stops_with_an_error(tmp_path, capsys):
+    out = tmp_path / "pets"
+    args = ["run", "pets", "--env", "linear", "--trials", "3", *SMALL_PETS, "agent.train.lr=1e30"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "model training diverged (non-finite loss)" in capsys.readouterr().err
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert rows[-1]["model_diverged"] == "True"  # the metrics row records it
+    assert main([*args, "--out", str(tmp_path / "on"), "continue_untrained=true"]) == 0
+    assert "warning: model training diverged" in capsys.readouterr().out

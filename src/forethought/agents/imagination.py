@@ -103,10 +103,13 @@ class ModelBasedSAC(Agent):
                                generator(self.seed, "planner"), fallback)
 
     def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult | None:
-        """See :meth:`SAC.advance`; the episode's ``info`` holds the model's latest validation loss."""
+        """See :meth:`SAC.advance`; the episode's ``info`` holds the model's latest validation loss,
+        whether that fit's loss went non-finite (``model_diverged``) and whether a model has been
+        trained at all (``model_fitted``)."""
         result = self.sac.advance(max_steps, render, before_update=self._after_real_step)
         if result is not None:
-            result.info.update({"model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged})
+            result.info.update({"model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged,
+                                "model_fitted": self.model.fitted if self.model_diverged is not None else None})
         return result
 
     def _after_real_step(self, sac: SAC) -> None:
@@ -115,7 +118,7 @@ class ModelBasedSAC(Agent):
     def _fit_model(self) -> None:
         """Fit the model on every real transition so far."""
         report = self.model.fit(self.sac.buffer, generator=self.generator)
-        self.model_val_loss, self.model_diverged = report.best_val_loss, bool(getattr(report, "diverged", False))
+        self.model_val_loss, self.model_diverged = report.best_val_loss, report.nonfinite
 
     def _policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The current stochastic policy ``[B, o] -> [B, a]`` (env units), sampling from the model

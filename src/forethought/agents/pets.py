@@ -94,7 +94,8 @@ class PETS(Agent):
     """The PETS agent for one environment (its reward/termination come from
     :func:`forethought.envs.env_task_functions` unless ``task`` is given). One episode is one
     trial; its record's ``info`` holds ``model_val_loss`` (the fit before it; None for random or
-    oracle trials), ``model_diverged`` and ``plan_ms_per_step``."""
+    oracle trials), ``model_diverged`` (the fit's loss went non-finite), ``model_fitted`` (a model
+    has been trained) and ``plan_ms_per_step``."""
 
     name = "pets"
     metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step")
@@ -158,12 +159,12 @@ class PETS(Agent):
         index, fit = len(self.history), None
         seed = episode_seed(self.seed, index)
         random_trial = index < self.random_trials
-        if random_trial:
+        if not random_trial and not self.config.oracle and len(self.buffer) > 0:
+            fit = self.model.fit(self.buffer, generator=self.generator)
+        if random_trial or not (self.config.oracle or self.model.fitted):  # nothing to plan in (yet)
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None
         else:
-            if not self.config.oracle and len(self.buffer) > 0:
-                fit = self.model.fit(self.buffer, generator=self.generator)
             self.agent = self._mpc()
             self.agent.reset()
             policy = self.agent.act if self.config.oracle or self.config.refit_every is None else self._refitting_policy()
@@ -171,7 +172,8 @@ class PETS(Agent):
         episode = loop.run(policy, seed=seed, max_steps=self.config.random_trial_steps if random_trial else None)
         plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
         info = {"model_val_loss": None if fit is None else fit.best_val_loss,
-                "model_diverged": None if fit is None else bool(getattr(fit, "diverged", False)),
+                "model_diverged": None if fit is None else fit.nonfinite,
+                "model_fitted": None if fit is None else self.model.fitted,
                 "plan_ms_per_step": plan_ms}
         result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps,
                                time.perf_counter() - start, random_trial, info, episode.frames)

@@ -62,7 +62,7 @@ def run_command(args: argparse.Namespace, overrides: list[str]) -> int:
     config = load_config(run_config_class(args.algo), args.config, overrides)
     console = make_console()
     summary = start_run(args.algo, config, callback=lambda row: console.print(row_line(row)),
-                        overwrite=args.overwrite)
+                        overwrite=args.overwrite, warn=lambda message: console.print(f"warning: {message}"))
     console.print(summary_line(summary))
     console.print(f"run directory: {summary_out(config, args.algo)}")
     return 0

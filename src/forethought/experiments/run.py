@@ -48,6 +48,10 @@ SHARED_COLUMNS = ("episode", "env_steps", "return", "eval_return", "wall_s")
 RUN_STATE = "run_state.json"  # the run loop's own counters, saved with each agent checkpoint
 
 
+class ModelDivergedError(ValueError):
+    """A model fit diverged before any model was trained."""
+
+
 @dataclass(frozen=True)
 class Algorithm:
     """What the run loop needs to know about one ``forethought run`` algorithm."""
@@ -153,6 +157,7 @@ class _Run:
             if result.frames:
                 self.frames = result.frames
             self.record(agent, run, result, force_eval=self.done(agent))
+            self.check_model(result)
             if (result.episode + 1) % c.checkpoint_every == 0 and not self.done(agent):
                 self.checkpoint(agent)
         if c.eval_every is not None and (not self.rows or self.rows[-1]["eval_return"] is None
@@ -175,6 +180,20 @@ class _Run:
         run.log(row, step=agent.env_steps)
         if self.on_row is not None:
             self.on_row(row)
+
+    def check_model(self, result: EpisodeResult) -> None:
+        """Report a model fit whose loss went non-finite; stop when no model was ever trained
+        (unless ``continue_untrained``)."""
+        if not result.info.get("model_diverged"):
+            return
+        message = (f"model training diverged (non-finite loss) in the fit before the end of episode "
+                   f"{result.episode}")
+        if result.info.get("model_fitted") is False and not self.config.continue_untrained:
+            raise ModelDivergedError(f"{message}, and no model has been trained: the agent has nothing to plan or "
+                                     f"imagine in; lower agent.train.lr or set continue_untrained=true to go on")
+        if self.warn is not None:
+            self.warn(message + ("" if result.info.get("model_fitted") else "; no model has been trained yet")
+                      + "; the last finite weights are kept")
 
     def evaluate(self, agent: Agent) -> float:
         """Mean return of ``eval_episodes`` deterministic episodes in the evaluation environment,

@@ -31,7 +31,9 @@ class RunConfig:
     (and one at the end). ``oracle_episodes``: episodes of the PETS planner in the exact
     dynamics, the reference return (where the environment has them; 0 skips it).
     ``target``: a return whose first reaching is reported (default: ``oracle_fraction`` of the
-    oracle's return). ``video``: film the last episode where the environment renders headless."""
+    oracle's return). ``video``: film the last episode where the environment renders headless.
+    ``continue_untrained``: go on when a model fit diverged (non-finite loss) before any model was
+    trained, instead of stopping with an error."""
 
     env: str = "Pendulum-v1"
     env_kwargs: dict = field(default_factory=dict)
@@ -46,6 +48,7 @@ class RunConfig:
     oracle_fraction: float = 0.9
     target: float | None = None
     video: bool = True
+    continue_untrained: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
