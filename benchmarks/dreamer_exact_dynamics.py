@@ -4,8 +4,7 @@ with a perfect model (an upper bound for `forethought run dreamer` on the same t
 
 The "latent state" is the true state: ``deter = (cos theta, sin theta, theta_dot / 8)`` and a
 constant ``stoch = (0)``; the reward of arriving at a state is the pendulum's cost there times the
-action repeat (the world model's reward head also reads the arrival state). An earlier version
-also showed the actor the last step's reward as a feature; its figures were dropped.
+action repeat (the world model's reward head also reads the arrival state).
 
 Each update imagines from ``--batch`` start states drawn uniformly over angle and velocity
 (``--start-angle``, ``--start-speed``); every ``--eval-every`` updates the actor's mode runs one
@@ -120,9 +119,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="DreamerConfig overrides")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = load_config(DreamerConfig, None, args.overrides + [f"seed={args.seed}"])
+    config = load_config(DreamerConfig, None, args.overrides)
     world = ExactPendulumWorld(args.action_repeat)
-    behaviour = ImaginationActorCritic(world.feature_dim, 1, config)
+    behaviour = ImaginationActorCritic(world.feature_dim, 1, config, args.seed)
     starts = torch.Generator().manual_seed(args.seed)
     reached, begin, visited = None, time.perf_counter(), []
     for update in range(args.updates + 1):

@@ -47,7 +47,7 @@ def main() -> None:
         agent = Dreamer(env, DreamerConfig(model=LatentModelConfig(depth=depth), seed_episodes=1,
                                            batch_size=args.batch, sequence_length=args.length,
                                            imagination_horizon=args.horizon))
-        agent.learn(1)  # one random episode of 100 frames to sample sequences from
+        agent.learn(episodes=1)  # one random episode of 100 frames to sample sequences from
         batch = agent.buffer.sample(args.batch, args.length, agent.generator)
         model_s = median_seconds(lambda: agent.model.train_step(batch), args.repeats)
         both_s = {}

@@ -1,6 +1,6 @@
 """PETS sample efficiency over seeds: trials (and real steps) until a target return.
 
-The target is 90 % of the oracle planner's return (same planner, exact dynamics; our own
+The target is ``oracle_fraction`` (90 %) of the oracle planner's return (same planner, exact dynamics; our own
 environments) unless ``--target`` gives an absolute return (Gymnasium tasks).
 
     python benchmarks/pets_learning.py --env cartpole-swingup --seeds 0,1,2,3,4 --trials 10
@@ -20,7 +20,9 @@ import torch
 from forethought import envs
 from forethought.agents import PETS, PETSConfig
 from forethought.config import load_config
-from forethought.experiments.run_pets import ORACLE_FRACTION, fraction_of
+from forethought.experiments.run import fraction_of
+from forethought.experiments.run_config import PETSRunConfig
+from forethought.seeding import derive_seed
 
 
 def main() -> None:
@@ -38,23 +40,23 @@ def main() -> None:
     target = args.target
     if target is None:
         start = time.perf_counter()
-        oracle = PETS(envs.make(args.env), dataclasses.replace(config, oracle=True, seed=50_000))
-        returns = [r.total_reward for r in oracle.learn(args.oracle_episodes)]
-        target = fraction_of(float(np.mean(returns)), ORACLE_FRACTION)
+        oracle = PETS(envs.make(args.env), dataclasses.replace(config, oracle=True), seed=derive_seed(0, "oracle"))
+        returns = [r.total_reward for r in oracle.learn(episodes=args.oracle_episodes)]
+        target = fraction_of(float(np.mean(returns)), PETSRunConfig.oracle_fraction)
         print(f"oracle planner on {args.env}: returns {np.round(returns, 2).tolist()}, mean {np.mean(returns):.2f} "
               f"({time.perf_counter() - start:.0f} s); target {target:.2f}")
     print(f"PETS on {args.env}, {args.trials} trials per seed, target return {target:.2f}")
     reached = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         start = time.perf_counter()
-        agent = PETS(envs.make(args.env), dataclasses.replace(config, seed=seed))
-        history = agent.learn(args.trials)
+        agent = PETS(envs.make(args.env), config, seed=seed)
+        history = agent.learn(episodes=args.trials)
         returns = [r.total_reward for r in history]
         hit = next((r for r in history if r.total_reward >= target), None)
         reached.append(hit is not None)
-        plan_ms = np.mean([r.plan_ms_per_step for r in history if r.plan_ms_per_step is not None])
+        plan_ms = np.mean([r.info["plan_ms_per_step"] for r in history if r.info["plan_ms_per_step"] is not None])
         print(f"seed {seed}: returns {np.round(returns, 1).tolist()}; "
-              + (f"target reached at trial {hit.trial} after {hit.env_steps} env steps" if hit else "target not reached")
+              + (f"target reached at trial {hit.episode} after {hit.env_steps} env steps" if hit else "target not reached")
               + f"; mean of the last 5 trials {np.mean(returns[-5:]):.1f}"
               + f"; plan {plan_ms:.0f} ms/step; {time.perf_counter() - start:.0f} s", flush=True)
     print(f"{sum(reached)} of {len(reached)} seeds reached the target within {args.trials} trials")

@@ -10,7 +10,7 @@ planner; ``benchmarks/mbrl_lib_reference.py`` times mbrl-lib itself on the same 
 ``icem-350 bfloat16`` is iCEM with the same population, elites and particles but three iterations
 of a decaying population (350, 280, 224 candidates), computing in bfloat16.
 
-    python benchmarks/planning_return.py [--episodes 3] [--trials 8] [--configs pets-paper,default]
+    python benchmarks/planning_return.py [--episodes 3] [--trials 8] [--rows pets-paper,default]
 """
 
 from __future__ import annotations

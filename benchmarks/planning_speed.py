@@ -6,7 +6,7 @@ compute option costs in accuracy.
 Configurations:
 - ``pets-paper``: 7-member 4x200 probabilistic ensemble (5 elites), CEM population 350,
   35 elites, 5 iterations, horizon 15, 20 particles, TS1 (the configuration mbrl-lib's PETS
-  example uses; mbrl-lib 0.2.0 took a median 1.57 s per action on a 2-core machine of this kind).
+  example uses; ``benchmarks/mbrl_lib_reference.py`` times mbrl-lib's planner on it).
 - ``icem-350``: the same model, particles and population, searched by iCEM in three iterations
   of a decaying population (350, 280, 224): about half the candidates of the paper's CEM, at the
   same closed-loop return (``benchmarks/planning_return.py``).
@@ -19,7 +19,7 @@ Each configuration runs with the ensemble computing in float32 and in bfloat16
 (``TrajectoryEvaluator.compute_dtype``). ``--quality`` adds, on a model trained longer:
 the bfloat16 one-step prediction error against float32 on held-out cart-pole transitions, the
 agreement of the returns the evaluator assigns to 350 random candidates (same random draws),
-and the quality of the plans each configuration returns from 8 start states, all scored by one
+and the quality of the plans each configuration returns from 12 start states, all scored by one
 float32 evaluator with 100 particles.
 
     python benchmarks/planning_speed.py [--actions 15] [--threads 2] [--quality]

@@ -20,27 +20,26 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from forethought.agents import SAC, SACConfig
-from forethought.agents.dyna import Dyna, DynaConfig
-from forethought.agents.mbpo import MBPO, MBPOConfig
+from forethought.agents import AGENTS
 from forethought.config import load_config
-from forethought.experiments.run_policy import evaluate_policy
+from forethought.data.env_loop import run_episode
+from forethought.seeding import derive_seed
+
+
+def evaluate(act, env: gym.Env, episodes: int, seed: int) -> list[float]:
+    """Returns of ``episodes`` episodes of ``act`` from start states fixed per seed (the same for every algorithm)."""
+    return [run_episode(env, act, seed=derive_seed(seed, "eval", k)).total_reward for k in range(episodes)]
 
 
 class Ours:
     """One of our agents, learning ``chunk`` real steps at a time."""
 
     def __init__(self, algo: str, env_id: str, seed: int, overrides: list[str]) -> None:
-        env = gym.make(env_id)
-        if algo == "sac":
-            self.agent = SAC(env, load_config(SACConfig, None, overrides + [f"seed={seed}"]))
-        elif algo == "dyna":
-            self.agent = Dyna(env, load_config(DynaConfig, None, overrides + [f"seed={seed}"]))
-        else:
-            self.agent = MBPO(env, load_config(MBPOConfig, None, overrides + [f"seed={seed}"]))
+        agent_class = AGENTS[algo]
+        self.agent = agent_class(gym.make(env_id), load_config(agent_class.config_class, None, overrides), seed=seed)
 
     def learn(self, steps: int) -> None:
-        self.agent.learn(steps)
+        self.agent.learn(steps=steps)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.agent.act(obs, deterministic=True)
@@ -67,7 +66,7 @@ def run(algo: str, args: argparse.Namespace, seed: int) -> tuple[int | None, lis
         start = time.perf_counter()
         learner.learn(args.eval_every)
         learning_s += time.perf_counter() - start
-        returns.append(float(np.mean(evaluate_policy(learner.act, eval_env, args.eval_episodes, 10_000 + 100 * seed))))
+        returns.append(float(np.mean(evaluate(learner.act, eval_env, args.eval_episodes, seed))))
         if returns[-1] >= args.target and reached is None:
             reached = steps
             if not args.full:

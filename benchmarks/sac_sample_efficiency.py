@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import statistics
 import time
 
@@ -38,9 +37,19 @@ import torch
 from forethought import envs
 from forethought.agents import PETS, MPCAgent, PETSConfig
 from forethought.config import load_config
-from forethought.experiments.run_policy import evaluate_policy
+from forethought.data.env_loop import run_episode
 
 EVAL_SEED = 10_000  # evaluation episodes reset with seeds EVAL_SEED, EVAL_SEED + 1, ...
+
+
+def evaluate(act, env: gym.Env, episodes: int, reset=None) -> list[float]:
+    """Returns of ``episodes`` episodes of ``act`` from the fixed start states (``reset`` before each)."""
+    returns = []
+    for k in range(episodes):
+        if reset is not None:
+            reset()
+        returns.append(run_episode(env, act, seed=EVAL_SEED + k).total_reward)
+    return returns
 
 
 def pets_eval_return(agent: PETS, env: gym.Env, episodes: int) -> float:
@@ -49,7 +58,7 @@ def pets_eval_return(agent: PETS, env: gym.Env, episodes: int) -> float:
     generator = torch.Generator().manual_seed(EVAL_SEED)
     model.fit(agent.buffer, generator=generator)
     mpc = MPCAgent(model, agent.task, env.action_space, agent.config.planner, generator)
-    return float(np.mean(evaluate_policy(mpc.act, env, episodes, EVAL_SEED, reset=mpc.reset)))
+    return float(np.mean(evaluate(mpc.act, env, episodes, reset=mpc.reset)))
 
 
 def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: float, eval_episodes: int = 0
@@ -57,16 +66,16 @@ def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: 
     """``(steps when the first trial reaching target ended or None, steps used, wall seconds)``;
     with ``eval_episodes``, the first trial after which the evaluation return reaches it."""
     start = time.perf_counter()
-    agent = PETS(envs.make(env_id), dataclasses.replace(config, seed=seed))
+    agent = PETS(envs.make(env_id), config, seed=seed)
     eval_env = envs.make(env_id) if eval_episodes else None
     for _ in range(trials):
-        result, _ = agent.run_trial()
+        result, = agent.learn(episodes=1)
         score = pets_eval_return(agent, eval_env, eval_episodes) if eval_episodes else result.total_reward
         if eval_episodes:
             print(f"  PETS seed {seed}: evaluation return {score:.1f} after {result.env_steps} env steps", flush=True)
         if score >= target:
             return result.env_steps, result.env_steps, time.perf_counter() - start
-    return None, agent.history[-1].env_steps, time.perf_counter() - start
+    return None, agent.env_steps, time.perf_counter() - start
 
 
 def sac_steps(env_id: str, seed: int, budget: int, target: float, eval_episodes: int = 0, eval_every: int = 200
@@ -86,7 +95,7 @@ def sac_steps(env_id: str, seed: int, budget: int, target: float, eval_episodes:
             if eval_episodes:
                 if self.num_timesteps % eval_every == 0:
                     act = lambda obs: self.model.predict(obs, deterministic=True)[0]
-                    score = float(np.mean(evaluate_policy(act, eval_env, eval_episodes, EVAL_SEED)))
+                    score = float(np.mean(evaluate(act, eval_env, eval_episodes)))
                     print(f"  SAC  seed {seed}: evaluation return {score:.1f} after {self.num_timesteps} env steps",
                           flush=True)
                     if score >= target:

@@ -18,9 +18,9 @@ import pytest
 from forethought import serialization
 from forethought.experiments import run_dir as run_dir_module
 from forethought.experiments.backends import ATTEMPT_FILE
-from forethought.experiments.run_dir import (LOCK_FILE, PRESERVED, RunDir, RunDirError, RunDirInUse, RunLock,
-                                             check_env_id_from_run, check_resume_config, clear_run_outputs,
-                                             config_changes, in_use, read_run_info)
+from forethought.experiments.resume_checks import check_env_id_from_run, check_resume_config, config_changes
+from forethought.experiments.run_dir import PRESERVED, RunDir, clear_run_outputs, read_run_info
+from forethought.experiments.run_lock import LOCK_FILE, RunDirError, RunDirInUse, RunLock, in_use
 
 
 @dataclass

@@ -34,8 +34,8 @@ class MBPOConfig:
 
     sac: SACConfig = field(default_factory=lambda: SACConfig(learning_starts=250))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(ensemble_size=7))
-    # an epoch of at least 20 minibatches: with the default (one pass over ~1000 rows = 4 steps)
-    # the model was too rough for Pendulum-v1 to reach -200 within 1500 real steps
+    # an epoch of at least 20 minibatches: with one pass over ~1000 rows (4 steps) the model is
+    # too rough for Pendulum-v1 to reach -200 within 1500 real steps
     train: TrainConfig = field(default_factory=lambda: TrainConfig(min_epoch_batches=20))
     model_every: int = 250
     rollout_every: int = 250

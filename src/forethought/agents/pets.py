@@ -46,8 +46,8 @@ class PETSConfig:
     candidates decaying by 1.25 per iteration, 10 elites and 3 iterations over 15 steps) reach
     90 % of the oracle planner's return on the cart-pole within 3 to 4 trials (5 of 5 seeds),
     planning in under 100 ms per step on 2 cores. An epoch of model training is at least 10
-    minibatches: the first trials give a few hundred rows, one minibatch of 256, and 50 epochs
-    of one gradient step each left the model undertrained (6 to 8 trials to the same return).
+    minibatches: the first trials give a few hundred rows (one minibatch of 256), and 50 epochs
+    of one gradient step each leave the model undertrained (6 to 8 trials to the same return).
 
     With ``oracle`` the agent plans in the environment's exact dynamics instead of a learned model
     (the ceiling planners are measured against; our own environments, Gymnasium's Pendulum-v1 and

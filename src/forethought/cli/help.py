@@ -87,4 +87,4 @@ ray://host:port in the file), each into OUT/runs/<name>/, with a live table of t
 that crashes or whose worker dies is resumed from its last checkpoint, up to retries times. OUT gets
 sweep.yaml, runs.csv (name, varied values, seed, status, attempts, final and best return, wall_s),
 sweep.md and summary.json. Started again on the same OUT, finished runs are kept and the others
-resumed. Sweep file values can also be set as key=value, e.g. retries=3 base.trials=5."""
+resumed. Sweep file values can also be set as key=value, e.g. retries=3 base.episodes=5."""

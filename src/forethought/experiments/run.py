@@ -38,8 +38,9 @@ from forethought.envs.pixels import make_pixel_env
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
-from forethought.experiments.run_dir import (RESUME_SAFE_KEYS, RunDir, RunDirError, RunLock, check_env_id_from_run,
-                                             config_changes, read_run_info)
+from forethought.experiments.resume_checks import RESUME_SAFE_KEYS, check_env_id_from_run, config_changes
+from forethought.experiments.run_dir import RunDir, read_run_info
+from forethought.experiments.run_lock import RunDirError, RunLock
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
 from forethought.seeding import derive_seed
 from forethought.serialization import CheckpointError, atomic_write_text, read_json

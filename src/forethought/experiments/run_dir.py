@@ -15,38 +15,28 @@ What :class:`RunDir` guarantees: a folder that is not a run directory and not em
 ``overwrite`` removes only a run's own outputs (:data:`RUN_OUTPUTS`), a folder another process
 is writing is refused naming that process, and a path that cannot be written (an existing file,
 a read-only folder, a full disk) is a one-line :class:`RunDirError` with nothing half-written
-left. Reading a run back (:func:`read_run_info`, :func:`saved_config`) executes no code; an
-environment id that would import a module is only accepted when given again
-(:func:`check_env_id_from_run`). Locking uses ``fcntl.flock`` (Linux, macOS).
+left. Reading a run back (:func:`read_run_info`) executes no code; the lock is
+:mod:`~forethought.experiments.run_lock`'s, the resume checks
+:mod:`~forethought.experiments.resume_checks`'.
 """
 
 from __future__ import annotations
 
-import atexit
 import csv
-import dataclasses
-import errno
-import fcntl
-import fnmatch
 import io
 import json
 import math
 import os
 import shutil
-import socket
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
-
-import yaml
+from typing import Any, Iterable
 
 from forethought import __version__, serialization
-from forethought.config import config_to_dict, save_config
+from forethought.config import save_config
+from forethought.experiments.run_lock import LOCK_FILE, RunDirError, RunDirInUse, RunLock, describe_os_error, in_use, os_errors
 from forethought.serialization import CheckpointError, atomic_write_text, read_json
 
 RUN_INFO = "run.json"
-LOCK_FILE = ".lock"
 # What forethought's commands write into a run directory: all that ``overwrite`` removes.
 RUN_OUTPUTS = frozenset({
     "config.yaml", RUN_INFO, "metrics.csv", "summary.json", "tensorboard", "checkpoints", "plots", "videos",
@@ -57,151 +47,6 @@ RUN_OUTPUTS = frozenset({
 # Kept through ``overwrite`` and not counted as foreign: the lock, and the attempt record a sweep
 # backend writes before the run starts (experiments.backends.ATTEMPT_FILE).
 PRESERVED = frozenset({LOCK_FILE, "sweep_attempt.json"})
-# Config keys a resumed run may change: its budget, and where the run directory now lies.
-RESUME_SAFE_KEYS = ("trials", "steps", "episodes", "out")
-
-
-class RunDirError(ValueError):
-    """A run directory cannot be used: one line naming the path and why."""
-
-
-class RunDirInUse(RunDirError):
-    """Another process holds the run directory's lock (:attr:`holder`: its pid, host, start time)."""
-
-    def __init__(self, message: str, holder: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.holder = holder
-
-
-def _reason(err: OSError) -> str:
-    reasons = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-               errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-               errno.EROFS: "read-only file system"}
-    return reasons.get(err.errno, err.strerror or str(err))
-
-
-@contextmanager
-def os_errors(path: Path, doing: str = "write the run directory") -> Iterator[None]:
-    """Turn an OSError inside the block into a one-line :class:`RunDirError` naming ``path`` (or
-    the file the error names)."""
-    try:
-        yield
-    except RunDirError:
-        raise
-    except OSError as err:
-        where = err.filename or path
-        raise RunDirError(f"cannot {doing} {path}: {_reason(err)} ({where})" if str(where) != str(path)
-                          else f"cannot {doing} {path}: {_reason(err)}") from err
-
-
-# ---------------------------------------------------------------------------- the lock
-class RunLock:
-    """The one-writer lock of a run directory: ``path/.lock``, flock-ed while held and holding
-    the holder's pid, host and start time. The kernel releases it when the process ends however
-    it ends, so a lock file left by a dead process is simply taken over (:attr:`previous` says
-    who held it last); it is removed on :meth:`release`, on leaving a ``with`` block, and at exit.
-
-    Raises:
-        RunDirInUse: another process (or another RunLock in this one) holds it.
-        RunDirError: the folder cannot be created or the lock written.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.file = self.path / LOCK_FILE
-        self.previous: dict[str, Any] | None = None
-        self._fd: int | None = None
-        made = not self.path.exists()
-        try:
-            with os_errors(self.path, "lock the run directory"):
-                self.path.mkdir(parents=True, exist_ok=True)
-                self._fd = self._acquire()
-        except BaseException:
-            if made:
-                shutil.rmtree(self.path, ignore_errors=True)
-            raise
-        atexit.register(self.release)
-
-    def _acquire(self) -> int:
-        while True:
-            fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_holder(fd)
-                os.close(fd)
-                who = (f"process {holder['pid']} on {holder.get('host', '?')}" if "pid" in holder
-                       else "another process")
-                raise RunDirInUse(f"run directory {self.path} is in use by {who} (lock {self.file}); "
-                                  "wait for it to finish or stop it", holder) from None
-            except BaseException:
-                os.close(fd)
-                raise
-            try:  # the last holder may have removed the file between our open and our lock
-                current = os.stat(self.file).st_ino
-            except FileNotFoundError:
-                current = None
-            if current == os.fstat(fd).st_ino:
-                break
-            os.close(fd)
-        try:
-            self.previous = _read_holder(fd) or None
-            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            serialization.write_all(fd, json.dumps(record).encode())
-        except BaseException:
-            self.file.unlink(missing_ok=True)  # ours while we hold it: no half-written lock stays
-            os.close(fd)
-            raise
-        return fd
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def release(self) -> None:
-        """Remove the lock file and release the lock (idempotent)."""
-        if self._fd is None:
-            return
-        try:
-            if os.stat(self.file).st_ino == os.fstat(self._fd).st_ino:
-                self.file.unlink()
-        except OSError:
-            pass  # already gone, or the folder was removed: nothing left to release but the fd
-        os.close(self._fd)
-        self._fd = None
-        atexit.unregister(self.release)
-
-    def __enter__(self) -> "RunLock":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _read_holder(fd: int) -> dict[str, Any]:
-    try:
-        os.lseek(fd, 0, os.SEEK_SET)
-        holder = json.loads(os.read(fd, 4096).decode("utf-8"))
-        return holder if isinstance(holder, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def in_use(path: str | os.PathLike) -> dict[str, Any] | None:
-    """Who holds the lock of the run directory ``path`` (its pid, host, start time), or None."""
-    try:
-        fd = os.open(Path(path) / LOCK_FILE, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return _read_holder(fd)
-    finally:
-        os.close(fd)
-    return None
 
 
 # ---------------------------------------------------------------------------- what a folder holds
@@ -271,89 +116,6 @@ def clear_run_outputs(path: str | os.PathLike, outputs: Iterable[str] = RUN_OUTP
             entry.unlink()
         removed.append(entry.name)
     return removed
-
-
-# ---------------------------------------------------------------------------- resume checks
-_ABSENT = "<absent>"
-
-
-def _flatten(values: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(values, Mapping):
-        flat: dict[str, Any] = {}
-        for key, value in values.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix[:-1]: values}
-
-
-def _plain(config: Any) -> Any:
-    """A config as ``config.yaml`` holds it (a dataclass or mapping, through a YAML round trip)."""
-    values = config_to_dict(config) if dataclasses.is_dataclass(config) else config
-    return yaml.safe_load(yaml.safe_dump(dict(values), sort_keys=False)) or {}
-
-
-def config_changes(saved: Any, new: Any) -> dict[str, tuple[Any, Any]]:
-    """The keys whose values differ between two configs (dataclasses or nested mappings), as
-    dotted paths mapped to ``(saved, new)``; a key only one side has shows ``"<absent>"`` on the
-    other. Values are compared as ``config.yaml`` stores them (tuples as lists)."""
-    old, fresh = _flatten(_plain(saved)), _flatten(_plain(new))
-    return {key: (old.get(key, _ABSENT), fresh.get(key, _ABSENT)) for key in sorted(old.keys() | fresh.keys())
-            if old.get(key, _ABSENT) != fresh.get(key, _ABSENT)}
-
-
-def saved_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The config saved in the run directory ``path`` (``config.yaml``, read without executing code).
-
-    Raises:
-        RunDirError: it is missing, not YAML, or not a mapping.
-    """
-    file = Path(path) / "config.yaml"
-    try:
-        values = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise RunDirError(f"{path} is not a forethought run directory (config.yaml missing)") from err
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        raise RunDirError(f"{file} cannot be read as YAML: {' '.join(str(err).split())}") from err
-    if not isinstance(values, dict):
-        raise RunDirError(f"{file} holds no mapping of config keys")
-    return values
-
-
-def check_resume_config(path: str | os.PathLike, config: Any,
-                        safe: Iterable[str] = RESUME_SAFE_KEYS) -> dict[str, tuple[Any, Any]]:
-    """Compare ``config`` with the one saved in the run directory ``path``: returns the changes
-    (all of them safe) or refuses. ``safe`` holds dotted keys or ``fnmatch`` patterns
-    (``"agent.*.log_every"``) that may change on resume.
-
-    Raises:
-        RunDirError: some changed key is not safe (each named with its saved and new value).
-    """
-    safe = tuple(safe)
-    changes = config_changes(saved_config(path), config)
-    unsafe = {k: v for k, v in changes.items() if not any(fnmatch.fnmatchcase(k, pattern) for pattern in safe)}
-    if unsafe:
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in unsafe.items())
-        raise RunDirError(f"cannot resume {path} with a different config ({listed}); only "
-                          f"{', '.join(safe)} may change on resume: start a new run with another --out")
-    return changes
-
-
-def check_env_id_from_run(saved_id: str, given_id: str | None = None, path: str | os.PathLike | None = None) -> str:
-    """The environment id to use when continuing a run whose config names ``saved_id``.
-
-    An id in Gymnasium's ``module:Id`` form imports ``module`` when the environment is made;
-    read back from a run directory it would run code that nobody asked for now, so it is only
-    accepted when ``given_id`` (the command line's ``--env``) is the same id.
-
-    Raises:
-        RunDirError: ``saved_id`` imports a module and ``given_id`` is not the same id.
-    """
-    if ":" not in saved_id or given_id == saved_id:
-        return saved_id
-    module = saved_id.split(":", 1)[0]
-    where = f"the run directory {path}" if path is not None else "the run directory"
-    raise RunDirError(f"{where} names the environment {saved_id!r}, which imports the Python module {module!r}; "
-                      f"opening a run runs no code: pass --env {saved_id} explicitly to allow importing that module")
 
 
 # ---------------------------------------------------------------------------- the run directory
@@ -479,7 +241,7 @@ class RunDir:
             os.ftruncate(self._metrics, size)
             if size == 0:
                 self._columns = []
-            raise RunDirError(f"cannot write {self.path / 'metrics.csv'}: {_reason(err)}") from err
+            raise RunDirError(f"cannot write {self.path / 'metrics.csv'}: {describe_os_error(err)}") from err
         for key, value in row.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                 self._writer.add_scalar(key, value, step)

@@ -2,7 +2,7 @@
 
     command: pets                     # the forethought run command of every run
     out: runs/sweep
-    base: {env: linear, trials: 3}    # settings of every run (dotted keys, or nested sections)
+    base: {env: linear, episodes: 3}    # settings of every run (dotted keys, or nested sections)
     grid: {agent.planner.horizon: [5, 10]}
     random: {samples: 2, seed: 0, params: {agent.train.lr: {log_uniform: [1.0e-4, 1.0e-2]}}}
     seeds: [0, 1]
@@ -163,7 +163,7 @@ class SweepConfig:
 
 
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
-    """The sweep file at ``path`` with ``key=value`` overrides (e.g. ``workers=4``, ``base.trials=5``)."""
+    """The sweep file at ``path`` with ``key=value`` overrides (e.g. ``workers=4``, ``base.episodes=5``)."""
     try:
         return load_config(SweepConfig, path, overrides)
     except ConfigError as err:
