@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +43,7 @@ def kill_and_resume(args: list[str], out: Path, after_rows: int, wait_s: float =
     deadline = time.monotonic() + 300
     rows = out / "metrics.csv"
     while time.monotonic() < deadline and not (rows.exists() and len(rows.read_text().splitlines()) > after_rows):
+        assert killed.poll() is None, f"the run ended before it was killed: {killed.stderr.read()}"
         time.sleep(0.05)
     time.sleep(wait_s)
     killed.send_signal(signal.SIGKILL)
@@ -58,7 +60,7 @@ def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     expected, got = metrics(tmp_path / "reference"), metrics(tmp_path / "killed")
     assert len(expected) == 6 and got == expected  # every trial, every return and loss, digit for digit
     summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
-    assert summary["trials"] == 6
+    assert summary["episodes"] == 6 and summary["env_steps"] == 300
 
 
 def test_damaged_checkpoints_are_passed_over_with_a_message(tmp_path):
@@ -73,8 +75,10 @@ def test_damaged_checkpoints_are_passed_over_with_a_message(tmp_path):
     save_agent_checkpoint(writer("first"), folder)
     assert latest_agent_checkpoint(folder) == folder
     save_agent_checkpoint(writer("second"), folder)
-    assert (folder / "state.json").read_text() == "second" and not folder.with_name("agent.old").exists()
-    # a crash mid-swap: the current folder moved aside, the new one complete
+    assert (folder / "state.json").read_text() == "second"
+    assert (folder.with_name("agent.old") / "state.json").read_text() == "first"  # the previous good one, kept
+    # a crash mid-swap: the previous one dropped, the current one moved aside, the new one being written
+    shutil.rmtree(folder.with_name("agent.old"))
     os.replace(folder, folder.with_name("agent.old"))
     writer("third")(folder.with_name("agent.new"))
     assert latest_agent_checkpoint(folder) == folder.with_name("agent.old")  # .new has no manifest yet
@@ -125,16 +129,18 @@ MBPO_ARGS = ["run", "mbpo", "--env", "Pendulum-v1", "--steps", "450", "--seed", 
 
 
 def test_a_killed_and_resumed_mbpo_run_matches_an_uninterrupted_one(tmp_path):
-    """Killed mid-way through a 200-step episode (evaluations every 150 steps): the resumed run replays
-    the unfinished episode and its SAC, model, model buffer and generators carry on exactly."""
+    """Killed mid-way through the second 200-step episode (evaluations after the episodes that cross
+    150 and 300 steps, and at the end): the resumed run replays the unfinished episode from the
+    checkpoint after the first, and its SAC, model, model buffer and generators carry on exactly."""
     reference = forethought(*MBPO_ARGS, "--out", str(tmp_path / "reference"))
-    resumed = kill_and_resume(MBPO_ARGS, tmp_path / "killed", after_rows=1, wait_s=0.5)  # into the next 150 steps
+    resumed = kill_and_resume(MBPO_ARGS, tmp_path / "killed", after_rows=1, wait_s=0.5)  # into the second episode
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
     assert reference.wait(timeout=600) == 0, reference.stderr.read()
     expected, got = metrics(tmp_path / "reference"), metrics(tmp_path / "killed")
-    assert len(expected) == 3 and [r["env_steps"] for r in expected] == ["150", "300", "450"]
-    assert [{k: v for k, v in r.items() if k != "learn_s"} for r in got] == \
-        [{k: v for k, v in r.items() if k != "learn_s"} for r in expected]
+    # one row per episode, then the evaluation where the step budget ends inside the third
+    assert [(r["episode"], r["env_steps"]) for r in expected] == [("0", "200"), ("1", "400"), ("", "450")]
+    assert all(r["eval_return"] != "" for r in expected) and expected[-1]["return"] == ""
+    assert got == expected
 
 
 class Crash(Exception):
@@ -154,7 +160,8 @@ def _crash_after(rows: int):
 @pytest.mark.parametrize("algo", ["sac", "dyna"])
 def test_sac_and_dyna_runs_resume_exactly_after_a_crash(tmp_path, algo):
     from forethought.config import load_config
-    from forethought.experiments.commands import resume_run, run_config_class, start_run
+    from forethought.experiments.run import resume_run, start_run
+    from forethought.experiments.run_config import run_config_class
 
     overrides = ["env=Pendulum-v1", "steps=400", "eval_every=150", "eval_episodes=1", "seed=1",
                  "agent.sac.hidden_size=32" if algo == "dyna" else "agent.hidden_size=32",
@@ -167,19 +174,23 @@ def test_sac_and_dyna_runs_resume_exactly_after_a_crash(tmp_path, algo):
     with pytest.raises(Crash):
         start_run(algo, dataclasses.replace(config, out=str(tmp_path / "crashed")), callback=_crash_after(2))
     summary = resume_run(tmp_path / "crashed")
-    drop = ("wall_s", "learn_s")
-    expected = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "reference")]
-    got = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "crashed")]
-    assert [r["env_steps"] for r in expected] == ["150", "300", "400"] and got == expected
+    expected, got = metrics(tmp_path / "reference"), metrics(tmp_path / "crashed")
+    # two 200-step episodes, each evaluated (it crosses 150, then 300 steps); the crash came after the
+    # second's row, before its checkpoint: the resumed run replays it from the first's
+    assert [r["env_steps"] for r in expected] == ["200", "400"] and all(r["eval_return"] for r in expected)
+    assert got == expected
     assert summary["env_steps"] == 400
 
 
 def test_a_crashed_dreamer_run_resumes_exactly(tmp_path):
     from forethought.config import load_config
-    from forethought.experiments.commands import resume_run, run_config_class, start_run
+    from forethought.experiments.run import resume_run, start_run
+    from forethought.experiments.run_config import run_config_class
 
-    overrides = ["env=pendulum-swingup", "image_size=16", "action_repeat=2", "steps=100", "oracle_episodes=0",
-                 "eval_every=2", "checkpoint_every=1", "seed=4", "env_kwargs={max_episode_steps: 20}",
+    # 20 raw steps (10 decisions at action repeat 2) per episode, evaluated every 50 raw steps: after
+    # the episodes that cross 50 and 100 (the last)
+    overrides = ["env=pendulum-swingup", "agent.model.image_size=16", "action_repeat=2", "steps=100",
+                 "oracle_episodes=0", "eval_every=50", "checkpoint_every=1", "seed=4", "env_kwargs={max_episode_steps: 20}",
                  "open_loop_context=3", "open_loop_length=8", "agent.model.depth=4", "agent.model.deter_size=16",
                  "agent.model.stoch=4", "agent.model.hidden_size=16", "agent.seed_episodes=1", "agent.train_steps=2",
                  "agent.batch_size=2", "agent.sequence_length=5", "agent.imagination_horizon=3"]
@@ -188,10 +199,12 @@ def test_a_crashed_dreamer_run_resumes_exactly(tmp_path):
     with pytest.raises(Crash):
         start_run("dreamer", dataclasses.replace(config, out=str(tmp_path / "crashed")), callback=_crash_after(3))
     resume_run(tmp_path / "crashed")
-    drop = ("wall_s", "act_ms_per_step")
+    drop = ("wall_s", "act_ms_per_step", "train_s")
     expected = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "reference")]
     got = [{k: v for k, v in r.items() if k not in drop} for r in metrics(tmp_path / "crashed")]
     assert len(expected) == 5 and got == expected
+    assert [r["env_steps"] for r in expected] == ["20", "40", "60", "80", "100"]
+    assert [bool(r["eval_return"]) for r in expected] == [False, False, True, False, True]
     reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
     resumed = json.loads((tmp_path / "crashed" / "summary.json").read_text())
     assert resumed["held_out_reward_abs_error_by_horizon"] == reference["held_out_reward_abs_error_by_horizon"]

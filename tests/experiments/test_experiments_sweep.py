@@ -19,12 +19,12 @@ import yaml
 from rich.console import Console
 
 from forethought.cli import main
-from forethought.experiments import commands
+from forethought.experiments import run as run_module
 from forethought.experiments.sweep import SweepBoard, sweep
 from forethought.experiments.backends import read_attempt
 from forethought.experiments.sweep_spec import load_sweep, resolve_runs
 
-TINY_PETS = {"env": "linear", "trials": 6, "oracle_episodes": 0, "video": False, "agent.model.kind": "linear",
+TINY_PETS = {"env": "linear", "episodes": 6, "oracle_episodes": 0, "video": False, "agent.model.kind": "linear",
              "agent.planner.particles": 2, "agent.planner.settings": {"population": 40, "elites": 5, "iterations": 2}}
 RUNS = ["horizon=3,seed=0", "horizon=5,seed=0"]
 TIMINGS = ("wall_s", "plan_ms_per_step")
@@ -83,8 +83,8 @@ def test_grid_random_and_seeds_expand_into_named_reproducible_runs(tmp_path):
     ({"seeds": []}, "seeds must be a non-empty list"),
     ({"grid": {"agent.planner.horizon": []}}, "grid.agent.planner.horizon must be a non-empty list"),
     ({"grid": {"agent.planner.horizn": [3]}}, "unknown config key agent.planner.horizn"),
-    ({"grid": {"agent.planner.horizon": [0, 5]}}, "horizon=0,seed=0 of the sweep: .*horizon must be >= 1"),
-    ({"base": {**TINY_PETS, "trials": "many"}}, "trials must be an integer"),
+    ({"grid": {"agent.planner.horizon": [0, 5]}}, "horizon=0,seed=0 of the sweep: .*horizon must be an integer >= 1, got 0"),
+    ({"base": {**TINY_PETS, "episodes": "many"}}, "episodes must be an integer"),
     ({"base": {**TINY_PETS, "seed": 3}}, "base.seed is set by the sweep: use seeds"),
     ({"base": {**TINY_PETS, "agent.planner.horizon": 4}}, "agent.planner.horizon is in both base and grid"),
     ({"random": {"params": {"agent.train.lr": {"normal": [0, 1]}}}}, "unknown distribution 'normal'"),
@@ -139,12 +139,12 @@ def test_a_sequential_sweep_writes_its_records_and_keeps_finished_runs(reference
     assert (reference / "runs" / RUNS[0] / "metrics.csv").stat().st_mtime_ns == before
     assert {row["attempts"] for row in runs_csv(reference).values()} == {"0"}
     capsys.readouterr()
-    assert main(["sweep", str(reference / "sweep.yaml"), "--quiet", "base.trials=7"]) == 2
+    assert main(["sweep", str(reference / "sweep.yaml"), "--quiet", "base.episodes=7"]) == 2
     assert "holds a run with another config" in capsys.readouterr().err
 
 
 def test_a_crashing_run_is_resumed_and_one_that_keeps_crashing_is_reported(reference, tmp_path, monkeypatch):
-    real_start, calls = commands.start_run, []
+    real_start, calls = run_module.start_run, []
 
     class Crash(Exception):
         pass
@@ -155,12 +155,12 @@ def test_a_crashing_run_is_resumed_and_one_that_keeps_crashing_is_reported(refer
         if name == RUNS[1]:
             raise Crash("horizon 5 always crashes")
 
-        def crash_after_two(result):
-            if len([c for c in calls if c[0] == name]) == 1 and result.trial == 1:
-                raise Crash("first attempt crashes after two trials")
+        def crash_after_two(row):
+            if len([c for c in calls if c[0] == name]) == 1 and row["episode"] == 1:
+                raise Crash("first attempt crashes after two episodes")
         return real_start(algo, config, crash_after_two, overwrite=overwrite, resume=resume, warn=warn)
 
-    monkeypatch.setattr(commands, "start_run", flaky_start)
+    monkeypatch.setattr(run_module, "start_run", flaky_start)
     summary = sweep(load_sweep(write_sweep(tmp_path / "sweep.yaml", retries=1)), progress=False)
     assert calls == [(RUNS[0], False), (RUNS[0], True), (RUNS[1], False), (RUNS[1], False)]
     rows = runs_csv(tmp_path / "out")
@@ -172,7 +172,7 @@ def test_a_crashing_run_is_resumed_and_one_that_keeps_crashing_is_reported(refer
 
 
 def sweep_and_kill_one_worker(file: Path, victim: str) -> dict:
-    """Run the sweep in a thread; once ``victim`` has logged two trials, SIGKILL its worker process."""
+    """Run the sweep in a thread; once ``victim`` has logged two episodes, SIGKILL its worker process."""
     result, errors = {}, []
 
     def target():
@@ -192,7 +192,7 @@ def sweep_and_kill_one_worker(file: Path, victim: str) -> dict:
             break
         time.sleep(0.02)
     else:
-        raise AssertionError(f"{victim} never logged two trials in a worker")
+        raise AssertionError(f"{victim} never logged two episodes in a worker")
     thread.join(timeout=300)
     assert not thread.is_alive() and not errors, errors
     return result
@@ -203,9 +203,9 @@ def check_every_run_matches(out: Path, reference: Path, victim: str) -> None:
     assert [row["status"] for row in rows.values()] == ["done", "done"]
     assert {name: row["attempts"] for name, row in rows.items()} == \
         {name: "2" if name == victim else "1" for name in RUNS}
-    for name in RUNS:  # every trial's return and loss digit for digit, timings aside
+    for name in RUNS:  # every episode's return and loss digit for digit, timings aside
         assert metrics(out / "runs" / name) == metrics(reference / "runs" / name)
-        assert json.loads((out / "runs" / name / "summary.json").read_text())["trials"] == 6
+        assert json.loads((out / "runs" / name / "summary.json").read_text())["episodes"] == 6
 
 
 def test_a_process_pool_sweep_resumes_the_run_whose_worker_was_killed(reference, tmp_path):
@@ -232,9 +232,9 @@ def test_a_ray_sweep_resumes_the_run_whose_worker_was_killed(reference, tmp_path
     assert local_ray.is_initialized()  # a cluster the sweep joined is left to its owner
 
 
-def test_the_readme_sweep_file_is_valid(tmp_path):
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    block = re.search(r"### Sweeps.*?```yaml\n(.*?)```", readme, flags=re.S).group(1)
+def test_the_documented_sweep_file_is_valid(tmp_path):
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sweeps.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(.*?)```", doc, flags=re.S).group(1)
     (tmp_path / "sweep.yaml").write_text(block)
     runs = resolve_runs(load_sweep(tmp_path / "sweep.yaml", [f"out={tmp_path / 'out'}"]))
     assert len(runs) == 8 and runs[0].name == "horizon=5,sample=0,lr=0.00188,particles=10,seed=0"

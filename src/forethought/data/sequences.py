@@ -76,7 +76,7 @@ class SequenceBuffer:
     def _append(self, obs: np.ndarray, action: np.ndarray, reward: float, is_first: bool, is_terminal: bool) -> None:
         self._drop_oldest_if_full()
         if self._size == len(self._arrays["reward"]):
-            grown = self._allocate(2 * self._size)
+            grown = self._allocate(max(64, 2 * self._size))
             for name in self._FIELDS:
                 grown[name][: self._size] = self._arrays[name][: self._size]
             self._arrays = grown

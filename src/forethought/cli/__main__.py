@@ -1,0 +1,7 @@
+"""``python -m forethought.cli``: the same as the ``forethought`` command."""
+
+import sys
+
+from forethought.cli import main
+
+sys.exit(main())
