@@ -34,8 +34,8 @@ planning in it (iCEM: 100 candidates decaying by 1.25 per iteration, 10 elites, 
 agent.planner.settings.population=200 agent.model.ensemble_size=7 agent.planner.propagation=ts1.
 
 sac, dyna, mbpo: learn a policy (sac: model-free; dyna: K imagined updates per real step; mbpo:
-branched model rollouts and mixed real/imagined SAC updates); every eval_every real steps the
-deterministic policy is evaluated. Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10.
+branched model rollouts and mixed real/imagined SAC updates); after each episode that crosses a
+multiple of eval_every real steps, and at the end, the deterministic policy is evaluated. Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10.
 
 planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by default): a latent world
 model trained on sequences; planet plans with CEM in its latent space, dreamer trains an
