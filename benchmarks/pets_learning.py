@@ -10,7 +10,6 @@ environments) unless ``--target`` gives an absolute return (Gymnasium tasks).
 
 from __future__ import annotations
 
-import dataclasses
 import argparse
 import time
 
@@ -20,9 +19,8 @@ import torch
 from forethought import envs
 from forethought.agents import PETS, PETSConfig
 from forethought.config import load_config
-from forethought.experiments.run import fraction_of
+from forethought.experiments.run import fraction_of, oracle_return
 from forethought.experiments.run_config import PETSRunConfig
-from forethought.seeding import derive_seed
 
 
 def main() -> None:
@@ -40,10 +38,11 @@ def main() -> None:
     target = args.target
     if target is None:
         start = time.perf_counter()
-        oracle = PETS(envs.make(args.env), dataclasses.replace(config, oracle=True), seed=derive_seed(0, "oracle"))
-        returns = [r.total_reward for r in oracle.learn(episodes=args.oracle_episodes)]
-        target = fraction_of(float(np.mean(returns)), PETSRunConfig.oracle_fraction)
-        print(f"oracle planner on {args.env}: returns {np.round(returns, 2).tolist()}, mean {np.mean(returns):.2f} "
+        oracle = oracle_return(PETSRunConfig(env=args.env, oracle_episodes=args.oracle_episodes), config)
+        if oracle is None:
+            parser.error(f"{args.env} has no exact dynamics for the oracle planner: give --target")
+        target = fraction_of(oracle, PETSRunConfig.oracle_fraction)
+        print(f"oracle planner on {args.env}: mean return {oracle:.2f} over {args.oracle_episodes} episodes "
               f"({time.perf_counter() - start:.0f} s); target {target:.2f}")
     print(f"PETS on {args.env}, {args.trials} trials per seed, target return {target:.2f}")
     reached = []

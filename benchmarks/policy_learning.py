@@ -22,13 +22,8 @@ import torch
 
 from forethought.agents import AGENTS
 from forethought.config import load_config
-from forethought.data.env_loop import run_episode
+from forethought.data.env_loop import episode_returns
 from forethought.seeding import derive_seed
-
-
-def evaluate(act, env: gym.Env, episodes: int, seed: int) -> list[float]:
-    """Returns of ``episodes`` episodes of ``act`` from start states fixed per seed (the same for every algorithm)."""
-    return [run_episode(env, act, seed=derive_seed(seed, "eval", k)).total_reward for k in range(episodes)]
 
 
 class Ours:
@@ -66,7 +61,8 @@ def run(algo: str, args: argparse.Namespace, seed: int) -> tuple[int | None, lis
         start = time.perf_counter()
         learner.learn(args.eval_every)
         learning_s += time.perf_counter() - start
-        returns.append(float(np.mean(evaluate(learner.act, eval_env, args.eval_episodes, seed))))
+        starts = [derive_seed(seed, "eval", k) for k in range(args.eval_episodes)]  # the same for every algorithm
+        returns.append(float(np.mean(episode_returns(eval_env, learner.act, starts))))
         if returns[-1] >= args.target and reached is None:
             reached = steps
             if not args.full:

@@ -37,19 +37,9 @@ import torch
 from forethought import envs
 from forethought.agents import PETS, MPCAgent, PETSConfig
 from forethought.config import load_config
-from forethought.data.env_loop import run_episode
+from forethought.data.env_loop import episode_returns
 
 EVAL_SEED = 10_000  # evaluation episodes reset with seeds EVAL_SEED, EVAL_SEED + 1, ...
-
-
-def evaluate(act, env: gym.Env, episodes: int, reset=None) -> list[float]:
-    """Returns of ``episodes`` episodes of ``act`` from the fixed start states (``reset`` before each)."""
-    returns = []
-    for k in range(episodes):
-        if reset is not None:
-            reset()
-        returns.append(run_episode(env, act, seed=EVAL_SEED + k).total_reward)
-    return returns
 
 
 def pets_eval_return(agent: PETS, env: gym.Env, episodes: int) -> float:
@@ -58,7 +48,7 @@ def pets_eval_return(agent: PETS, env: gym.Env, episodes: int) -> float:
     generator = torch.Generator().manual_seed(EVAL_SEED)
     model.fit(agent.buffer, generator=generator)
     mpc = MPCAgent(model, agent.task, env.action_space, agent.config.planner, generator)
-    return float(np.mean(evaluate(mpc.act, env, episodes, reset=mpc.reset)))
+    return float(np.mean(episode_returns(env, mpc.act, range(EVAL_SEED, EVAL_SEED + episodes), reset=mpc.reset)))
 
 
 def pets_steps(env_id: str, config: PETSConfig, seed: int, trials: int, target: float, eval_episodes: int = 0
@@ -95,7 +85,7 @@ def sac_steps(env_id: str, seed: int, budget: int, target: float, eval_episodes:
             if eval_episodes:
                 if self.num_timesteps % eval_every == 0:
                     act = lambda obs: self.model.predict(obs, deterministic=True)[0]
-                    score = float(np.mean(evaluate(act, eval_env, eval_episodes)))
+                    score = float(np.mean(episode_returns(eval_env, act, range(EVAL_SEED, EVAL_SEED + eval_episodes))))
                     print(f"  SAC  seed {seed}: evaluation return {score:.1f} after {self.num_timesteps} env steps",
                           flush=True)
                     if score >= target:

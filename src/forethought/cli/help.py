@@ -35,7 +35,8 @@ agent.planner.settings.population=200 agent.model.ensemble_size=7 agent.planner.
 
 sac, dyna, mbpo: learn a policy (sac: model-free; dyna: K imagined updates per real step; mbpo:
 branched model rollouts and mixed real/imagined SAC updates); after each episode that crosses a
-multiple of eval_every real steps, and at the end, the deterministic policy is evaluated. Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10.
+multiple of eval_every real steps, and at the end, the deterministic policy is evaluated.
+Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10.
 
 planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by default): a latent world
 model trained on sequences; planet plans with CEM in its latent space, dreamer trains an

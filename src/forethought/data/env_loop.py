@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -154,6 +154,18 @@ def run_episode(env: gym.Env, policy: Policy, seed: int | None = None, recorder:
                 render: bool = False, max_steps: int | None = None) -> Episode:
     """One episode of ``policy`` in ``env`` (see :meth:`EnvLoop.run`)."""
     return EnvLoop(env, recorder, render).run(policy, seed, max_steps)
+
+
+def episode_returns(env: gym.Env, policy: Policy, seeds: Iterable[int], reset: Callable[[], None] | None = None,
+                    recorder: Recorder | None = None) -> list[float]:
+    """Returns of one episode of ``policy`` per reset seed in ``seeds`` (fixed start states, the
+    same for whatever acts), calling ``reset`` (a planner's or agent's) before each."""
+    loop, returns = EnvLoop(env, recorder), []
+    for seed in seeds:
+        if reset is not None:
+            reset()
+        returns.append(loop.run(policy, seed).total_reward)
+    return returns
 
 
 def random_policy(action_space: gym.Space) -> Policy:

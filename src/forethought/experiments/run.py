@@ -32,7 +32,7 @@ import torch
 from forethought import envs
 from forethought.agents import AGENTS, PETS, Agent, EpisodeResult
 from forethought.config import config_to_dict, load_config
-from forethought.data.env_loop import EnvLoop
+from forethought.data.env_loop import episode_returns
 from forethought.envs.analytic import analytic_step
 from forethought.envs.pixels import make_pixel_env
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
@@ -199,12 +199,9 @@ class _Run:
     def evaluate(self, agent: Agent) -> float:
         """Mean return of ``eval_episodes`` deterministic episodes in the evaluation environment,
         from the same start states every time."""
-        loop = EnvLoop(self.eval_env, self.hooks.eval_recorder())
-        returns = []
-        for episode in range(self.config.eval_episodes):
-            agent.reset()
-            returns.append(loop.run(lambda obs: agent.act(obs, deterministic=True),
-                                    seed=derive_seed(self.config.seed, "eval", episode)).total_reward)
+        seeds = [derive_seed(self.config.seed, "eval", episode) for episode in range(self.config.eval_episodes)]
+        returns = episode_returns(self.eval_env, lambda obs: agent.act(obs, deterministic=True), seeds,
+                                  reset=agent.reset, recorder=self.hooks.eval_recorder())
         agent.reset()
         return float(np.mean(returns))
 
