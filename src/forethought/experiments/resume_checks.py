@@ -62,22 +62,23 @@ def saved_config(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
-def check_resume_config(path: str | os.PathLike, config: Any,
-                        safe: Iterable[str] = RESUME_SAFE_KEYS) -> dict[str, tuple[Any, Any]]:
-    """Compare ``config`` with the one saved in the run directory ``path``: returns the changes
-    (all of them safe) or refuses. ``safe`` holds dotted keys or ``fnmatch`` patterns
-    (``"agent.*.log_every"``) that may change on resume.
+def check_resume_config(path: str | os.PathLike, config: Any, safe: Iterable[str] = RESUME_SAFE_KEYS,
+                        saved: Mapping[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+    """Compare ``config`` with the one the run in ``path`` was saved with (``saved``, e.g. its
+    checkpoint's; by default its ``config.yaml``): returns the changes (all of them safe) or
+    refuses. ``safe`` holds dotted keys or ``fnmatch`` patterns (``"agent.*.log_every"``) that
+    may change on resume.
 
     Raises:
         RunDirError: some changed key is not safe (each named with its saved and new value).
     """
     safe = tuple(safe)
-    changes = config_changes(saved_config(path), config)
+    changes = config_changes(saved_config(path) if saved is None else saved, config)
     unsafe = {k: v for k, v in changes.items() if not any(fnmatch.fnmatchcase(k, pattern) for pattern in safe)}
     if unsafe:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in unsafe.items())
         raise RunDirError(f"cannot resume {path} with a different config ({listed}); only "
-                          f"{', '.join(safe)} may change on resume: start a new run with another --out")
+                          f"{', '.join(safe)} may change on resume: put the config back or start a new run with another --out")
     return changes
 
 

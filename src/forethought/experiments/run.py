@@ -38,9 +38,9 @@ from forethought.envs.pixels import make_pixel_env
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
-from forethought.experiments.resume_checks import RESUME_SAFE_KEYS, check_env_id_from_run, config_changes
+from forethought.experiments.resume_checks import check_env_id_from_run, check_resume_config
 from forethought.experiments.run_dir import RunDir, read_run_info
-from forethought.experiments.run_lock import RunDirError, RunLock
+from forethought.experiments.run_lock import RunLock
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
 from forethought.seeding import derive_seed
 from forethought.serialization import CheckpointError, atomic_write_text, read_json
@@ -133,11 +133,11 @@ class _Run:
         self.hooks = self.spec.hooks(self.config, agent, self.eval_env or self.env)
         return agent
 
-    def restore(self, checkpoint: Path) -> Agent:
+    def restore(self, checkpoint: Path, state: dict[str, Any]) -> Agent:
+        """The agent saved in ``checkpoint``, with the hooks' and run loop's state (``state``: its run_state.json)."""
         agent = self.spec.agent.load(checkpoint, self.env)
         self.hooks = self.spec.hooks(self.config, agent, self.eval_env or self.env)
         self.hooks.load(checkpoint)
-        state = read_json(checkpoint / RUN_STATE, "run state")
         self.oracle, self.evaluations = state["oracle_return"], state["evaluations"]
         return agent
 
@@ -265,8 +265,9 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
     try:
         checkpoint = _checkpoint_to_resume(job.agent_dir, warn, job.spec.agent.__name__) if resume else None
         if checkpoint is not None:
-            agent = job.restore(checkpoint)
-            _check_resume_edits(checkpoint, config)
+            state = read_json(checkpoint / RUN_STATE, "run state")
+            check_resume_config(config.out, config, saved=state["config"])
+            agent = job.restore(checkpoint, state)
             run = RunDir(config.out, config, resume_rows=len(agent.history), purge_step=agent.env_steps + 1,
                          lock=lock)
             job.rows = [_typed(row) for row in run.kept_rows]
@@ -286,18 +287,6 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         run.write_summary(summary)
     job.close()
     return summary
-
-
-def _check_resume_edits(checkpoint: Path, config: RunConfig) -> None:
-    """Refuse to continue with a config that differs from the checkpoint's in anything but the
-    budget (``steps``, ``episodes``) or where the run directory lies (``out``)."""
-    saved = read_json(checkpoint / RUN_STATE, "run state")["config"]
-    unsafe = {k: v for k, v in config_changes(saved, config).items() if k not in RESUME_SAFE_KEYS}
-    if unsafe:
-        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in unsafe.items())
-        raise RunDirError(f"cannot resume {config.out}: its config.yaml differs from the run's checkpoint ({listed}); "
-                          f"only {', '.join(RESUME_SAFE_KEYS)} may change on resume: put the config back or start a "
-                          f"new run with another --out")
 
 
 def _checkpoint_to_resume(folder: Path, warn, agent: str) -> Path | None:
