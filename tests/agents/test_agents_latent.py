@@ -1,7 +1,6 @@
 """PlaNet and Dreamer: lambda-returns, the actor's log-probabilities, what each update touches,
 acting, a short learning run, save/load and bad input."""
 
-import math
 
 import gymnasium as gym
 import numpy as np

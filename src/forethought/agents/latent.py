@@ -13,7 +13,6 @@ import time
 from abc import abstractmethod
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import gymnasium as gym
 import numpy as np

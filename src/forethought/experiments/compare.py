@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 
 from forethought import envs
 from forethought.agents import AGENTS, DynaConfig, MBPOConfig, PETSConfig, SACConfig
 from forethought.evaluation.disturbance import Push, PushResult, push_recovery
 from forethought.evaluation.plots import plot_seed_curves
-from forethought.evaluation.statistics import (aggregate_curves, bootstrap_interval, efficiency_ratio,
+from forethought.evaluation.statistics import (bootstrap_interval, efficiency_ratio,
                                                steps_to_threshold)
 from forethought.config import config_to_dict
 from forethought.experiments.backends import Job, check_backend, run_study

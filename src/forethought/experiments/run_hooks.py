@@ -7,7 +7,6 @@ data and writes the latent world model's open-loop diagnostics.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from forethought.evaluation.latent import imagination_throughput, open_loop_repo
 from forethought.evaluation.plots import plot_compounding_error
 from forethought.experiments.media import write_gif, write_png
 from forethought.seeding import generator
-from forethought.serialization import atomic_write_text
 
 
 class RunHooks:
@@ -112,7 +110,3 @@ class PixelHooks(RunHooks):
         states, _, _ = self.agent.model.observe(episode.obs, episode.action, episode.is_first)
         error = (self.agent.model.reward(states.features) - episode.reward)[:, 1:]
         return float(error.pow(2).mean())
-
-
-def write_json(path: Path, values: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(values, indent=2))
