@@ -1,6 +1,6 @@
 """The one agent interface every algorithm implements, and its one record per episode.
 
-    agent = PETS(env, PETSConfig(), seed=0)      # any Agent: PETS, SAC, Dyna, MBPO, PlaNet, Dreamer
+    agent = PETS(env, PETSConfig(), seed=0)      # any Agent: PETS, SAC, Dyna, MBPO, GuidedMPC, PlaNet, Dreamer
     agent.learn(episodes=5)                      # or steps=2_000: a budget in real environment steps
     action = agent.act(obs)                      # deterministic by default
     agent.save("runs/x/agent"); agent = PETS.load("runs/x/agent", env)

@@ -95,18 +95,20 @@ class ModelBasedSAC(Agent):
         return self.sac.act(obs, deterministic)
 
     def guided_planner(self, planner: PlannerConfig | None = None, hybrid: HybridConfig | None = None,
-                       fallback: Callable[[Any], Any] | None = None) -> PolicyGuidedMPC:
+                       fallback: Callable[[Any], Any] | None = None,
+                       planner_generator: torch.Generator | None = None) -> PolicyGuidedMPC:
         """MPC in this agent's model whose candidates include the policy's plans, falling back to
         the policy (or ``fallback``) where the model disagrees too much (see :mod:`~forethought.agents.hybrid`).
-        The model must have been fitted."""
+        The model must have been fitted. Planning draws from ``planner_generator`` (default: a
+        fresh ``"planner"`` stream of the agent's seed)."""
         return PolicyGuidedMPC(self.model, self.task, self.sac.env.action_space, self.sac.policy, planner, hybrid,
-                               generator(self.seed, "planner"), fallback)
+                               planner_generator or generator(self.seed, "planner"), fallback)
 
     def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult | None:
         """See :meth:`SAC.advance`; the episode's ``info`` holds the model's latest validation loss,
         whether that fit's loss went non-finite (``model_diverged``) and whether a model has been
         trained at all (``model_fitted``)."""
-        result = self.sac.advance(max_steps, render, before_update=self._after_real_step)
+        result = self.sac.advance(max_steps, render, before_update=self._after_real_step, behaviour=self._explore)
         if result is not None:
             result.info.update({"model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged,
                                 "model_fitted": self.model.fitted if self.model_diverged is not None else None})
@@ -114,6 +116,11 @@ class ModelBasedSAC(Agent):
 
     def _after_real_step(self, sac: SAC) -> None:
         raise NotImplementedError
+
+    def _explore(self, obs: Any) -> Any:
+        """The action taken in learning once SAC's ``learning_starts`` steps are stored: a sample
+        of the policy."""
+        return self.sac.act(obs, deterministic=False)
 
     def _fit_model(self) -> None:
         """Fit the model on every real transition so far."""
@@ -133,8 +140,9 @@ class ModelBasedSAC(Agent):
         self.sac.save(path / "sac")
         if model_fitted:
             self.model.save(path / "model")
-        save_generators(path / "generator", {"model": self.generator})
-        state = {"config": asdict(self.config), "seed": self.seed, "model_fitted": model_fitted,
+        save_generators(path / "generator", self._generators())
+        state = {"agent": type(self).__name__, "config": asdict(self.config), "seed": self.seed,
+                 "model_fitted": model_fitted,
                  "model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged, **state}
         atomic_write_text(path / "state.json", json.dumps(state))
         return path
@@ -153,5 +161,9 @@ class ModelBasedSAC(Agent):
         if state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")
         agent.model_val_loss, agent.model_diverged = state["model_val_loss"], state["model_diverged"]
-        load_generators(path / "generator", {"model": agent.generator})
+        load_generators(path / "generator", agent._generators())
         return agent, state
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The generators a checkpoint saves, by name (SAC's own saves with it)."""
+        return {"model": self.generator}

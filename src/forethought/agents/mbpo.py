@@ -127,16 +127,22 @@ class MBPO(ModelBasedSAC):
     def save(self, path: str | os.PathLike) -> None:
         """Write ``sac/`` (see :meth:`SAC.save`), ``model.*`` once fitted, ``model_buffer.npz`` and
         ``state.json``."""
-        path = self._save(path, self.model_fitted_at is not None,
-                           {"model_fitted_at": self.model_fitted_at, "log": self.log})
+        path = self._save(path, self.model_fitted_at is not None, self._state())
         self.model_buffer.save(path / "model_buffer.npz")
+
+    def _state(self) -> dict:
+        """What ``state.json`` holds beyond the shared fields."""
+        return {"model_fitted_at": self.model_fitted_at, "log": self.log}
+
+    def _restore_state(self, state: dict) -> None:
+        self.model_fitted_at, self.log = state["model_fitted_at"], state["log"]
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "MBPO":
         """Rebuild an agent saved with :meth:`save` around ``env``."""
-        agent, state = cls._load(path, env, task, MBPOConfig)
+        agent, state = cls._load(path, env, task, cls.config_class)
         saved = ReplayBuffer.load(Path(path) / "model_buffer.npz")
         length = state["log"][-1]["rollout_length"] if state["log"] else agent.config.min_rollout_length
         agent.model_buffer = agent._model_buffer(length, keep=saved)
-        agent.model_fitted_at, agent.log = state["model_fitted_at"], state["log"]
+        agent._restore_state(state)
         return agent

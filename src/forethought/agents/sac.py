@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -250,12 +250,16 @@ class SAC(Agent):
                 "alpha_loss": alpha_loss.item(), "alpha": alpha.item()}
 
     def advance(self, max_steps: int | None = None, render: bool = False,
-                before_update: Callable[["SAC"], None] | None = None) -> EpisodeResult | None:
+                before_update: Callable[["SAC"], None] | None = None,
+                behaviour: Callable[[np.ndarray], Any] | None = None) -> EpisodeResult | None:
         """Take real steps until the episode ends or ``max_steps`` steps are taken (an episode in
         progress carries over between calls), with ``updates_per_step`` updates after each once
         ``learning_starts`` steps are stored. ``before_update(agent)`` runs after each real step
-        is stored, before its updates (Dyna and MBPO hook their model work in there)."""
+        is stored, before its updates (Dyna and MBPO hook their model work in there).
+        ``behaviour(obs)`` chooses the actions once ``learning_starts`` steps are stored (default:
+        a sample of the policy; policy-guided MPC plans there instead)."""
         c, loop, start = self.config, self.loop, time.perf_counter()
+        behaviour = behaviour or (lambda obs: self.act(obs, deterministic=False))
         self._restore_episode()
         if not loop.running:
             loop.render = render
@@ -271,7 +275,7 @@ class SAC(Agent):
                     action = self.to_env_action(unit).numpy().reshape(self.env.action_space.shape)
                     loop.step(action.astype(self.env.action_space.dtype))
                 else:
-                    loop.act_and_step(lambda obs: self.act(obs, deterministic=False))
+                    loop.act_and_step(behaviour)
                 self._env_steps += 1
                 taken += 1
                 if before_update is not None:

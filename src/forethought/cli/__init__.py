@@ -89,7 +89,7 @@ COMMANDS = (
     Command("compare", "several algorithms x seeds: learning curves and sample efficiency",
             texts.COMPARE_ALGOS_HELP, compare_command,
             (Option("--env", "environment (default InvertedPendulum-v5)", "env"),
-             Option("--algos", "comma-separated from pets,sac,dyna,mbpo (default pets,mbpo,sac)", "algos", listed=True),
+             Option("--algos", "comma-separated from pets,sac,dyna,mbpo,guided (default pets,mbpo,sac)", "algos", listed=True),
              Option("--seeds", "seeds per algorithm (default 5)", "seeds", int),
              Option("--steps", "real environment steps per run (default 20000)", "steps", int),
              Option("--target", "return whose first reaching is counted in real steps", "target", float),

@@ -33,10 +33,12 @@ planning in it (iCEM: 100 candidates decaying by 1.25 per iteration, 10 elites, 
 15 steps, 5 particles with TS-inf). Overrides e.g. agent.planner.horizon=20
 agent.planner.settings.population=200 agent.model.ensemble_size=7 agent.planner.propagation=ts1.
 
-sac, dyna, mbpo: learn a policy (sac: model-free; dyna: K imagined updates per real step; mbpo:
-branched model rollouts and mixed real/imagined SAC updates); after each episode that crosses a
-multiple of eval_every real steps, and at the end, the deterministic policy is evaluated.
-Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10.
+sac, dyna, mbpo, guided: learn a policy (sac: model-free; dyna: K imagined updates per real step;
+mbpo: branched model rollouts and mixed real/imagined SAC updates; guided: mbpo whose actions, once
+the model is fitted, are planned in the model with iCEM seeded by the policy's own rollouts); after
+each episode that crosses a multiple of eval_every real steps, and at the end, the agent acting
+deterministically is evaluated. Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10
+agent.hybrid.proposals=16 agent.hybrid.fallback_threshold=0.05.
 
 planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by default): a latent world
 model trained on sequences; planet plans with CEM in its latent space, dreamer trains an
@@ -50,7 +52,7 @@ metrics.csv (one row per variant, seed and trial),
 ablation.md (final and best return per variant, mean and std over seeds), summary.json and
 plots/return_vs_trial.png. Other settings as overrides, e.g. agent.planner.particles=20."""
 
-COMPARE_ALGOS_HELP = """Run several algorithms (pets, sac, dyna, mbpo) on one environment over several seeds with
+COMPARE_ALGOS_HELP = """Run several algorithms (pets, sac, dyna, mbpo, guided) on one environment over several seeds with
 the same budget of real steps, and measure how much real data each needs. Every run writes its own
 run directory under OUT/runs/; then OUT gets curves.csv (every point of every learning curve),
 compare.md (final return per algorithm: interquartile mean over seeds with a 95 % bootstrap
@@ -63,7 +65,7 @@ process dies or that raises is resumed from its last checkpoint, up to retries=2
 per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
 mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
 
-RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, planet, dreamer) killed at any point
+RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, guided, planet, dreamer) killed at any point
 (SIGKILL included) from its last good checkpoint. The agent (models and their optimisers, replay
 and model buffers, policy and critics, counters, every random generator's state, history) is
 saved atomically with a checksum manifest every checkpoint_every episodes (1 by default, 10 for

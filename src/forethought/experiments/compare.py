@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 
 from forethought import envs
-from forethought.agents import AGENTS, DynaConfig, MBPOConfig, PETSConfig, SACConfig
+from forethought.agents import AGENTS, DynaConfig, GuidedMPCConfig, MBPOConfig, PETSConfig, SACConfig
 from forethought.evaluation.disturbance import Push, PushResult, push_recovery
 from forethought.evaluation.plots import plot_seed_curves
 from forethought.evaluation.statistics import (bootstrap_interval, efficiency_ratio,
@@ -51,14 +51,14 @@ from forethought.experiments.run_config import RUN_CONFIGS
 from forethought.seeding import derive_seed
 from forethought.serialization import atomic_write_text
 
-ALGOS = ("pets", "sac", "dyna", "mbpo")
+ALGOS = ("pets", "sac", "dyna", "mbpo", "guided")
 Curve = tuple[list[int], list[float]]
 
 
 @dataclass
 class CompareConfig:
     """Which algorithms, how many seeds, what budget of real steps; each algorithm's settings
-    come from its own section (``pets``, ``sac``, ``dyna``, ``mbpo``)."""
+    come from its own section (``pets``, ``sac``, ``dyna``, ``mbpo``, ``guided``)."""
 
     env: str = "InvertedPendulum-v5"
     env_kwargs: dict = field(default_factory=dict)
@@ -80,6 +80,7 @@ class CompareConfig:
     sac: SACConfig = field(default_factory=SACConfig)
     dyna: DynaConfig = field(default_factory=DynaConfig)
     mbpo: MBPOConfig = field(default_factory=MBPOConfig)
+    guided: GuidedMPCConfig = field(default_factory=GuidedMPCConfig)
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.algos if a not in ALGOS]

@@ -67,6 +67,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sac": Algorithm(AGENTS["sac"]),
     "dyna": Algorithm(AGENTS["dyna"]),
     "mbpo": Algorithm(AGENTS["mbpo"]),
+    "guided": Algorithm(AGENTS["guided"]),
     "planet": Algorithm(AGENTS["planet"], pixels=True, hooks=PixelHooks),
     "dreamer": Algorithm(AGENTS["dreamer"], pixels=True, hooks=PixelHooks),
 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from forethought.agents.dreamer import DreamerConfig
 from forethought.agents.dyna import DynaConfig
+from forethought.agents.guided import GuidedMPCConfig
 from forethought.agents.mbpo import MBPOConfig
 from forethought.agents.pets import PETSConfig
 from forethought.agents.planet import PlaNetConfig
@@ -96,6 +97,11 @@ class MBPORunConfig(SACRunConfig):
 
 
 @dataclass
+class GuidedRunConfig(SACRunConfig):
+    agent: GuidedMPCConfig = field(default_factory=GuidedMPCConfig)
+
+
+@dataclass
 class PixelRunConfig(RunConfig):
     """A run from 64x64 frames (``agent.model.image_size``), each action held ``action_repeat``
     environment steps. The evaluation episodes are also the held-out data of the open-loop
@@ -133,7 +139,7 @@ class DreamerRunConfig(PixelRunConfig):
 
 
 RUN_CONFIGS: dict[str, type[RunConfig]] = {"pets": PETSRunConfig, "sac": SACRunConfig, "dyna": DynaRunConfig,
-                                           "mbpo": MBPORunConfig, "planet": PlaNetRunConfig,
+                                           "mbpo": MBPORunConfig, "guided": GuidedRunConfig, "planet": PlaNetRunConfig,
                                            "dreamer": DreamerRunConfig}
 RUN_ALGOS = tuple(RUN_CONFIGS)
 
