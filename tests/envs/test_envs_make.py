@@ -53,8 +53,9 @@ def test_a_constructor_type_error_about_something_else_is_left_alone(monkeypatch
 
 
 def test_an_env_module_that_cannot_be_imported_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"^environment 'no_such_module:Robot-v0': its module 'no_such_module' "
-                                         r"cannot be imported \(No module named 'no_such_module'\)$"):
+    with pytest.raises(ValueError, match=r"^environment 'no_such_module:Robot-v0' needs the module 'no_such_module', "
+                                         r"which cannot be imported \(No module named 'no_such_module'\): "
+                                         r"pip install 'no_such_module' \(or the package that provides it\)$"):
         make("no_such_module:Robot-v0")
     with pytest.raises(ValueError, match=r"unknown environment 'json:Robot-v0'.*Robot"):
         make("json:Robot-v0")  # the module imports but registers no such environment

@@ -1,6 +1,10 @@
 """Environments: our own (linear system, cart-pole and pendulum swing-up), any Gymnasium id through
 :func:`make`, and the batched reward/termination functions planners score imagined steps with."""
 
+from forethought.envs.headless import choose_headless_gl
+
+choose_headless_gl()  # before anything imports MuJoCo
+
 from forethought.envs.action_repeat import ActionRepeat
 from forethought.envs.analytic import StepFunction, analytic_step, env_task_functions
 from forethought.envs.cartpole_swingup import CartPoleParams, CartPoleSwingUpEnv, cartpole_step

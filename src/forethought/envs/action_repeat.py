@@ -7,7 +7,7 @@ from typing import Any
 import gymnasium as gym
 
 
-class ActionRepeat(gym.Wrapper):
+class ActionRepeat(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Applies each action ``repeat`` times, summing the rewards and stopping early at the episode's
     end; the observation and info are those of the last step taken, and ``info["repeat_steps"]``
     says how many that was (``repeat`` unless the episode ended first)."""
@@ -15,7 +15,8 @@ class ActionRepeat(gym.Wrapper):
     def __init__(self, env: gym.Env, repeat: int) -> None:
         if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
             raise ValueError(f"action_repeat must be an integer >= 1, got {repeat!r}")
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, repeat=repeat)
+        gym.Wrapper.__init__(self, env)
         self.repeat = repeat
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:

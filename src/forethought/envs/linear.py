@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from forethought.envs import _raster
 from forethought.envs._checks import check_episode_running, validate_action
 
 DEFAULT_NOISE_STD = 0.01
@@ -84,9 +85,13 @@ class LinearSystemEnv(gym.Env):
         max_episode_steps: episode length.
         Q: ``[n, n]`` state-cost weight (default identity).
         R: ``[m, m]`` action-cost weight (default ``0.1 * I``).
+        render_mode: None or ``"rgb_array"``: ``[height, width, 3]`` uint8 frames with one
+            horizontal bar per state dimension, from the centre line to the state's value on a
+            scale of ``+-2 * init_range`` (longer values are cut at the edge).
+        render_size: ``(height, width)`` of rendered frames in pixels.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
     def __init__(
         self,
@@ -100,9 +105,10 @@ class LinearSystemEnv(gym.Env):
         Q: Any = None,
         R: Any = None,
         render_mode: str | None = None,
+        render_size: tuple[int, int] = (120, 160),
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"LinearSystemEnv does not render; render_mode must be None, got {render_mode!r}")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.A = _matrix(A, "A", None, None)
         n = self.A.shape[0]
         if self.A.shape != (n, n):
@@ -118,7 +124,7 @@ class LinearSystemEnv(gym.Env):
         if max_episode_steps < 1:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         self.max_episode_steps = int(max_episode_steps)
-        self.render_mode = None
+        self.render_mode, self.render_size = render_mode, tuple(render_size)
         self.action_space = spaces.Box(-bound.astype(np.float32), bound.astype(np.float32), dtype=np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float64)
         self._state: np.ndarray | None = None
@@ -148,3 +154,20 @@ class LinearSystemEnv(gym.Env):
         self._steps += 1
         reward = -float(self._state @ self.Q @ self._state + a @ self.R @ a)
         return self._state.copy(), reward, False, self._steps >= self.max_episode_steps, {}
+
+    def render(self) -> np.ndarray | None:
+        """An ``[H, W, 3]`` uint8 frame of the state as bars (None unless ``render_mode="rgb_array"``
+        and an episode has started)."""
+        if self.render_mode != "rgb_array" or self._state is None:
+            return None
+        height, width = self.render_size
+        n = self._state.shape[0]
+        image = _raster.blank(height, width)
+        scale = 2.0 * np.where(self.init_range > 0, self.init_range, 1.0)
+        row = height / n
+        centre = width / 2.0
+        for i, value in enumerate(np.clip(self._state / scale, -1.0, 1.0)):
+            top, bottom = (i + 0.2) * row, (i + 0.8) * row
+            _raster.fill_rect(image, (centre, top), (centre + value * (width / 2.0 - 1), bottom), (40, 60, 160))
+        _raster.fill_rect(image, (centre - 0.5, 0), (centre + 0.5, height), (80, 80, 80))
+        return image

@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 
 from forethought.envs.cartpole_swingup import CartPoleSwingUpEnv
+from forethought.envs.flatten import flatten_observations
 from forethought.envs.linear import LinearSystemEnv
 from forethought.envs.pendulum_swingup import PendulumSwingUpEnv
 
@@ -28,6 +29,13 @@ GYMNASIUM_IDS: dict[str, str] = {
 }
 
 
+# Gymnasium namespaces whose environments a module registers when imported.
+NAMESPACE_MODULES: dict[str, str] = {"dm_control": "shimmy"}
+# What to install for a module that is missing, where its package's name is not the module's.
+PACKAGES: dict[str, str] = {"shimmy": "forethought[dmc]", "dm_control": "forethought[dmc]",
+                            "dm_env": "forethought[dmc]", "labmaze": "forethought[dmc]"}
+
+
 def register_with_gymnasium() -> None:
     """Register our environments under :data:`GYMNASIUM_IDS` (idempotent)."""
     for name, env_id in GYMNASIUM_IDS.items():
@@ -40,16 +48,22 @@ def make(name: str, **kwargs: Any) -> gym.Env:
     """Build an environment.
 
     Args:
-        name: one of :data:`OWN_ENVS` (returns the bare environment, which ends its own episodes),
-            or a Gymnasium id such as ``"HalfCheetah-v5"`` or ``"my_pkg.envs:Robot-v0"`` (which
-            imports ``my_pkg.envs`` first; returns ``gymnasium.make``'s wrapped environment, time
-            limit included).
+        name: one of :data:`OWN_ENVS` (the bare environment, which ends its own episodes), or any
+            id ``gymnasium.make`` takes (``gymnasium.make``'s wrapped environment, time limit
+            included): ``"HalfCheetah-v5"``, ``"my_pkg.envs:Robot-v0"`` (imports ``my_pkg.envs``
+            first), ``"dm_control/cartpole-swingup-v0"`` (DeepMind Control through shimmy, which is
+            imported first; ``"shimmy:dm_control/cartpole-swingup-v0"`` is the same).
         **kwargs: passed to the environment's constructor (e.g. ``render_mode="rgb_array"``).
+
+    Dict and Tuple observations come flattened into one vector (see
+    :func:`~forethought.envs.flatten.flatten_observations`; the layout by
+    :func:`~forethought.envs.flatten.observation_layout`).
 
     Raises:
         ValueError: one line each: ``name`` is neither ours nor a registered Gymnasium id, its
-            module cannot be imported, or a keyword argument is one the environment does not take
-            (naming the argument, the environment and the arguments it takes).
+            module or the package it needs is not installed (naming what to install), a keyword
+            argument is one the environment does not take (naming the argument, the environment
+            and the arguments it takes), or its observations cannot be flattened.
     """
     if name in _OWN_CLASSES:
         cls = _OWN_CLASSES[name]
@@ -60,25 +74,42 @@ def make(name: str, **kwargs: Any) -> gym.Env:
             if refused is None:
                 raise
             raise refused from error
+    module, env_id = name.split(":", 1) if ":" in name else (None, name)
     try:
-        gym.envs.registration.parse_env_id(name)
+        namespace = gym.envs.registration.parse_env_id(env_id)[0]
     except gym.error.Error as error:  # malformed id
         raise _unknown(name, error) from error
-    if ":" in name:
-        module = name.split(":", 1)[0]
+    if module is None and namespace in NAMESPACE_MODULES:
+        module = NAMESPACE_MODULES[namespace]
+    if module is not None:
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise ValueError(f"environment {name!r}: its module {module!r} cannot be imported ({error})") from error
+            raise _missing(name, module, error) from error
     try:
-        return gym.make(name, **kwargs)
+        env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as error:
         raise _unknown(name, error) from error
+    except (ImportError, gym.error.DependencyNotInstalled) as error:
+        raise _missing(name, getattr(error, "name", None) or module or env_id, error) from error
     except TypeError as error:
-        refused = _unknown_argument(name, kwargs, error, None)
+        refused = _unknown_argument(env_id, kwargs, error, None)
         if refused is None:
             raise
         raise refused from error
+    try:
+        return flatten_observations(env)
+    except ValueError as error:
+        env.close()
+        raise ValueError(f"environment {name!r}: {error}") from error
+
+
+def _missing(name: str, module: str, cause: Exception) -> ValueError:
+    """The one-line error for an environment whose module or package is not installed."""
+    top = module.split(".")[0]
+    install = PACKAGES.get(top, top)
+    return ValueError(f"environment {name!r} needs the module {module!r}, which cannot be imported ({cause}): "
+                      f"pip install {install!r}" + ("" if top in PACKAGES else " (or the package that provides it)"))
 
 
 def _unknown(name: str, cause: Exception) -> ValueError:
@@ -110,6 +141,24 @@ def _arguments(creator: Any) -> list[str]:
         return []
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return [p.name for p in parameters if p.kind in kinds and p.name != "self"]
+
+
+def frame_size_kwargs(name: str, height: int, width: int) -> dict[str, Any]:
+    """The keyword arguments that make environment ``name`` render ``[height, width, 3]`` frames
+    (pixels): ``render_size`` for ours, ``width``/``height`` where its constructor takes them
+    (Gymnasium's MuJoCo tasks), ``render_kwargs`` for DeepMind Control; empty for any other
+    (its frames keep their own size)."""
+    if name in _OWN_CLASSES:
+        return {"render_size": (height, width)}
+    env_id = name.split(":", 1)[-1]
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error:
+        return {}
+    if spec.namespace == "dm_control":
+        return {"render_kwargs": {"height": height, "width": width}}
+    accepted = _arguments(spec.entry_point)
+    return {"width": width, "height": height} if {"width", "height"} <= set(accepted) else {}
 
 
 def make_vector(name: str, num_envs: int, asynchronous: bool = False, **kwargs: Any) -> gym.vector.VectorEnv:

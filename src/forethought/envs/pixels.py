@@ -10,19 +10,14 @@ parts (a pole) stay visible as anti-aliased strokes; MuJoCo tasks render at the 
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-# MuJoCo picks its OpenGL backend when its renderer is first imported; on a machine without a
-# display only EGL (or OSMesa) works, so ask for EGL unless the user chose a backend.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym
 import numpy as np
 from PIL import Image
 
 from forethought.envs.action_repeat import ActionRepeat
-from forethought.envs.make import OWN_ENVS, make
+from forethought.envs.make import OWN_ENVS, frame_size_kwargs, make
 
 
 def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
@@ -39,7 +34,7 @@ def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((size, size), Image.Resampling.BOX))
 
 
-class PixelObservation(gym.Wrapper):
+class PixelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Observations are the rendered frame, channel first (``[3, size, size]`` uint8); each agent
     action is applied ``action_repeat`` times (rewards summed, stopping early at the episode's end).
 
@@ -54,7 +49,8 @@ class PixelObservation(gym.Wrapper):
                              f"got render_mode={env.render_mode!r}")
         if isinstance(size, bool) or not isinstance(size, int) or size < 8:
             raise ValueError(f"size must be an integer >= 8 pixels, got {size!r}")
-        super().__init__(ActionRepeat(env, action_repeat))
+        gym.utils.RecordConstructorArgs.__init__(self, size=size, action_repeat=action_repeat)
+        gym.Wrapper.__init__(self, ActionRepeat(env, action_repeat))
         self.size = size
         self.observation_space = gym.spaces.Box(0, 255, shape=(3, size, size), dtype=np.uint8)
 
@@ -83,12 +79,8 @@ def make_pixel_env(name: str, size: int = 64, action_repeat: int = 1, supersampl
     """``make(name)`` seen through :class:`PixelObservation` (``kwargs`` go to the environment).
 
     Our environments are drawn at ``supersample * size`` pixels and box-averaged; Gymnasium ids
-    are made with ``width = height = size`` where the environment accepts them (MuJoCo does)."""
-    if name in OWN_ENVS:
-        env = make(name, render_mode="rgb_array", render_size=(supersample * size, supersample * size), **kwargs)
-    else:
-        try:
-            env = make(name, render_mode="rgb_array", width=size, height=size, **kwargs)
-        except TypeError:  # an environment without width/height arguments: resized after rendering
-            env = make(name, render_mode="rgb_array", **kwargs)
+    render at ``size`` pixels where the environment lets us set the frame size (MuJoCo and
+    DeepMind Control do), any other's frames are resized."""
+    frame = supersample * size if name in OWN_ENVS else size
+    env = make(name, **{"render_mode": "rgb_array", **frame_size_kwargs(name, frame, frame), **kwargs})
     return PixelObservation(env, size=size, action_repeat=action_repeat)
