@@ -72,6 +72,8 @@ class ModelBasedSAC(Agent):
 
     def __init__(self, env: gym.Env, config: Any, task: TaskFunctions | None = None, seed: int = 0,
                  sac_updates_per_step: int | None = None) -> None:
+        if not isinstance(env.action_space, gym.spaces.Box):
+            raise ValueError(f"{type(self).__name__} needs a Box action space (its policy is SAC's), got {env.action_space}")
         self.config, self.env, self.seed = config, env, derive_seed(seed)
         sac_config = config.sac
         if sac_updates_per_step is not None:

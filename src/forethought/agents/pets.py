@@ -34,6 +34,7 @@ from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
 from forethought.planning.config import PlannerConfig
+from forethought.planning.optimizer import optimizer_class
 from forethought.seeding import derive_seed, episode_seed, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
 
@@ -104,6 +105,10 @@ class PETS(Agent):
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
                  seed: int = 0) -> None:
         self.env, self.config, self.seed = env, config or PETSConfig(), derive_seed(seed)
+        planner = self.config.planner.optimizer
+        if isinstance(env.action_space, gym.spaces.Discrete) and not optimizer_class(planner).supports_discrete:
+            raise ValueError(f"PETS with the {planner!r} planner needs a Box action space, got {env.action_space}; "
+                             f"for Discrete actions set agent.planner.optimizer=random or cem")
         self.obs_dim, self.act_dim = flat_dim(env.observation_space), flat_dim(env.action_space)
         outside = sorted(i for i in self.config.state_cost if not isinstance(i, int) or not 0 <= i < self.obs_dim)
         if outside:
@@ -148,8 +153,9 @@ class PETS(Agent):
 
     @property
     def env_steps(self) -> int:
-        """Real steps this agent has taken (logged offline transitions are not counted)."""
-        return len(self.buffer) - self.offline_rows
+        """Raw real environment steps this agent has taken, action repeats counted (logged offline
+        transitions are not)."""
+        return self.history[-1].env_steps if self.history else 0
 
     def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult:
         """One trial: random actions during the first :attr:`random_trials`, otherwise fit the
@@ -175,7 +181,7 @@ class PETS(Agent):
                 "model_diverged": None if fit is None else fit.nonfinite,
                 "model_fitted": None if fit is None else self.model.fitted,
                 "plan_ms_per_step": plan_ms}
-        result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps,
+        result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps + episode.env_steps,
                                time.perf_counter() - start, random_trial, info, episode.frames)
         self.history.append(result)
         return result

@@ -252,8 +252,8 @@ class SAC(Agent):
     def advance(self, max_steps: int | None = None, render: bool = False,
                 before_update: Callable[["SAC"], None] | None = None,
                 behaviour: Callable[[np.ndarray], Any] | None = None) -> EpisodeResult | None:
-        """Take real steps until the episode ends or ``max_steps`` steps are taken (an episode in
-        progress carries over between calls), with ``updates_per_step`` updates after each once
+        """Take real steps until the episode ends or ``max_steps`` raw environment steps are taken
+        (an episode in progress carries over between calls), with ``updates_per_step`` updates after each once
         ``learning_starts`` steps are stored. ``before_update(agent)`` runs after each real step
         is stored, before its updates (Dyna and MBPO hook their model work in there).
         ``behaviour(obs)`` chooses the actions once ``learning_starts`` steps are stored (default:
@@ -273,11 +273,12 @@ class SAC(Agent):
                 if self.stored_steps < c.learning_starts:
                     unit = torch.rand(self.act_dim, generator=self.generator) * 2 - 1
                     action = self.to_env_action(unit).numpy().reshape(self.env.action_space.shape)
-                    loop.step(action.astype(self.env.action_space.dtype))
+                    info = loop.step(action.astype(self.env.action_space.dtype))[-1]
                 else:
-                    loop.act_and_step(behaviour)
-                self._env_steps += 1
-                taken += 1
+                    info = loop.act_and_step(behaviour)[-1]
+                raw = int(info.get("repeat_steps", 1))  # environment steps under action repeat
+                self._env_steps += raw
+                taken += raw
                 if before_update is not None:
                     before_update(self)
                 if self.stored_steps >= c.learning_starts:

@@ -9,6 +9,9 @@ limit, and a hook before each step (pushes) and after it (learning updates).
 Action repeat is counted, not applied, here: a wrapper such as
 :class:`~forethought.envs.ActionRepeat` reports the raw steps it took in
 ``info["repeat_steps"]``, and :attr:`Episode.env_steps` sums them.
+
+A non-finite reward or observation from the environment stops the loop with
+:class:`NonFiniteOutputError` before the transition is recorded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,30 @@ import gymnasium as gym
 import numpy as np
 
 Policy = Callable[[Any], Any]
+
+
+class NonFiniteOutputError(ValueError):
+    """The environment returned a non-finite reward or observation."""
+
+
+def _nonfinite(value: Any) -> str | None:
+    """A description of the non-finite entries of an observation (an array, or a dict/tuple of
+    them), or None when all are finite; entries that are not numbers are not checked."""
+    if isinstance(value, dict):
+        parts = [(f"[{key!r}]", _nonfinite(v)) for key, v in value.items()]
+    elif isinstance(value, tuple):
+        parts = [(f"[{i}]", _nonfinite(v)) for i, v in enumerate(value)]
+    else:
+        array = np.asarray(value)
+        if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(array.dtype, np.complexfloating):
+            return None
+        bad = np.flatnonzero(~np.isfinite(array.ravel()))
+        if bad.size == 0:
+            return None
+        shown = ", ".join(f"[{i}] = {array.ravel()[i]}" for i in bad[:4]) + (", ..." if bad.size > 4 else "")
+        return f"{bad.size} of {array.size} entries non-finite: {shown}"
+    found = [f"{where}: {what}" for where, what in parts if what is not None]
+    return "; ".join(found) or None
 
 
 class Recorder(Protocol):
@@ -82,6 +109,7 @@ class EnvLoop:
         self.obs: Any = None
         self.episode: Episode | None = None
         self.max_steps: int | None = None
+        self.seed: int | None = None
 
     @property
     def running(self) -> bool:
@@ -93,7 +121,8 @@ class EnvLoop:
         if max_steps is not None and max_steps < 1:
             raise ValueError(f"max_steps must be >= 1 (or None), got {max_steps}")
         self.obs, _ = self.env.reset(seed=seed)
-        self.episode, self.max_steps = Episode(), max_steps
+        self.episode, self.max_steps, self.seed = Episode(), max_steps, seed
+        self._check(self.obs, 0.0, "the reset")
         if self.recorder is not None:
             self.recorder.start_episode(self.obs)
         if self.render:
@@ -119,6 +148,7 @@ class EnvLoop:
         episode = self.episode
         next_obs, reward, terminated, truncated, info = self.env.step(action)
         reward = float(reward)
+        self._check(next_obs, reward, f"step {episode.steps + 1}")
         episode.steps += 1
         episode.env_steps += int(info.get("repeat_steps", 1))
         episode.total_reward += reward
@@ -145,6 +175,19 @@ class EnvLoop:
             if after_step is not None:
                 after_step()
         return self.episode
+
+    def _check(self, obs: Any, reward: float, when: str) -> None:
+        """NonFiniteOutputError naming ``when`` (the reset or step ``i``, counted from 1), the episode's
+        reset seed and the offending value, unless ``obs`` and ``reward`` are finite."""
+        problems = [] if np.isfinite(reward) else [f"reward {reward}"]
+        bad_obs = _nonfinite(obs)
+        if bad_obs is not None:
+            problems.append(f"observation ({bad_obs})")
+        if problems:
+            episode = "the episode" + ("" if self.seed is None else f" reset with seed {self.seed}")
+            raise NonFiniteOutputError(f"{type(self.env.unwrapped).__name__} returned a non-finite "
+                                       f"{' and '.join(problems)} at {when} of {episode}; nothing of that "
+                                       f"step was recorded")
 
     def _render(self, obs: Any) -> np.ndarray:
         return self._frame(obs) if self._frame is not None else self.env.render()

@@ -13,6 +13,7 @@ import gymnasium as gym
 import torch
 from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
+from forethought.envs.action_repeat import ActionRepeat
 from forethought.envs.cartpole_swingup import CartPoleSwingUpEnv, cartpole_step, cartpole_swingup_reward
 from forethought.envs.linear import LinearSystemEnv, quadratic_regulation_reward
 from forethought.envs.mujoco_step import mujoco_step
@@ -48,7 +49,31 @@ def analytic_step(env: gym.Env) -> StepFunction | None:
     """The noise-free batched dynamics of ``env``: exact functions for our environments and
     Gymnasium's Pendulum-v1, MuJoCo itself for Gymnasium MuJoCo tasks whose observation is their
     state (see :func:`~forethought.envs.mujoco_step.mujoco_step`; stepped in a fresh copy), else
-    ``None``."""
+    ``None``. Under :class:`~forethought.envs.ActionRepeat` the step is repeated as many times."""
+    step = _single_step(env)
+    repeat = action_repeat(env)
+    if step is None or repeat == 1:
+        return step
+
+    def repeated(obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        for _ in range(repeat):
+            obs = step(obs, action)
+        return obs
+    return repeated
+
+
+def action_repeat(env: gym.Env) -> int:
+    """Environment steps per agent action: the product of the :class:`ActionRepeat` wrappers
+    around ``env`` (1 without any)."""
+    repeat, layer = 1, env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, ActionRepeat):
+            repeat *= layer.repeat
+        layer = layer.env
+    return repeat
+
+
+def _single_step(env: gym.Env) -> StepFunction | None:
     inner = env.unwrapped
     if isinstance(inner, CartPoleSwingUpEnv):
         params, dt, substeps = inner.params, inner.dt, inner.substeps
@@ -62,7 +87,7 @@ def analytic_step(env: gym.Env) -> StepFunction | None:
         A, B, c = (torch.as_tensor(m, dtype=torch.float64) for m in (inner.A, inner.B, inner.c))
         return lambda obs, action: (obs.double() @ A.T + action.double() @ B.T + c).to(obs.dtype)
     if env.spec is not None and hasattr(inner, "frame_skip") and hasattr(inner, "model"):
-        return mujoco_step(gym.make(env.spec))
+        return mujoco_step(gym.make(inner.spec or env.spec))
     return None
 
 

@@ -32,8 +32,10 @@ import torch
 from forethought import envs
 from forethought.agents import AGENTS, PETS, Agent, EpisodeResult
 from forethought.config import config_to_dict, load_config
-from forethought.data.env_loop import episode_returns
+from forethought.data.env_loop import NonFiniteOutputError, episode_returns
 from forethought.envs.analytic import analytic_step
+from forethought.envs.flatten import observation_layout
+from forethought.envs.make import frame_size_kwargs
 from forethought.envs.pixels import make_pixel_env
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
@@ -47,6 +49,7 @@ from forethought.serialization import CheckpointError, atomic_write_text, read_j
 
 SHARED_COLUMNS = ("episode", "env_steps", "return", "eval_return", "wall_s")
 RUN_STATE = "run_state.json"  # the run loop's own counters, saved with each agent checkpoint
+VIDEO_SIZE = (160, 160)  # (height, width) of the frames filmed from Gymnasium environments
 
 
 class ModelDivergedError(ValueError):
@@ -80,15 +83,18 @@ def algorithm(algo: str) -> Algorithm:
 
 
 def make_env(algo: str, config: RunConfig, render: bool = False) -> gym.Env:
-    """The run's environment: pixel observations for pixel algorithms; with ``render``, in
-    ``rgb_array`` mode where that works without a display (our own environments)."""
+    """The run's environment, each agent action held for ``config.action_repeat`` environment
+    steps: pixel observations for pixel algorithms; with ``render``, in ``rgb_array`` mode where
+    the environment has it (ours draw with NumPy; MuJoCo and DeepMind Control render through
+    headless OpenGL, at :data:`VIDEO_SIZE`)."""
     if algorithm(algo).pixels:
         return make_pixel_env(config.env, config.agent.model.image_size, config.action_repeat, **config.env_kwargs)
     env = envs.make(config.env, **config.env_kwargs)
-    if render and config.env in envs.OWN_ENVS and "rgb_array" in env.metadata.get("render_modes", []):
+    if render and "rgb_array" in env.metadata.get("render_modes", []) and "render_mode" not in config.env_kwargs:
         env.close()
-        env = envs.make(config.env, **{"render_mode": "rgb_array", **config.env_kwargs})
-    return env
+        size = {} if config.env in envs.OWN_ENVS else frame_size_kwargs(config.env, *VIDEO_SIZE)
+        env = envs.make(config.env, **{"render_mode": "rgb_array", **size, **config.env_kwargs})
+    return env if config.action_repeat == 1 else envs.ActionRepeat(env, config.action_repeat)
 
 
 def oracle_return(config: RunConfig, planner_config: Any) -> float | None:
@@ -153,7 +159,11 @@ class _Run:
         while not self.done(agent):
             remaining = None if c.steps is None else c.steps - agent.env_steps
             last_known = c.episodes is not None and len(agent.history) == c.episodes - 1
-            result = agent.advance(remaining, render=self.film and (last_known or self.spec.pixels))
+            try:
+                result = agent.advance(remaining, render=self.film and (last_known or self.spec.pixels))
+            except NonFiniteOutputError as error:
+                raise NonFiniteOutputError(f"training episode {len(agent.history)}: {error}; the run's "
+                                           f"checkpoints are those before it") from error
             if result is None:  # the step budget ended inside an episode
                 break
             if result.frames:
@@ -201,8 +211,12 @@ class _Run:
         """Mean return of ``eval_episodes`` deterministic episodes in the evaluation environment,
         from the same start states every time."""
         seeds = [derive_seed(self.config.seed, "eval", episode) for episode in range(self.config.eval_episodes)]
-        returns = episode_returns(self.eval_env, lambda obs: agent.act(obs, deterministic=True), seeds,
-                                  reset=agent.reset, recorder=self.hooks.eval_recorder())
+        try:
+            returns = episode_returns(self.eval_env, lambda obs: agent.act(obs, deterministic=True), seeds,
+                                      reset=agent.reset, recorder=self.hooks.eval_recorder())
+        except NonFiniteOutputError as error:
+            raise NonFiniteOutputError(f"evaluation after {agent.env_steps} environment steps: {error}; the run's "
+                                       f"checkpoints are those before it") from error
         agent.reset()
         return float(np.mean(returns))
 
@@ -237,7 +251,7 @@ class _Run:
                             xlabel="real environment steps", title=f"{self.algo} on {c.env}")
         if self.frames:
             write_gif(self.frames, run.path / "videos" / "last_episode.gif",
-                      fps=self.env.metadata.get("render_fps", 10))
+                      fps=self.env.metadata.get("render_fps", 10) / c.action_repeat)  # one frame per action
         wall = self.wall_s()
         return {"algo": self.algo, "env": c.env, "seed": c.seed, "episodes": len(agent.history),
                 "env_steps": agent.env_steps, "learning_curve": "eval_return" if c.eval_every is not None else "return",
@@ -276,7 +290,9 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         else:
             agent = job.new_agent()  # every setting is checked here, before the run directory exists
             job.oracle = oracle_return(config, job.hooks.oracle_config())
-            run = RunDir(config.out, config, overwrite=overwrite or resume, command=f"run {algo}", lock=lock)
+            layout = observation_layout(job.env)  # where each part of a Dict/Tuple observation went
+            run = RunDir(config.out, config, overwrite=overwrite or resume, command=f"run {algo}", lock=lock,
+                         info=None if layout is None else {"observation_layout": layout})
     except BaseException:
         if lock is not None:
             lock.release()

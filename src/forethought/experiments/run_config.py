@@ -34,10 +34,13 @@ class RunConfig:
     ``target``: a return whose first reaching is reported (default: ``oracle_fraction`` of the
     oracle's return). ``video``: film the last episode where the environment renders headless.
     ``continue_untrained``: go on when a model fit diverged (non-finite loss) before any model was
-    trained, instead of stopping with an error."""
+    trained, instead of stopping with an error. ``action_repeat``: environment steps each agent
+    action is held for (the rewards summed; the training and evaluation environments alike);
+    ``steps``, ``eval_every`` and ``env_steps`` count the raw environment steps."""
 
     env: str = "Pendulum-v1"
     env_kwargs: dict = field(default_factory=dict)
+    action_repeat: int = 1
     seed: int = 0
     out: str | None = None
     steps: int | None = None
@@ -69,6 +72,8 @@ class RunConfig:
             raise ValueError(f"oracle_fraction must be in (0, 1], got {self.oracle_fraction}")
         if not self.env:
             raise ValueError("env must name an environment")
+        if isinstance(self.action_repeat, bool) or not isinstance(self.action_repeat, int) or self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be an integer >= 1, got {self.action_repeat!r}")
 
 
 @dataclass
@@ -104,7 +109,7 @@ class GuidedRunConfig(SACRunConfig):
 @dataclass
 class PixelRunConfig(RunConfig):
     """A run from 64x64 frames (``agent.model.image_size``), each action held ``action_repeat``
-    environment steps. The evaluation episodes are also the held-out data of the open-loop
+    environment steps (2 by default). The evaluation episodes are also the held-out data of the open-loop
     diagnostics (``open_loop_context`` filtered frames, then prediction up to
     ``open_loop_length``)."""
 
@@ -121,8 +126,6 @@ class PixelRunConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.action_repeat, bool) or not isinstance(self.action_repeat, int) or self.action_repeat < 1:
-            raise ValueError(f"action_repeat must be an integer >= 1, got {self.action_repeat!r}")
         if not 1 <= self.open_loop_context < self.open_loop_length:
             raise ValueError(f"need 1 <= open_loop_context < open_loop_length, got {self.open_loop_context}, "
                              f"{self.open_loop_length}")
