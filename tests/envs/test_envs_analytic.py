@@ -34,3 +34,15 @@ def test_gymnasium_envs_use_the_registry():
     env = envs.make("InvertedPendulum-v5")
     assert env_task_functions(env) is envs.task_functions("InvertedPendulum-v5")
     assert analytic_step(gym.make("MountainCarContinuous-v0")) is None  # neither ours nor MuJoCo: no oracle
+
+
+@pytest.mark.parametrize("name", ["cartpole-swingup", "InvertedPendulum-v5"])
+def test_analytic_step_repeats_under_action_repeat(name):
+    env = envs.ActionRepeat(envs.make(name), 3)
+    step = analytic_step(env)
+    obs, _ = env.reset(seed=2)
+    action = env.action_space.sample() * 0 + 0.3
+    next_obs, *_ = env.step(action)
+    predicted = step(torch.as_tensor(obs[None], dtype=torch.float64), torch.as_tensor(action[None], dtype=torch.float64))
+    assert predicted[0].numpy() == pytest.approx(next_obs, abs=1e-6)
+    assert envs.analytic.action_repeat(env) == 3 and envs.analytic.action_repeat(env.env) == 1

@@ -81,3 +81,18 @@ def test_truncates_after_episode_length_and_then_refuses_to_step():
 def test_rejects_badly_shaped_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LinearSystemEnv(**kwargs)
+
+
+def test_rgb_array_frames_draw_one_bar_per_state_dimension():
+    env = LinearSystemEnv(A=np.eye(2) * 0.5, B=np.eye(2), init_range=1.0, render_mode="rgb_array", render_size=(40, 80))
+    assert env.render() is None  # before reset
+    env.reset(seed=0)
+    env._state = np.array([1.0, -2.0])  # half way right; all the way left (the scale is +-2 * init_range)
+    frame = env.render()
+    assert frame.shape == (40, 80, 3) and frame.dtype == np.uint8
+    blue = (frame == (40, 60, 160)).all(axis=-1)
+    top, bottom = blue[10], blue[30]  # the middle rows of the two bars
+    assert top[:40].sum() == 0 and 15 <= top[40:].sum() <= 21  # value 1.0 / 2.0 of the half width
+    assert bottom[40:].sum() == 0 and bottom[:40].sum() >= 38
+    with pytest.raises(ValueError, match="render_mode"):
+        LinearSystemEnv(render_mode="human")

@@ -1,9 +1,13 @@
 """The pixel-observation wrapper: frames, action repeat, resizing, bad input."""
 
+import warnings
+
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
-from forethought.envs import make
+from forethought.envs import OWN_ENVS, ActionRepeat, make
 from forethought.envs.pixels import PixelObservation, make_pixel_env, resize_frame
 
 
@@ -53,3 +57,36 @@ def test_bad_input_is_named():
         make_pixel_env("pendulum-swingup", action_repeat=0)
     with pytest.raises(ValueError, match=r"\[H, W, 3\] uint8"):
         resize_frame(np.zeros((4, 4), np.uint8), 2)
+
+
+@pytest.mark.parametrize("name", [*OWN_ENVS, "InvertedPendulum-v5"])
+def test_the_pixel_wrapper_passes_gymnasiums_env_checker(name):
+    env = make_pixel_env(name, size=16, action_repeat=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the checker's advice about wrapped and unbounded spaces
+        check_env(env, skip_render_check=True)
+    frame, _ = env.reset(seed=0)
+    assert frame.shape == (3, 16, 16) and frame.min() < frame.max()  # something is drawn
+    if env.spec is not None:  # a Gymnasium id: the wrappers are recorded, so the env can be made again
+        again = gym.make(env.spec)
+        assert isinstance(again, PixelObservation) and again.size == 16 and again.action_repeat == 2
+
+
+@pytest.mark.parametrize("name", ["linear", "InvertedPendulum-v5"])
+def test_action_repeat_passes_gymnasiums_env_checker_and_is_recreated_from_its_spec(name):
+    env = ActionRepeat(make(name), 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env, skip_render_check=True)
+    if env.spec is not None:
+        again = gym.make(env.spec)
+        assert isinstance(again, ActionRepeat) and again.repeat == 3
+
+
+def test_deepmind_control_frames():
+    pytest.importorskip("dm_control")
+    env = make_pixel_env("dm_control/cartpole-swingup-v0", size=16, action_repeat=2)
+    frame, info = env.reset(seed=0)
+    assert frame.shape == (3, 16, 16) and info["state"].shape == (5,)  # the flattened state
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert info["repeat_steps"] == 2

@@ -186,8 +186,7 @@ class EnvLoop:
         if problems:
             episode = "the episode" + ("" if self.seed is None else f" reset with seed {self.seed}")
             raise NonFiniteOutputError(f"{type(self.env.unwrapped).__name__} returned a non-finite "
-                                       f"{' and '.join(problems)} at {when} of {episode}; nothing of that "
-                                       f"step was recorded")
+                                       f"{' and '.join(problems)} at {when} of {episode} (not recorded)")
 
     def _render(self, obs: Any) -> np.ndarray:
         return self._frame(obs) if self._frame is not None else self.env.render()
