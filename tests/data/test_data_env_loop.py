@@ -36,8 +36,9 @@ class Faulty(gym.Env):
         return obs, reward, False, self.t >= 10, {}
 
 
-@pytest.mark.parametrize("field, value, named", [("reward", np.nan, "reward nan"), ("reward", -np.inf, "reward -inf"),
-                                                 ("obs", np.inf, r"observation \(1 of 2 entries non-finite: \[1\] = inf\)")])
+@pytest.mark.parametrize("field, value, named", [
+    ("reward", np.nan, "reward nan"), ("reward", -np.inf, "reward -inf"),
+    ("obs", np.inf, r"observation \(1 of 2 entries non-finite: \[1\] = inf\)")])
 def test_a_non_finite_step_is_named_and_not_recorded(field, value, named):
     buffer = ReplayBuffer(2, 1)
     with pytest.raises(NonFiniteOutputError, match=rf"^Faulty returned a non-finite {named} at step 4 of the episode "
@@ -49,7 +50,8 @@ def test_a_non_finite_step_is_named_and_not_recorded(field, value, named):
 
 def test_a_non_finite_reset_observation_is_named():
     loop = EnvLoop(Faulty(0, "obs", np.nan))
-    with pytest.raises(NonFiniteOutputError, match=r"non-finite observation .* at the reset of the episode \(not recorded\)$"):
+    with pytest.raises(NonFiniteOutputError,
+                       match=r"non-finite observation .* at the reset of the episode \(not recorded\)$"):
         loop.start()
 
 

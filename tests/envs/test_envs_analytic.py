@@ -43,6 +43,7 @@ def test_analytic_step_repeats_under_action_repeat(name):
     obs, _ = env.reset(seed=2)
     action = env.action_space.sample() * 0 + 0.3
     next_obs, *_ = env.step(action)
-    predicted = step(torch.as_tensor(obs[None], dtype=torch.float64), torch.as_tensor(action[None], dtype=torch.float64))
+    predicted = step(torch.as_tensor(obs[None], dtype=torch.float64),
+                     torch.as_tensor(action[None], dtype=torch.float64))
     assert predicted[0].numpy() == pytest.approx(next_obs, abs=1e-6)
     assert envs.analytic.action_repeat(env) == 3 and envs.analytic.action_repeat(env.env) == 1

@@ -111,3 +111,13 @@ def test_a_missing_dmc_install_names_the_extra(monkeypatch):
         make("dm_control/cartpole-swingup-v0")
     with pytest.raises(ValueError, match=r"pip install 'forethought\[dmc\]'$"):
         make("shimmy:dm_control/cartpole-swingup-v0")
+
+
+def test_deepmind_control_takes_the_runs_64_bit_seeds():
+    pytest.importorskip("dm_control")
+    env = make("dm_control/cartpole-swingup-v0")
+    first, _ = env.reset(seed=2**40 + 5)
+    again, _ = env.reset(seed=5)  # the same seed, folded into NumPy's range
+    other, _ = env.reset(seed=6)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)

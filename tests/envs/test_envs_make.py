@@ -135,3 +135,16 @@ def test_rejects_wrongly_shaped_actions(name):
 def test_step_before_reset_is_an_error():
     with pytest.raises(RuntimeError, match="reset"):
         CartPoleSwingUpEnv().step(np.zeros(1))
+
+
+def test_frame_size_arguments_for_each_kind_of_environment():
+    from forethought.envs.make import frame_size_kwargs
+
+    assert frame_size_kwargs("linear", 40, 60) == {"render_size": (40, 60)}
+    assert frame_size_kwargs("InvertedPendulum-v5", 40, 60) == {"width": 60, "height": 40}  # through **kwargs
+    assert frame_size_kwargs("shimmy:dm_control/cartpole-swingup-v0", 40, 60) == {
+        "render_kwargs": {"height": 40, "width": 60}}
+    assert frame_size_kwargs("CartPole-v1", 40, 60) == {}  # its frames keep their own size
+    env = make("InvertedPendulum-v5", render_mode="rgb_array", **frame_size_kwargs("InvertedPendulum-v5", 40, 60))
+    env.reset(seed=0)
+    assert env.render().shape == (40, 60, 3)

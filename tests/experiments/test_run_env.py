@@ -136,3 +136,13 @@ def test_pets_plans_discrete_actions_with_random_and_cem(tmp_path, optimizer):
     assert random_trial.random and not planned.random and planned.info["plan_ms_per_step"] is not None
     assert agent.env_steps == random_trial.steps + planned.steps
     assert set(np.unique(agent.buffer.arrays()["action"])) <= {0.0, 1.0}
+
+
+def test_a_mujoco_run_films_its_last_episode(tmp_path):
+    import imageio.v3 as iio
+
+    config = config_for("pets", tmp_path, "env=InvertedPendulum-v5", "video=true", "action_repeat=2",
+                        "env_kwargs={max_episode_steps: 6}")
+    start_run("pets", config)
+    frames = iio.imread(tmp_path / "pets" / "videos" / "last_episode.gif")
+    assert frames.shape[1:3] == (160, 160) and 2 <= frames.shape[0] <= 4  # reset + one frame per action

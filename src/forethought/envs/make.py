@@ -36,6 +36,22 @@ PACKAGES: dict[str, str] = {"shimmy": "forethought[dmc]", "dm_control": "foretho
                             "dm_env": "forethought[dmc]", "labmaze": "forethought[dmc]"}
 
 
+# Namespaces whose environments seed a NumPy RandomState on reset, which takes seeds below 2**32.
+SEED32_NAMESPACES = frozenset({"dm_control"})
+
+
+class Seed32(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Reset seeds folded into ``[0, 2**32)`` (``seed % 2**32``), for environments that refuse
+    larger ones (DeepMind Control through shimmy); the run's derived seeds span 64 bits."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        return self.env.reset(seed=None if seed is None else seed % 2**32, options=options)
+
+
 def register_with_gymnasium() -> None:
     """Register our environments under :data:`GYMNASIUM_IDS` (idempotent)."""
     for name, env_id in GYMNASIUM_IDS.items():
@@ -97,6 +113,8 @@ def make(name: str, **kwargs: Any) -> gym.Env:
         if refused is None:
             raise
         raise refused from error
+    if namespace in SEED32_NAMESPACES:
+        env = Seed32(env)
     try:
         return flatten_observations(env)
     except ValueError as error:
@@ -152,13 +170,25 @@ def frame_size_kwargs(name: str, height: int, width: int) -> dict[str, Any]:
         return {"render_size": (height, width)}
     env_id = name.split(":", 1)[-1]
     try:
+        if gym.envs.registration.parse_env_id(env_id)[0] == "dm_control":  # registered only once shimmy is imported
+            return {"render_kwargs": {"height": height, "width": width}}
         spec = gym.spec(env_id)
     except gym.error.Error:
         return {}
-    if spec.namespace == "dm_control":
-        return {"render_kwargs": {"height": height, "width": width}}
-    accepted = _arguments(spec.entry_point)
-    return {"width": width, "height": height} if {"width", "height"} <= set(accepted) else {}
+    takes = {"width", "height"} <= set(_arguments(spec.entry_point)) or _is_mujoco_env(spec.entry_point)
+    return {"width": width, "height": height} if takes else {}
+
+
+def _is_mujoco_env(creator: Any) -> bool:
+    """Whether an entry point is a Gymnasium MuJoCo environment class (which takes ``width`` and
+    ``height`` through its ``**kwargs``)."""
+    try:
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+    except (ImportError, AttributeError, gym.error.Error):
+        return False
+    return isinstance(creator, type) and issubclass(creator, MujocoEnv)
 
 
 def make_vector(name: str, num_envs: int, asynchronous: bool = False, **kwargs: Any) -> gym.vector.VectorEnv:
