@@ -20,7 +20,8 @@ def flat_dim(space: gym.Space) -> int:
         return int(np.prod(space.shape))
     if isinstance(space, gym.spaces.Discrete):
         return 1
-    raise TypeError(f"only Box and Discrete spaces can be stored, got {space}")
+    raise TypeError(f"only Box and Discrete spaces can be stored, got {space}; Dict and Tuple observations are "
+                    f"flattened by forethought.envs.make (or gymnasium.wrappers.FlattenObservation)")
 
 
 def check_env_sizes(source: str, obs_dim: int, act_dim: int, env: gym.Env) -> None:
