@@ -41,9 +41,13 @@ def save_config(config: Any, path: str | os.PathLike) -> None:
     atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
-def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
-    """Build ``cls`` from its defaults, then a YAML file (if given), then ``key.sub=value`` overrides."""
+def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> T:
+    """Build ``cls`` from its defaults, then ``base`` (key -> value, laid over the defaults first:
+    a task preset), then a YAML file (if given), then ``key.sub=value`` overrides."""
     values = config_to_dict(cls())
+    for key, value in (base or {}).items():
+        set_value(cls, values, str(key), value)
     if path is not None:
         path = Path(path)
         if not path.exists():

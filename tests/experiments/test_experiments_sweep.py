@@ -149,7 +149,7 @@ def test_a_crashing_run_is_resumed_and_one_that_keeps_crashing_is_reported(refer
     class Crash(Exception):
         pass
 
-    def flaky_start(algo, config, callback=None, overwrite=False, resume=False, warn=None):
+    def flaky_start(algo, config, callback=None, overwrite=False, resume=False, warn=None, info=None):
         name = Path(config.out).name
         calls.append((name, resume))
         if name == RUNS[1]:
@@ -158,7 +158,7 @@ def test_a_crashing_run_is_resumed_and_one_that_keeps_crashing_is_reported(refer
         def crash_after_two(row):
             if len([c for c in calls if c[0] == name]) == 1 and row["episode"] == 1:
                 raise Crash("first attempt crashes after two episodes")
-        return real_start(algo, config, crash_after_two, overwrite=overwrite, resume=resume, warn=warn)
+        return real_start(algo, config, crash_after_two, overwrite=overwrite, resume=resume, warn=warn, info=info)
 
     monkeypatch.setattr(run_module, "start_run", flaky_start)
     summary = sweep(load_sweep(write_sweep(tmp_path / "sweep.yaml", retries=1)), progress=False)

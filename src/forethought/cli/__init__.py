@@ -57,6 +57,8 @@ SEED = Option("--seed", "the run's seed (every random stream derives from it; de
 BACKEND = Option("--backend", "where the runs run: local processes (default), Ray tasks, or this process",
                  "backend", choices=BACKENDS)
 WORKERS = Option("--workers", "runs side by side (default 1)", "workers", int)
+PRESET = Option("--preset", "the task preset under your settings: auto (the env's, if one is shipped; default), "
+                            "none, or a preset's name (an env id)", "preset")
 JOB_OPTIONS = (ENV, Option("--steps", "random-action transitions to collect for training (default 5000)", "steps", int),
                Option("--data", "fit on logged transitions from this .npz instead of collecting", "data"),
                Option("--seed", "seed for data collection, splits and training (default 0)", "seed", int),
@@ -76,7 +78,7 @@ COMMANDS = (
                                      "from states)", switch=True),
              Option("--steps", "budget in real environment steps, action repeats counted", "steps", int),
              Option("--episodes", "budget in episodes (PETS: trials, random ones included)", "episodes", int),
-             Option("--trials", "pets: the same as --episodes", "episodes", int), SEED),
+             Option("--trials", "pets: the same as --episodes", "episodes", int), SEED, PRESET),
             positional=(("algo", {"choices": RUN_ALGOS, "help": "the agent to run"}),), default_out="runs/<algo>"),
     Command("ablate", "PETS over model types x propagation modes x seeds", texts.ABLATE_HELP, ablate_command,
             (Option("--env", "environment (default cartpole-swingup)", "env"),
@@ -93,7 +95,7 @@ COMMANDS = (
              Option("--seeds", "seeds per algorithm (default 5)", "seeds", int),
              Option("--steps", "real environment steps per run (default 20000)", "steps", int),
              Option("--target", "return whose first reaching is counted in real steps", "target", float),
-             BACKEND, WORKERS), default_out="runs/compare"),
+             BACKEND, WORKERS, PRESET), default_out="runs/compare"),
     Command("resume", "continue a run that was stopped or killed", texts.RESUME_HELP, resume_command,
             (Option("--env", "the run's environment id, required to allow a module:Id id read back from the "
                              "run directory (its module is imported)", None),),

@@ -52,17 +52,19 @@ def compare_models_command(args: argparse.Namespace, overrides: list[str]) -> in
 
 
 def run_command(args: argparse.Namespace, overrides: list[str]) -> int:
-    from forethought.config import load_config
+    from forethought.experiments.presets import describe, resolve_run_config, run_info, split_choice
     from forethought.experiments.run import ALGORITHMS, start_run
-    from forethought.experiments.run_config import run_config_class
 
     if args.pixels and not ALGORITHMS[args.algo].pixels:
         raise ValueError(f"{args.algo} learns from states; --pixels is for "
                          + " and ".join(a for a, spec in ALGORITHMS.items() if spec.pixels))
-    config = load_config(run_config_class(args.algo), args.config, overrides)
+    choice, overrides = split_choice(overrides)
+    config, preset = resolve_run_config(args.algo, args.config, overrides, choice)
     console = make_console()
+    console.print(describe(preset), markup=False)
     summary = start_run(args.algo, config, callback=lambda row: console.print(row_line(row)),
-                        overwrite=args.overwrite, warn=lambda message: console.print(f"warning: {message}"))
+                        overwrite=args.overwrite, warn=lambda message: console.print(f"warning: {message}"),
+                        info=run_info(preset))
     console.print(summary_line(summary))
     console.print(f"run directory: {summary_out(config, args.algo)}")
     return 0
@@ -114,11 +116,12 @@ def ablate_command(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def compare_command(args: argparse.Namespace, overrides: list[str]) -> int:
-    from forethought.config import load_config
     from forethought.experiments.compare import CompareConfig, compare
+    from forethought.experiments.presets import describe, resolve_compare_config
 
-    config = load_config(CompareConfig, args.config, overrides)
+    config, presets = resolve_compare_config(CompareConfig, args.config, overrides)
     console, start = make_console(), time.perf_counter()
+    console.print(describe(presets), markup=False)
 
     def line(result) -> None:
         console.print(f"{result.algo:5s} seed {result.seed}  final return {result.returns[-1]:9.2f}  "
@@ -132,10 +135,12 @@ def compare_command(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def sweep_command(args: argparse.Namespace, overrides: list[str]) -> int:
+    from forethought.experiments.presets import describe_runs
     from forethought.experiments.sweep import sweep
-    from forethought.experiments.sweep_spec import load_sweep
+    from forethought.experiments.sweep_spec import load_sweep, resolve_runs
 
     config = load_sweep(args.sweep_file, overrides)
+    print(describe_runs([run.preset for run in resolve_runs(config)]))
     summary = sweep(config, progress=not args.quiet, overwrite=args.overwrite)
     print((Path(config.out) / "sweep.md").read_text())
     print(f"sweep folder: {config.out}")

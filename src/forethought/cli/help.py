@@ -43,7 +43,14 @@ agent.hybrid.proposals=16 agent.hybrid.fallback_threshold=0.05.
 planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by default): a latent world
 model trained on sequences; planet plans with CEM in its latent space, dreamer trains an
 actor-critic in imagination. Adds plots/open_loop.png and videos/open_loop.gif. Overrides e.g.
-agent.model.depth=16 agent.train_steps=50 action_repeat=4 eval_every=10000."""
+agent.model.depth=16 agent.train_steps=50 action_repeat=4 eval_every=10000.
+
+Presets: where forethought ships settings for the environment and algorithm (InvertedPendulum-v5,
+pendulum-swingup, HalfCheetah-v5, Reacher-v5, Pusher-v5, DeepMind Control tasks; docs/presets.md),
+they are laid over the defaults and under --config and your overrides, and the run prints
+"preset: InvertedPendulum-v5" (or "preset: none") first; config.yaml holds the resolved values
+and run.json the preset's name. --preset none (or preset=none) turns them off; --preset ID
+applies the preset of another environment id."""
 
 ABLATE_HELP = """The PETS paper's ablation: run PETS for every model type (--models) and propagation mode
 (--propagation) over several seeds, each run into its own run directory OUT/runs/<variant>-seed<k>/

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Callable
@@ -44,11 +44,13 @@ class RunsFailed(RuntimeError):
 
 @dataclass
 class Job:
-    """One run to execute: its name, command (``pets``, ``sac``, ...) and resolved config dict."""
+    """One run to execute: its name, command (``pets``, ``sac``, ...), resolved config dict and
+    more fields for its ``run.json`` (e.g. the preset its config was resolved with)."""
 
     name: str
     command: str
     config: dict
+    info: dict = field(default_factory=dict)
 
 
 def record_attempt(path: Path) -> dict[str, Any]:
@@ -83,10 +85,10 @@ def has_checkpoint(path: Path) -> bool:
     return True
 
 
-def execute_run(command: str, config: dict, threads: int | None = None) -> dict[str, Any]:
+def execute_run(command: str, config: dict, threads: int | None = None, info: dict | None = None) -> dict[str, Any]:
     """Run one sweep run in this process with ``threads`` torch threads (None: leave as is):
     resumed from its last good checkpoint if its run directory (``config["out"]``) has one, else
-    started afresh. Returns the run's summary."""
+    started afresh (``info``: more fields for its ``run.json``). Returns the run's summary."""
     import torch
 
     from forethought.config import build
@@ -105,7 +107,7 @@ def execute_run(command: str, config: dict, threads: int | None = None) -> dict[
             return start_run(command, run_config, resume=True,
                              warn=lambda message: print(f"forethought sweep: {path.name}: {message}", file=sys.stderr))
         (path / "summary.json").unlink(missing_ok=True)  # a stale one from a run this start replaces
-        return start_run(command, run_config, overwrite=True)
+        return start_run(command, run_config, overwrite=True, info=info)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -122,7 +124,7 @@ def run_sequential(jobs: list[Job], retries: int, threads: int | None, report: R
     for job in jobs:
         for attempt in range(retries + 1):
             try:
-                summary = execute_run(job.command, job.config, threads)
+                summary = execute_run(job.command, job.config, threads, job.info)
             except Exception as err:  # any crash of the run: the next attempt resumes it
                 if attempt == retries:
                     report(job.name, "failed", error=describe(err))
@@ -147,7 +149,7 @@ def run_process_pool(jobs: list[Job], workers: int, retries: int, threads: int |
                     if slots[slot] is None:
                         slots[slot] = ProcessPoolExecutor(1, mp_context=context)
                     job = pending.popleft()
-                    running[slots[slot].submit(execute_run, job.command, job.config, threads)] = (slot, job)
+                    running[slots[slot].submit(execute_run, job.command, job.config, threads, job.info)] = (slot, job)
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in done:
                 slot, job = running.pop(future)
@@ -186,7 +188,7 @@ def run_ray(jobs: list[Job], workers: int, retries: int, threads: int | None, ad
             ray.init(address=address)
     try:
         task = ray.remote(execute_run).options(num_cpus=threads or 1, max_retries=retries, retry_exceptions=True)
-        refs = {task.remote(job.command, job.config, threads): job for job in jobs}
+        refs = {task.remote(job.command, job.config, threads, job.info): job for job in jobs}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:

@@ -44,8 +44,9 @@ from forethought.evaluation.disturbance import Push, PushResult, push_recovery
 from forethought.evaluation.plots import plot_seed_curves
 from forethought.evaluation.statistics import (bootstrap_interval, efficiency_ratio,
                                                steps_to_threshold)
-from forethought.config import config_to_dict
+from forethought.config import build, config_to_dict, set_value
 from forethought.experiments.backends import Job, check_backend, run_study
+from forethought.experiments.presets import check_choice, compare_layers, compare_presets, run_info
 from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_config import RUN_CONFIGS
 from forethought.seeding import derive_seed
@@ -58,7 +59,9 @@ Curve = tuple[list[int], list[float]]
 @dataclass
 class CompareConfig:
     """Which algorithms, how many seeds, what budget of real steps; each algorithm's settings
-    come from its own section (``pets``, ``sac``, ``dyna``, ``mbpo``, ``guided``)."""
+    come from its own section (``pets``, ``sac``, ``dyna``, ``mbpo``, ``guided``), over the task
+    preset of each (``preset``: auto, none or a preset's name; see
+    :mod:`~forethought.experiments.presets`)."""
 
     env: str = "InvertedPendulum-v5"
     env_kwargs: dict = field(default_factory=dict)
@@ -76,6 +79,7 @@ class CompareConfig:
     push_velocity: list[float] | None = None
     push_episodes: int = 3
     out: str = "runs/compare"
+    preset: str = "auto"
     pets: PETSConfig = field(default_factory=PETSConfig)
     sac: SACConfig = field(default_factory=SACConfig)
     dyna: DynaConfig = field(default_factory=DynaConfig)
@@ -92,6 +96,7 @@ class CompareConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         check_backend(self.backend, self.workers, self.retries)
+        check_choice(self.preset)
 
 
 @dataclass
@@ -109,7 +114,8 @@ class RunResult:
 
 def run_job(config: CompareConfig, algo: str, seed: int) -> Job:
     """The run of ``algo`` with ``seed``, into ``<out>/runs/<algo>-seed<seed>``: the comparison's
-    budget of real steps, evaluated every ``eval_every`` steps where the algorithm's runs evaluate."""
+    budget of real steps, evaluated every ``eval_every`` steps where the algorithm's runs evaluate,
+    with the run settings of its preset that the comparison does not set itself."""
     name = f"{algo}-seed{seed}"
     cls = RUN_CONFIGS[algo]
     evaluates = cls.__dataclass_fields__["eval_every"].default is not None
@@ -117,7 +123,11 @@ def run_job(config: CompareConfig, algo: str, seed: int) -> Job:
               eval_every=config.eval_every if evaluates else None, eval_episodes=config.eval_episodes,
               target=config.target, seed=seed, out=str(Path(config.out) / "runs" / name), oracle_episodes=0,
               video=False, agent=getattr(config, algo))
-    return Job(name, algo, config_to_dict(run))
+    presets = compare_presets(config)
+    values = config_to_dict(run)
+    for key, value in compare_layers(type(config), presets)[1][algo].items():
+        set_value(cls, values, key, value)
+    return Job(name, algo, config_to_dict(build(cls, values)), run_info(presets[algo]))
 
 
 def learning_curve(rows: list[dict[str, str]]) -> Curve:

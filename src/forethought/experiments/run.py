@@ -265,12 +265,13 @@ class _Run:
 
 
 def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | None = None, overwrite: bool = False,
-              resume: bool = False, warn: Callable[[str], None] | None = None) -> dict[str, Any]:
+              resume: bool = False, warn: Callable[[str], None] | None = None,
+              info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``forethought run <algo>`` with ``config`` and return its summary; ``callback`` sees
     every metrics row. With ``resume`` the run already in ``config.out`` continues from its last
     good checkpoint (``warn`` hears about damaged ones); the episodes after it are run again, so
     the metrics come out as those of an uninterrupted run (timings aside). A run killed before
-    its first checkpoint starts over."""
+    its first checkpoint starts over. ``info``: more fields for a new run's ``run.json`` (e.g. its preset)."""
     if not isinstance(config, run_config_class(algo)):
         raise TypeError(f"forethought run {algo} needs a {run_config_class(algo).__name__}, got {type(config).__name__}")
     if config.out is None:
@@ -291,8 +292,10 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
             agent = job.new_agent()  # every setting is checked here, before the run directory exists
             job.oracle = oracle_return(config, job.hooks.oracle_config())
             layout = observation_layout(job.env)  # where each part of a Dict/Tuple observation went
+            if layout is not None:
+                info = {**(info or {}), "observation_layout": layout}
             run = RunDir(config.out, config, overwrite=overwrite or resume, command=f"run {algo}", lock=lock,
-                         info=None if layout is None else {"observation_layout": layout})
+                         info=info)
     except BaseException:
         if lock is not None:
             lock.release()

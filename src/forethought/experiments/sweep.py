@@ -202,7 +202,7 @@ def sweep(config: SweepConfig, progress: bool = True, overwrite: bool = False) -
     for name, summary in kept.items():
         board.report(name, "done", summary=summary)
     write_outputs(board)
-    jobs = [Job(run.name, config.command, run.config) for run in runs if run.name not in kept]
+    jobs = [Job(run.name, config.command, run.config, {"preset": run.preset}) for run in runs if run.name not in kept]
     live = nullcontext()
     if progress:
         from rich.live import Live

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from forethought.config import ConfigError, build, config_to_dict, load_config, set_value
+from forethought.config import ConfigError, build, config_to_dict, load_config
 from forethought.experiments.backends import BACKENDS
+from forethought.experiments.presets import check_choice, run_values
 from forethought.experiments.run_config import RUN_ALGOS, run_config_class
 
 DISTRIBUTIONS = ("uniform", "log_uniform", "int_uniform", "choice")
@@ -121,7 +122,9 @@ class SweepConfig:
     key -> list of values, all combinations; ``random``: drawn values), the seeds, and how the runs
     are run (``backend`` sequential, process or ray; ``workers`` side by side; each run retried
     ``retries`` times from its last checkpoint after a crash; ``threads`` torch threads per run;
-    ``ray_address`` None to start a one-machine Ray cluster, or ``auto`` / ``ray://host:port``)."""
+    ``ray_address`` None to start a one-machine Ray cluster, or ``auto`` / ``ray://host:port``;
+    ``preset``: auto, none or a preset's name, laid under every run's settings, see
+    :mod:`~forethought.experiments.presets`)."""
 
     command: str = "pets"
     out: str = "runs/sweep"
@@ -134,10 +137,12 @@ class SweepConfig:
     retries: int = 2
     threads: int = 1
     ray_address: str | None = None
+    preset: str = "auto"
 
     def __post_init__(self) -> None:
         if self.command not in RUN_ALGOS:
             raise ValueError(f"command must be one of {list(RUN_ALGOS)}, got {self.command!r}")
+        check_choice(self.preset)
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
         for name, low in (("workers", 1), ("retries", 0), ("threads", 1)):
@@ -172,13 +177,15 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> SweepCon
 
 @dataclass
 class SweepRun:
-    """One run of a sweep: its name, the values it varies (grid then random), its seed, its config."""
+    """One run of a sweep: its name, the values it varies (grid then random), its seed, its config
+    and the preset that config was resolved with (None: none)."""
 
     name: str
     values: dict[str, Any]
     seed: int
     sample: int | None = None
     config: dict = field(default_factory=dict)  # the resolved run config (config.yaml's content)
+    preset: str | None = None
 
     def path(self, out: str | Path) -> Path:
         return Path(out) / "runs" / self.name
@@ -221,17 +228,17 @@ def _label(value: Any) -> str:
 
 
 def resolve_runs(sweep: SweepConfig) -> list[SweepRun]:
-    """:func:`expand` with every run's config built and checked (``base``, then its varied values,
-    then its seed and out); a ValueError names the run and the bad setting."""
+    """:func:`expand` with every run's config built and checked (the preset of its environment,
+    ``base``, then its varied values, then its seed and out); a ValueError names the run and the
+    bad setting."""
     runs = expand(sweep)
     cls = run_config_class(sweep.command)
     for run in runs:
-        values = config_to_dict(cls())
         try:
-            for key, value in [*sweep.base.items(), *run.values.items(),
-                               ("seed", run.seed), ("out", str(run.path(sweep.out)))]:
-                set_value(cls, values, str(key), value)
+            values, preset = run_values([*sweep.base.items(), *run.values.items(), ("seed", run.seed),
+                                         ("out", str(run.path(sweep.out)))], sweep.command, sweep.preset)
             run.config = config_to_dict(build(cls, values))
-        except ConfigError as err:
+            run.preset = None if preset is None else preset.name
+        except ValueError as err:
             raise ConfigError(f"run {run.name} of the sweep: {err}") from err
     return runs
