@@ -70,7 +70,8 @@ real steps with shaded intervals) and summary.json. The runs go to --backend: pr
 or on the cluster at ray_address=auto|ray://host:port) or sequential (this process); a run whose
 process dies or that raises is resumed from its last checkpoint, up to retries=2 times. Settings
 per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=linear
-mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500."""
+mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500. Each algorithm's task preset (as in run;
+--preset none turns them off) lies under its section."""
 
 RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, guided, planet, dreamer) killed at any point
 (SIGKILL included) from its last good checkpoint. The agent (models and their optimisers, replay
@@ -97,4 +98,6 @@ ray://host:port in the file), each into OUT/runs/<name>/, with a live table of t
 that crashes or whose worker dies is resumed from its last checkpoint, up to retries times. OUT gets
 sweep.yaml, runs.csv (name, varied values, seed, status, attempts, final and best return, wall_s),
 sweep.md and summary.json. Started again on the same OUT, finished runs are kept and the others
-resumed. Sweep file values can also be set as key=value, e.g. retries=3 base.episodes=5."""
+resumed. Every run's config starts from the task preset of its env (as in run; preset: none in
+the file turns them off). Sweep file values can also be set as key=value, e.g. retries=3
+base.episodes=5."""
