@@ -9,7 +9,7 @@ import yaml
 
 from forethought.cli import main
 from forethought.config import ConfigError, load_config
-from forethought.envs.presets import Preset, PresetError, _parse, all_presets, file_name, find_preset
+from forethought.envs.presets import Preset, PresetError, all_presets, file_name, find_preset, parse_preset
 from forethought.experiments.compare import CompareConfig, run_job
 from forethought.experiments.presets import (choose_preset, describe, describe_runs, preset_values,
                                              resolve_compare_config, resolve_run_config, split_choice)
@@ -80,7 +80,7 @@ def test_a_preset_with_an_unknown_key_or_a_bad_value_names_the_preset_and_the_ke
 ])
 def test_malformed_preset_files_are_refused_naming_the_file(text, message):
     with pytest.raises(PresetError, match=message):
-        _parse("X-v1.yaml", text)
+        parse_preset("X-v1.yaml", text)
 
 
 # ---------------------------------------------------------------------------- choosing and layering

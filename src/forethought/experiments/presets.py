@@ -189,6 +189,6 @@ def run_info(preset: Preset | None) -> dict[str, Any]:
     return {"preset": None if preset is None else preset.name}
 
 
-__all__ = ["AUTO", "NONE", "check_choice", "choose_preset", "compare_layers", "compare_presets",
-           "describe", "describe_runs", "preset_values", "resolve_compare_config", "resolve_run_config", "run_info", "run_values",
+__all__ = ["AUTO", "NONE", "check_choice", "choose_preset", "compare_layers", "compare_presets", "describe",
+           "describe_runs", "preset_values", "resolve_compare_config", "resolve_run_config", "run_info", "run_values",
            "split_choice"]

@@ -58,7 +58,7 @@ def file_name(env_id: str) -> str:
     return env_id.replace("/", "-") + ".yaml"
 
 
-def _parse(file: str, text: str) -> Preset:
+def parse_preset(file: str, text: str) -> Preset:
     """The preset in ``file``'s ``text``; a PresetError naming the file and key if malformed."""
     try:
         data = yaml.safe_load(text)
@@ -89,7 +89,7 @@ def all_presets() -> dict[str, Preset]:
     presets: dict[str, Preset] = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".yaml"):
-            preset = _parse(entry.name, entry.read_text(encoding="utf-8"))
+            preset = parse_preset(entry.name, entry.read_text(encoding="utf-8"))
             presets[preset.name] = preset
     return presets
 
@@ -115,4 +115,4 @@ def find_preset(env_id: str) -> Preset | None:
 
 
 __all__ = ["Preset", "PresetError", "USER_KEYS", "all_presets", "file_name", "find_preset", "load_preset",
-           "preset_names"]
+           "parse_preset", "preset_names"]
