@@ -23,6 +23,7 @@ from forethought.agents.imagination import ModelBasedSAC, imagine
 from forethought.agents.sac import SAC, SACConfig
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.config import ModelConfig, TrainConfig
+from forethought.models.task_model import QUALITY_KEYS, TaskModelConfig, check_sources
 
 
 @dataclass
@@ -30,7 +31,9 @@ class DynaConfig:
     """Dyna settings: the SAC learner, the model and its training, and how the model is used.
 
     The model is first fitted once ``model_warmup`` real steps are stored, then refitted every
-    ``model_every`` steps. The agent's ``seed`` seeds SAC and, by name, the model work."""
+    ``model_every`` steps. The agent's ``seed`` seeds SAC and, by name, the model work.
+    ``reward`` / ``termination``: ``auto``, ``known``, ``learned`` (``never`` for the termination),
+    the imagined transitions' sources (see :class:`~forethought.models.task_model.TaskModel`)."""
 
     sac: SACConfig = field(default_factory=SACConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -40,8 +43,12 @@ class DynaConfig:
     rollout_length: int = 1
     model_every: int = 250
     model_warmup: int = 200
+    reward: str = "auto"
+    termination: str = "auto"
+    task_model: TaskModelConfig = field(default_factory=TaskModelConfig)
 
     def __post_init__(self) -> None:
+        check_sources(self.reward, self.termination)
         if self.imagined_updates < 0:
             raise ValueError(f"imagined_updates must be >= 0, got {self.imagined_updates}")
         for name in ("rollout_length", "model_every", "model_warmup"):
@@ -56,7 +63,7 @@ class Dyna(ModelBasedSAC):
     latest fit."""
 
     name = "dyna"
-    metrics = ("model_val_loss", "model_diverged")
+    metrics = ("model_val_loss", "model_diverged", *QUALITY_KEYS)
     config_class = DynaConfig
 
     def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None,

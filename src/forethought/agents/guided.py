@@ -25,6 +25,7 @@ from forethought.agents.base import EpisodeResult
 from forethought.agents.hybrid import HybridConfig, PolicyGuidedMPC
 from forethought.agents.mbpo import MBPO, MBPOConfig
 from forethought.envs.task_functions import TaskFunctions
+from forethought.models.task_model import QUALITY_KEYS
 from forethought.planning import optimizer_names
 from forethought.planning.config import PlannerConfig
 from forethought.seeding import generator
@@ -60,7 +61,8 @@ class GuidedMPC(MBPO):
     (steps whose executed plan was one of the policy's rollouts, unchanged); None before any planning."""
 
     name = "guided"
-    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", "fallback_fraction", "proposal_win_fraction")
+    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", "fallback_fraction", "proposal_win_fraction",
+               *QUALITY_KEYS)
     config_class = GuidedMPCConfig
 
     def __init__(self, env: gym.Env, config: GuidedMPCConfig | None = None, task: TaskFunctions | None = None,

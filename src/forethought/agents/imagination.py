@@ -17,10 +17,10 @@ from forethought.agents.base import Agent, EpisodeResult
 from forethought.agents.sac import SAC
 from forethought.config import build
 from forethought.data.buffer import FIELDS, ReplayBuffer, TransitionBatch
-from forethought.envs.analytic import env_task_functions
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
 from forethought.models.config import build_model
+from forethought.models.task_model import QUALITY_KEYS, TaskModel, env_name, registered_task_functions
 from forethought.planning.config import PlannerConfig
 from forethought.seeding import derive_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
@@ -64,8 +64,10 @@ def mixed_batch(real: ReplayBuffer, imagined: ReplayBuffer, size: int, real_frac
 
 class ModelBasedSAC(Agent):
     """A SAC learner in ``env`` paired with a dynamics model, for agents that train the policy on
-    imagined experience. ``config`` needs ``sac``, ``model`` and ``train``; rewards and
-    terminations come from :func:`env_task_functions` unless ``task`` is given. Subclasses do
+    imagined experience. ``config`` needs ``sac``, ``model``, ``train``, ``reward``,
+    ``termination`` and ``task_model``: imagined rewards and terminations come from ``task`` when
+    given, else from the environment's registered functions or models learned with the dynamics
+    model, as those settings say (:class:`~forethought.models.task_model.TaskModel`). Subclasses do
     their model work in :meth:`_after_real_step`, called after every stored real step, before
     SAC's own updates; it draws from ``self.generator`` (the run's ``"model"`` stream) only, so
     the learner's random stream is the model-free one."""
@@ -79,11 +81,16 @@ class ModelBasedSAC(Agent):
         if sac_updates_per_step is not None:
             sac_config = replace(sac_config, updates_per_step=sac_updates_per_step)
         self.sac = SAC(env, sac_config, seed=self.seed)
-        self.task = task or env_task_functions(env)
+        known = task if task is not None else registered_task_functions(env)
+        self.task_model = TaskModel(known, config.reward, config.termination, self.sac.obs_dim, self.sac.act_dim,
+                                    config.task_model, env_name(env))
+        self.task = self.task_model.functions
         self.model = build_model(config.model, config.train, self.sac.obs_dim, self.sac.act_dim)
         self.generator = generator(self.seed, "model")
+        self.task_generator = generator(self.seed, "task")
         self.model_val_loss: float | None = None
         self.model_diverged: bool | None = None
+        self.task_quality: dict[str, float | None] = dict.fromkeys(QUALITY_KEYS)
 
     @property
     def history(self) -> list[EpisodeResult]:
@@ -109,11 +116,14 @@ class ModelBasedSAC(Agent):
     def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult | None:
         """See :meth:`SAC.advance`; the episode's ``info`` holds the model's latest validation loss,
         whether that fit's loss went non-finite (``model_diverged``) and whether a model has been
-        trained at all (``model_fitted``)."""
+        trained at all (``model_fitted``), and the learned reward's and termination's held-out
+        quality at the latest fit (:data:`~forethought.models.task_model.QUALITY_KEYS`)."""
         result = self.sac.advance(max_steps, render, before_update=self._after_real_step, behaviour=self._explore)
         if result is not None:
+            fitted = self.model.fitted and self.task_model.fitted
             result.info.update({"model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged,
-                                "model_fitted": self.model.fitted if self.model_diverged is not None else None})
+                                "model_fitted": fitted if self.model_diverged is not None else None,
+                                **self.task_quality})
         return result
 
     def _after_real_step(self, sac: SAC) -> None:
@@ -125,9 +135,12 @@ class ModelBasedSAC(Agent):
         return self.sac.act(obs, deterministic=False)
 
     def _fit_model(self) -> None:
-        """Fit the model on every real transition so far."""
+        """Fit the model, and the learned parts of the task, on every real transition so far."""
         report = self.model.fit(self.sac.buffer, generator=self.generator)
-        self.model_val_loss, self.model_diverged = report.best_val_loss, report.nonfinite
+        quality = self.task_model.fit(self.sac.buffer, self.task_generator)
+        diverged = quality.pop("task_diverged")
+        self.model_val_loss, self.model_diverged = report.best_val_loss, report.nonfinite or bool(diverged)
+        self.task_quality = quality
 
     def _policy(self, obs: torch.Tensor) -> torch.Tensor:
         """The current stochastic policy ``[B, o] -> [B, a]`` (env units), sampling from the model
@@ -142,9 +155,11 @@ class ModelBasedSAC(Agent):
         self.sac.save(path / "sac")
         if model_fitted:
             self.model.save(path / "model")
+        self.task_model.save(path / "task")
         save_generators(path / "generator", self._generators())
         state = {"agent": type(self).__name__, "config": asdict(self.config), "seed": self.seed,
-                 "model_fitted": model_fitted,
+                 "model_fitted": model_fitted, "task_fitted_rows": self.task_model.fitted_rows,
+                 "task_quality": self.task_quality,
                  "model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged, **state}
         atomic_write_text(path / "state.json", json.dumps(state))
         return path
@@ -163,9 +178,11 @@ class ModelBasedSAC(Agent):
         if state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")
         agent.model_val_loss, agent.model_diverged = state["model_val_loss"], state["model_diverged"]
+        agent.task_model.load(path / "task", state["task_fitted_rows"])
+        agent.task_quality = dict(state["task_quality"])
         load_generators(path / "generator", agent._generators())
         return agent, state
 
     def _generators(self) -> dict[str, torch.Generator]:
         """The generators a checkpoint saves, by name (SAC's own saves with it)."""
-        return {"model": self.generator}
+        return {"model": self.generator, "task": self.task_generator}

@@ -25,12 +25,15 @@ from forethought.agents.sac import SAC, SACConfig
 from forethought.data.buffer import ReplayBuffer
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.config import ModelConfig, TrainConfig
+from forethought.models.task_model import QUALITY_KEYS, TaskModelConfig, check_sources
 
 
 @dataclass
 class MBPOConfig:
     """MBPO settings. ``sac.learning_starts`` real steps of random actions come first (the model
-    is first fitted then); ``sac.updates_per_step`` is ignored (``policy_updates`` replaces it)."""
+    is first fitted then); ``sac.updates_per_step`` is ignored (``policy_updates`` replaces it).
+    ``reward`` / ``termination``: ``auto``, ``known``, ``learned`` (``never`` for the termination),
+    the imagined rollouts' sources (see :class:`~forethought.models.task_model.TaskModel`)."""
 
     sac: SACConfig = field(default_factory=lambda: SACConfig(learning_starts=250))
     model: ModelConfig = field(default_factory=lambda: ModelConfig(ensemble_size=7))
@@ -46,8 +49,12 @@ class MBPOConfig:
     model_retain: int = 5
     policy_updates: int = 20
     real_fraction: float = 0.05
+    reward: str = "auto"
+    termination: str = "auto"
+    task_model: TaskModelConfig = field(default_factory=TaskModelConfig)
 
     def __post_init__(self) -> None:
+        check_sources(self.reward, self.termination)
         for name in ("model_every", "rollout_every", "rollout_starts", "min_rollout_length", "model_retain"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -79,7 +86,7 @@ class MBPO(ModelBasedSAC):
     rollout round (real steps, h, rows added, rows dropped as non-finite, model validation loss)."""
 
     name = "mbpo"
-    metrics = ("model_val_loss", "model_diverged")
+    metrics = ("model_val_loss", "model_diverged", *QUALITY_KEYS)
     config_class = MBPOConfig
 
     def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None,

@@ -27,15 +27,17 @@ from forethought.data.buffer import ReplayBuffer
 from forethought.data.env_loop import EnvLoop, ReplayRecorder, random_policy
 from forethought.data.offline import load_npz
 from forethought.data.collect import check_env_sizes, flat_dim
-from forethought.envs.analytic import analytic_step, env_task_functions
+from forethought.envs.analytic import analytic_step
 from forethought.envs.task_functions import TaskFunctions, with_state_cost
 from forethought.config import build
 from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
+from forethought.models.task_model import (QUALITY_KEYS, TaskModel, TaskModelConfig, check_sources, env_name,
+                                            registered_task_functions)
 from forethought.planning.config import PlannerConfig
 from forethought.planning.optimizer import optimizer_class
-from forethought.seeding import derive_seed, episode_seed, load_generators, save_generators
+from forethought.seeding import derive_seed, episode_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
 
 
@@ -69,6 +71,12 @@ class PETSConfig:
     ``offline_model`` (a model saved with ``DynamicsModel.save``, e.g. by ``forethought
     fit-model``) replaces the fresh model, whose fits then continue from it. With either, there are
     no random trials: the first trial already plans.
+
+    ``reward`` and ``termination`` say where the planner's reward and termination come from:
+    ``auto`` (the registered functions where the environment has them, else learned), ``known``,
+    ``learned`` (refitted on all real transitions before every planned trial, with the dynamics
+    model; ``task_model`` sizes and trains them) or, for the termination, ``never`` (see
+    :class:`~forethought.models.task_model.TaskModel`).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -81,8 +89,12 @@ class PETSConfig:
     state_cost: dict = field(default_factory=dict)
     offline_data: str | None = None
     offline_model: str | None = None
+    reward: str = "auto"
+    termination: str = "auto"
+    task_model: TaskModelConfig = field(default_factory=TaskModelConfig)
 
     def __post_init__(self) -> None:
+        check_sources(self.reward, self.termination)
         if self.random_trials < 0:
             raise ValueError(f"random_trials must be >= 0, got {self.random_trials}")
         if self.random_trial_steps is not None and self.random_trial_steps < 1:
@@ -96,10 +108,11 @@ class PETS(Agent):
     :func:`forethought.envs.env_task_functions` unless ``task`` is given). One episode is one
     trial; its record's ``info`` holds ``model_val_loss`` (the fit before it; None for random or
     oracle trials), ``model_diverged`` (the fit's loss went non-finite), ``model_fitted`` (a model
-    has been trained) and ``plan_ms_per_step``."""
+    has been trained), ``plan_ms_per_step`` and the learned reward's and termination's held-out
+    quality (:data:`~forethought.models.task_model.QUALITY_KEYS`; None where known)."""
 
     name = "pets"
-    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step")
+    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", *QUALITY_KEYS)
     config_class = PETSConfig
 
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
@@ -114,7 +127,15 @@ class PETS(Agent):
         if outside:
             raise ValueError(f"agent.state_cost names observation indices {outside}; "
                              f"{type(env.unwrapped).__name__}'s observations have indices 0 to {self.obs_dim - 1}")
-        self.task = with_state_cost(task or env_task_functions(env), self.config.state_cost)
+        c = self.config
+        known = task if task is not None else registered_task_functions(env)
+        if c.oracle and known is None:
+            raise ValueError(f"oracle mode plans with the environment's own reward and termination; none are "
+                             f"registered for {type(env.unwrapped).__name__}")
+        self.task_model = TaskModel(known, "known" if c.oracle else c.reward, "known" if c.oracle else c.termination,
+                                    self.obs_dim, self.act_dim, c.task_model, env_name(env))
+        self.task = with_state_cost(self.task_model.functions, c.state_cost)
+        self.task_generator = generator(self.seed, "task")
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.model = self._make_model()
@@ -165,9 +186,11 @@ class PETS(Agent):
         index, fit = len(self.history), None
         seed = episode_seed(self.seed, index)
         random_trial = index < self.random_trials
+        quality = dict.fromkeys(QUALITY_KEYS)
         if not random_trial and not self.config.oracle and len(self.buffer) > 0:
             fit = self.model.fit(self.buffer, generator=self.generator)
-        if random_trial or not (self.config.oracle or self.model.fitted):  # nothing to plan in (yet)
+            quality = self.task_model.fit(self.buffer, self.task_generator)
+        if random_trial or not (self.config.oracle or self._can_plan()):  # nothing to plan in (yet)
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None
         else:
@@ -177,10 +200,11 @@ class PETS(Agent):
         loop = EnvLoop(self.env, ReplayRecorder(self.buffer), render=render)
         episode = loop.run(policy, seed=seed, max_steps=self.config.random_trial_steps if random_trial else None)
         plan_ms = float(np.mean(self.agent.plan_ms)) if self.agent and self.agent.plan_ms else None
+        diverged = quality.pop("task_diverged", None)
         info = {"model_val_loss": None if fit is None else fit.best_val_loss,
-                "model_diverged": None if fit is None else fit.nonfinite,
-                "model_fitted": None if fit is None else self.model.fitted,
-                "plan_ms_per_step": plan_ms}
+                "model_diverged": None if fit is None else fit.nonfinite or bool(diverged),
+                "model_fitted": None if fit is None else self._can_plan(),
+                "plan_ms_per_step": plan_ms, **quality}
         result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps + episode.env_steps,
                                time.perf_counter() - start, random_trial, info, episode.frames)
         self.history.append(result)
@@ -195,6 +219,7 @@ class PETS(Agent):
             nonlocal steps
             if steps and steps % self.config.refit_every == 0:
                 self.model.fit(self.buffer, generator=self.generator)
+                self.task_model.fit(self.buffer, self.task_generator)
             steps += 1
             return self.agent.act(obs)
         return act
@@ -209,12 +234,16 @@ class PETS(Agent):
         """Plan with MPC in the current model; planning draws its candidates from the agent's
         generator either way. Before the model has been fitted (and outside oracle mode) there
         is nothing to plan in: a uniform random action, as in the random trials."""
-        if not self.config.oracle and not self.model.fitted:
+        if not self.config.oracle and not self._can_plan():
             return self.env.action_space.sample()
         if self.agent is None:
             self.agent = self._mpc()
             self.agent.reset()
         return self.agent.act(obs)
+
+    def _can_plan(self) -> bool:
+        """Whether the dynamics model and every learned part of the task have been fitted."""
+        return self.model.fitted and self.task_model.fitted
 
     def reset(self) -> None:
         """Drop the planner's warm start (call when a new episode starts)."""
@@ -229,11 +258,16 @@ class PETS(Agent):
         path.mkdir(parents=True, exist_ok=True)
         if not self.config.oracle:
             self.model.save(path / "model")
+        self.task_model.save(path / "task")
         self.buffer.save(path / "buffer.npz")
-        save_generators(path / "generator", {"generator": self.generator})
+        save_generators(path / "generator", self._generators())
         state = {"config": asdict(self.config), "seed": self.seed, "history": [r.to_dict() for r in self.history],
-                 "model_fitted": self.model.fitted, "offline_rows": self.offline_rows}
+                 "model_fitted": self.model.fitted, "offline_rows": self.offline_rows,
+                 "task_fitted_rows": self.task_model.fitted_rows}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"generator": self.generator, "task": self.task_generator}
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "PETS":
@@ -249,6 +283,7 @@ class PETS(Agent):
         agent.buffer, agent.offline_rows = buffer, state["offline_rows"]
         if not agent.config.oracle and state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model")
-        load_generators(path / "generator", {"generator": agent.generator})
+        agent.task_model.load(path / "task", state["task_fitted_rows"])
+        load_generators(path / "generator", agent._generators())
         agent.history = [EpisodeResult.from_dict(r) for r in state["history"]]
         return agent

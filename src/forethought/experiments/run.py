@@ -37,6 +37,7 @@ from forethought.envs.analytic import analytic_step
 from forethought.envs.flatten import observation_layout
 from forethought.envs.make import frame_size_kwargs
 from forethought.envs.pixels import make_pixel_env
+from forethought.models.task_model import QUALITY_KEYS, registered_task_functions
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
@@ -104,7 +105,7 @@ def oracle_return(config: RunConfig, planner_config: Any) -> float | None:
         return None
     env = envs.make(config.env, **config.env_kwargs)
     try:
-        if analytic_step(env) is None:
+        if analytic_step(env) is None or registered_task_functions(env) is None:
             return None
         oracle = PETS(env, dataclasses.replace(planner_config, oracle=True), seed=derive_seed(config.seed, "oracle"))
         return float(np.mean([r.total_reward for r in oracle.learn(episodes=config.oracle_episodes)]))
@@ -238,6 +239,17 @@ class _Run:
         return self.wall_offset + time.perf_counter() - self.start
 
     # ------------------------------------------------------------------ the end
+    def task_quality(self) -> dict[str, dict[str, float]]:
+        """The learned reward's and termination's held-out figures over the run
+        (:data:`~forethought.models.task_model.QUALITY_KEYS`: the last and the mean of the fits
+        that measured them), for the ones this agent logs and measured."""
+        out = {}
+        for key in QUALITY_KEYS:
+            values = [row[key] for row in self.rows if row.get(key) is not None]
+            if values:
+                out[key] = {"last": values[-1], "mean": float(np.mean(values)), "fits": len(values)}
+        return out
+
     def summary(self, agent: Agent, run: RunDir) -> dict[str, Any]:
         c = self.config
         evaluated = [r for r in self.rows if r["eval_return"] is not None]
@@ -260,7 +272,8 @@ class _Run:
                 "oracle_return": self.oracle, "target_return": target,
                 "target_source": "target" if c.target is not None else
                                  (None if target is None else f"{c.oracle_fraction:g} of the oracle's return"),
-                "steps_to_target": reached, **self.hooks.summary(run.path, run.plots),
+                "steps_to_target": reached, "task_quality": self.task_quality(),
+                **self.hooks.summary(run.path, run.plots),
                 "s_per_1000_env_steps": 1000.0 * wall / max(agent.env_steps, 1), "wall_s": wall}
 
 

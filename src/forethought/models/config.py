@@ -62,6 +62,11 @@ class TrainConfig:
         frozen_layers: the first this many weight layers (weights and biases) keep their values,
             for fine-tuning a trained network on a changed system.
         progress: show a live progress bar (rich) while training.
+        early_stopping: hold out ``val_fraction`` of the rows, keep each member's weights of its
+            best validation epoch and stop after ``patience`` epochs without improvement. False:
+            train on every row for ``max_epochs`` and keep the last weights (the reported
+            validation losses are then in-sample), for data too small or too imbalanced for a
+            held-out split to say anything (a few rare rewards or terminations).
     """
 
     max_epochs: int = 50
@@ -76,6 +81,7 @@ class TrainConfig:
     bootstrap: bool = True
     frozen_layers: int = 0
     progress: bool = False
+    early_stopping: bool = True
 
     def __post_init__(self) -> None:
         rules = {
@@ -92,6 +98,7 @@ class TrainConfig:
             "bound_penalty": ("a finite number >= 0", _is_number(self.bound_penalty) and self.bound_penalty >= 0),
             "bootstrap": ("true or false", isinstance(self.bootstrap, bool)),
             "progress": ("true or false", isinstance(self.progress, bool)),
+            "early_stopping": ("true or false", isinstance(self.early_stopping, bool)),
         }
         for name, (allowed, ok) in rules.items():
             if not ok:

@@ -185,18 +185,22 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
     minibatches), ``val_loss`` the validation loss averaged over members, per epoch;
     ``member_val_loss`` each member's validation loss with the weights kept (its best epoch);
     ``best_epoch`` the index into ``val_loss`` of its minimum. Each member keeps the weights of its
-    own best epoch. On a non-finite loss training stops, every member's best weights so far (its
+    own best epoch (with ``train.early_stopping`` False: every row trains for ``max_epochs`` and
+    the last weights are kept; validation figures are in-sample). On a non-finite loss training stops, every member's best weights so far (its
     starting weights if it has none) are restored, and ``nonfinite``, ``nonfinite_epoch`` and
     ``nonfinite_members`` say where it diverged.
     """
     loss = loss if loss is not None else GaussianLoss(train.bound_penalty)
     n, k = inputs.shape[0], network.ensemble_size
-    if n < 2:
+    if n < (2 if train.early_stopping else 1):
         raise ValueError(f"need at least 2 transitions to fit (one for training, one for validation), got {n}")
-    order = torch.randperm(n, generator=generator)
-    n_val = min(n - 1, max(1, int(round(train.val_fraction * n))))
-    x_val, y_val = inputs[order[:n_val]], targets[order[:n_val]]
-    x_train, y_train = inputs[order[n_val:]], targets[order[n_val:]]
+    if train.early_stopping:
+        order = torch.randperm(n, generator=generator)
+        n_val = min(n - 1, max(1, int(round(train.val_fraction * n))))
+        x_val, y_val = inputs[order[:n_val]], targets[order[:n_val]]
+        x_train, y_train = inputs[order[n_val:]], targets[order[n_val:]]
+    else:  # every row trains; the "validation" figures are in-sample
+        n_val, x_train, y_train, x_val, y_val = 0, inputs, targets, inputs, targets
     if train.bootstrap and k > 1:
         member_rows = bootstrap_indices(n - n_val, k, generator)
     else:
@@ -210,7 +214,8 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
             _run_epochs(network, optimizer, best, report, (x_train, y_train, x_val, y_val), member_rows, train,
                         loss, generator, bar)
         finally:
-            best.restore()
+            if train.early_stopping or report.nonfinite:
+                best.restore()
             network.requires_grad_(False)
     if report.val_loss:
         report.best_epoch = min(range(len(report.val_loss)), key=report.val_loss.__getitem__)
@@ -246,7 +251,7 @@ def _run_epochs(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimiz
         since_improvement = 0 if best.update(val) else since_improvement + 1
         bar.advance()
         bar.describe(f"fitting: train {train_loss:.4g}  val {report.val_loss[-1]:.4g}")
-        if since_improvement >= train.patience:
+        if train.early_stopping and since_improvement >= train.patience:
             report.stopped_early = True
             report.message = f"stopped early after {report.epochs} epochs (no improvement for {train.patience})"
             return
