@@ -6,6 +6,7 @@ environments) unless ``--target`` gives an absolute return (Gymnasium tasks).
     python benchmarks/pets_learning.py --env cartpole-swingup --seeds 0,1,2,3,4 --trials 10
     python benchmarks/pets_learning.py --env InvertedPendulum-v5 --trials 5 --target 950
     python benchmarks/pets_learning.py --env Pendulum-v1 --trials 10 --target -200
+    python benchmarks/pets_learning.py --env cartpole-swingup --seeds 0,1,2 reward=learned termination=learned
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from forethought.agents import PETS, PETSConfig
 from forethought.config import load_config
 from forethought.experiments.run import fraction_of, oracle_return
 from forethought.experiments.run_config import PETSRunConfig
+
+
+def learned_reward(history: list) -> str:
+    """The learned reward's held-out MSE and R^2 per planned trial (nothing when the reward is known)."""
+    figures = [(r.info["reward_mse"], r.info["reward_r2"]) for r in history if r.info.get("reward_mse") is not None]
+    if not figures:
+        return ""
+    return "; learned reward held-out MSE / R^2 per fit " + ", ".join(
+        f"{mse:.3g}/{'-' if r2 is None else f'{r2:.2f}'}" for mse, r2 in figures)
 
 
 def main() -> None:
@@ -57,7 +67,8 @@ def main() -> None:
         print(f"seed {seed}: returns {np.round(returns, 1).tolist()}; "
               + (f"target reached at trial {hit.episode} after {hit.env_steps} env steps" if hit else "target not reached")
               + f"; mean of the last 5 trials {np.mean(returns[-5:]):.1f}"
-              + f"; plan {plan_ms:.0f} ms/step; {time.perf_counter() - start:.0f} s", flush=True)
+              + f"; plan {plan_ms:.0f} ms/step; {time.perf_counter() - start:.0f} s"
+              + learned_reward(history), flush=True)
     print(f"{sum(reached)} of {len(reached)} seeds reached the target within {args.trials} trials")
 
 
