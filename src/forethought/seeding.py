@@ -7,6 +7,7 @@ the ``seed`` of the next run's) and adding a consumer leaves the others unchange
 
     derive_seed(0, "model")              # an int in [0, 2**63)
     generator(0, "model")                # a torch.Generator seeded with it
+    generator(0, "model", device=cuda)   # the same seed, a generator on a CUDA device
     derive_seed(0, "eval", 3)            # names may include integers (an episode index)
 """
 
@@ -38,9 +39,10 @@ def derive_seed(seed: int, *names: str | int) -> int:
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 
-def generator(seed: int, *names: str | int) -> torch.Generator:
-    """A CPU ``torch.Generator`` seeded with :func:`derive_seed` ``(seed, *names)``."""
-    return torch.Generator().manual_seed(derive_seed(seed, *names))
+def generator(seed: int, *names: str | int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with :func:`derive_seed` ``(seed, *names)``.
+    The same seed draws different numbers on a CPU and a CUDA generator."""
+    return torch.Generator(device=device).manual_seed(derive_seed(seed, *names))
 
 
 def episode_seed(seed: int, episode: int) -> int:
@@ -56,9 +58,21 @@ def save_generators(path: str | os.PathLike, generators: dict[str, torch.Generat
 
 def load_generators(path: str | os.PathLike, generators: dict[str, torch.Generator]) -> None:
     """Restore the states :func:`save_generators` wrote into ``generators`` (CheckpointError names
-    a missing one)."""
+    a missing one, or one saved from a generator on another kind of device: CPU and CUDA states
+    differ in size)."""
     tensors, _ = load_checkpoint(path)
     for name, g in generators.items():
         if name not in tensors:
             raise CheckpointError(f"{path}: no state for generator {name!r} (has {sorted(tensors)})")
-        g.set_state(tensors[name])
+        set_state(g, tensors[name], f"{path}: generator {name!r}")
+
+
+def set_state(g: torch.Generator, state: torch.Tensor, what: str) -> None:
+    """Give ``g`` the saved ``state`` (a CPU byte tensor from ``get_state``); a CheckpointError
+    naming ``what`` when it was saved from a generator on another kind of device."""
+    expected = g.get_state().numel()
+    if state.numel() != expected:
+        raise CheckpointError(f"{what}: its state has {state.numel()} bytes, a {g.device.type} generator's has "
+                              f"{expected}: it was saved on another kind of device; load it with device set "
+                              f"to the one it was saved with")
+    g.set_state(state.cpu())

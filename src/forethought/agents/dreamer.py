@@ -29,7 +29,7 @@ from torch import nn
 from forethought.agents.latent import LatentAgent, LatentAgentConfig
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import Policy, mlp_head, symexp, symlog
-from forethought.seeding import derive_seed, generator
+from forethought.seeding import derive_seed, generator, set_state
 from forethought.serialization import load_module_tensors, module_tensors
 
 
@@ -102,7 +102,7 @@ class TanhGaussianActor(nn.Module):
         """A reparameterised action ``[N, a]``, its log-probability ``[N]`` and the Gaussian sample
         before the tanh ``[N, a]``."""
         mean, std = self.distribution(features)
-        pre_tanh = mean + std * torch.randn(mean.shape, generator=generator)
+        pre_tanh = mean + std * torch.randn(mean.shape, generator=generator, device=mean.device)
         return torch.tanh(pre_tanh), self.log_prob(mean, std, pre_tanh), pre_tanh
 
     def mode(self, features: torch.Tensor) -> torch.Tensor:
@@ -145,9 +145,11 @@ class ImaginedWorld(Protocol):
 class ImaginationActorCritic:
     """Dreamer's behaviour learning: an actor and a critic over the features of any
     :class:`ImaginedWorld`, trained on rollouts imagined from given start states; ``seed``
-    seeds the initial weights and the imagination generator (streams named after them)."""
+    seeds the initial weights (drawn on the CPU) and the imagination generator (streams named
+    after them), on ``device`` with the networks."""
 
-    def __init__(self, feature_dim: int, action_dim: int, config: DreamerConfig, seed: int = 0) -> None:
+    def __init__(self, feature_dim: int, action_dim: int, config: DreamerConfig, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         self.config = config
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left as it was
             torch.manual_seed(derive_seed(seed, "behaviour"))
@@ -155,19 +157,21 @@ class ImaginationActorCritic:
                                            config.actor_init_std)
             self.critic = mlp_head(feature_dim, config.actor_hidden, 1)
             self.target_critic = mlp_head(feature_dim, config.actor_hidden, 1)
+        for module in (self.actor, self.critic, self.target_critic):
+            module.to(device)
         self.target_critic.load_state_dict(self.critic.state_dict())
         self.target_critic.requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=1e-5)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.critic_lr, eps=1e-5)
-        self.return_scale = torch.ones(())
-        self.imagine_generator = generator(seed, "imagination")
+        self.return_scale = torch.ones((), device=device)
+        self.imagine_generator = generator(seed, "imagination", device=device)
 
     def act(self, features: torch.Tensor, explore: bool, generator: torch.Generator) -> torch.Tensor:
         """Actions ``[N, a]`` in ``[-1, 1]``: the actor's mode, or a sample plus exploration noise."""
         if not explore:
             return self.actor.mode(features)
         action = self.actor.sample(features, generator)[0]
-        noise = torch.randn(action.shape, generator=generator) * self.config.exploration_noise
+        noise = torch.randn(action.shape, generator=generator, device=action.device) * self.config.exploration_noise
         return (action + noise).clamp(-1.0, 1.0)
 
     def imagine(self, world: ImaginedWorld, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -212,7 +216,7 @@ class ImaginationActorCritic:
                 # entropy bonus from a fresh reparameterised sample of the same distributions.
                 mean, std = self.actor.distribution(features[:, :-1])
                 advantage = (returns - values[:, :-1]) / scale
-                fresh = mean + std * torch.randn(mean.shape, generator=self.imagine_generator)
+                fresh = mean + std * torch.randn(mean.shape, generator=self.imagine_generator, device=mean.device)
                 log_probs = self.actor.log_prob(mean, std, fresh)
                 objective = self.actor.log_prob(mean, std, pre_tanh) * advantage - c.entropy_scale * log_probs
             actor_loss = -(weights * objective).mean()
@@ -248,8 +252,8 @@ class ImaginationActorCritic:
 
     def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what :meth:`tensors` returned."""
-        self.return_scale = tensors["return_scale"]
-        self.imagine_generator.set_state(tensors["imagine_generator"])
+        self.return_scale = tensors["return_scale"].to(self.return_scale.device)
+        set_state(self.imagine_generator, tensors["imagine_generator"], "the behaviour's imagine_generator")
         for prefix, module, optimizer in self._parts():
             load_module_tensors(prefix, tensors, module, optimizer)
 
@@ -261,13 +265,15 @@ class Dreamer(LatentAgent):
     metrics = (*LatentAgent.metrics, "actor_loss", "critic_loss", "imagined_return", "entropy")
     config_class = DreamerConfig
 
-    def __init__(self, env: gym.Env, config: DreamerConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, env: gym.Env, config: DreamerConfig | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
         config = config or DreamerConfig()
-        super().__init__(env, config, seed)
-        self.behaviour = ImaginationActorCritic(self.model.feature_dim, self.action_dim, config, self.seed)
+        super().__init__(env, config, seed, device)
+        self.behaviour = ImaginationActorCritic(self.model.feature_dim, self.action_dim, config, self.seed,
+                                                self.device)
 
     def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
-        return self.behaviour.act(state.features, explore, self.generator)[0].numpy().astype(np.float32)
+        return self.behaviour.act(state.features, explore, self.generator)[0].cpu().numpy().astype(np.float32)
 
     def train_behaviour(self, states: LatentState) -> dict[str, float]:
         return self.behaviour.train(self.model, states)

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 
 import gymnasium as gym
+import torch
 
 from forethought.agents.imagination import ModelBasedSAC, imagine
 from forethought.agents.sac import SAC, SACConfig
@@ -67,8 +68,8 @@ class Dyna(ModelBasedSAC):
     config_class = DynaConfig
 
     def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None,
-                 seed: int = 0) -> None:
-        super().__init__(env, config or DynaConfig(), task, seed)
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+        super().__init__(env, config or DynaConfig(), task, seed, device=device)
         self.model_fits: list[int] = []
         self.imagined_updates_done = 0
 
@@ -94,8 +95,9 @@ class Dyna(ModelBasedSAC):
                                                  "imagined_updates_done": self.imagined_updates_done})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "Dyna":
-        """Rebuild an agent saved with :meth:`save` around ``env``."""
-        agent, state = cls._load(path, env, task, DynaConfig)
+    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None,
+             device: str | torch.device = "cpu") -> "Dyna":
+        """Rebuild an agent saved with :meth:`save` around ``env``, on ``device``."""
+        agent, state = cls._load(path, env, task, DynaConfig, device)
         agent.model_fits, agent.imagined_updates_done = state["model_fits"], state["imagined_updates_done"]
         return agent

@@ -66,9 +66,9 @@ class GuidedMPC(MBPO):
     config_class = GuidedMPCConfig
 
     def __init__(self, env: gym.Env, config: GuidedMPCConfig | None = None, task: TaskFunctions | None = None,
-                 seed: int = 0) -> None:
-        super().__init__(env, config or GuidedMPCConfig(), task, seed)
-        self.planner_generator = generator(self.seed, "planner")
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+        super().__init__(env, config or GuidedMPCConfig(), task, seed, device=device)
+        self.planner_generator = generator(self.seed, "planner", device=self.device)
         self.controller: PolicyGuidedMPC | None = None
         self._explore_now = False
         self.episode_counts = dict.fromkeys(_COUNTS, 0)

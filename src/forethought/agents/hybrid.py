@@ -100,7 +100,7 @@ class PolicyGuidedMPC(MPCAgent):
         """Plan from ``obs`` (seeded with the policy's rollouts) and return the plan's first action,
         or the fallback's where the plan is too uncertain; planning samples from the generator either way."""
         start = time.perf_counter()
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).ravel())
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).ravel(), device=self.model.device)
         proposals = None
         if self.hybrid.proposals > 0:
             proposals = policy_rollouts(self.model, self.policy, obs_t, self.config.horizon, self.hybrid.proposals,
@@ -118,5 +118,6 @@ class PolicyGuidedMPC(MPCAgent):
         return self.fallback(obs) if too_uncertain else self._to_env_action(plan[0])
 
     def _policy_action(self, obs: np.ndarray) -> np.ndarray:
-        action = self.policy(torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1)), True)[0]
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1), device=self.model.device)
+        action = self.policy(obs_t, True)[0]
         return self._to_env_action(action)

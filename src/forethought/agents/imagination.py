@@ -30,8 +30,10 @@ def imagine(model: DynamicsModel, task: TaskFunctions, policy: Callable[[torch.T
             start_obs: torch.Tensor, length: int, generator: torch.Generator) -> TransitionBatch:
     """Transitions of ``length``-step model rollouts from ``start_obs [N, o]`` under ``policy``
     (``[B, o] -> [B, a]`` env-unit actions), rewards and terminations from ``task``. A rollout stops
-    after its first terminal transition; at most ``N * length`` rows, step by step."""
-    obs, alive, steps = start_obs, torch.ones(start_obs.shape[0], dtype=torch.bool), []
+    after its first terminal transition; at most ``N * length`` rows, step by step, on the model's
+    device (``start_obs`` is moved there)."""
+    obs = start_obs.to(model.device)
+    alive, steps = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device), []
     with torch.no_grad():
         for _ in range(length):
             action = policy(obs)
@@ -65,7 +67,8 @@ def mixed_batch(real: ReplayBuffer, imagined: ReplayBuffer, size: int, real_frac
 class ModelBasedSAC(Agent):
     """A SAC learner in ``env`` paired with a dynamics model, for agents that train the policy on
     imagined experience. ``config`` needs ``sac``, ``model``, ``train``, ``reward``,
-    ``termination`` and ``task_model``: imagined rewards and terminations come from ``task`` when
+    ``termination`` and ``task_model``; ``device`` holds SAC's networks, the model, the learned
+    task parts, the generators and every imagined batch. Imagined rewards and terminations come from ``task`` when
     given, else from the environment's registered functions or models learned with the dynamics
     model, as those settings say (:class:`~forethought.models.task_model.TaskModel`). Subclasses do
     their model work in :meth:`_after_real_step`, called after every stored real step, before
@@ -73,21 +76,22 @@ class ModelBasedSAC(Agent):
     the learner's random stream is the model-free one."""
 
     def __init__(self, env: gym.Env, config: Any, task: TaskFunctions | None = None, seed: int = 0,
-                 sac_updates_per_step: int | None = None) -> None:
+                 sac_updates_per_step: int | None = None, device: str | torch.device = "cpu") -> None:
         if not isinstance(env.action_space, gym.spaces.Box):
             raise ValueError(f"{type(self).__name__} needs a Box action space (its policy is SAC's), got {env.action_space}")
         self.config, self.env, self.seed = config, env, derive_seed(seed)
         sac_config = config.sac
         if sac_updates_per_step is not None:
             sac_config = replace(sac_config, updates_per_step=sac_updates_per_step)
-        self.sac = SAC(env, sac_config, seed=self.seed)
+        self.sac = SAC(env, sac_config, seed=self.seed, device=device)
+        self.device = self.sac.device
         known = task if task is not None else registered_task_functions(env)
         self.task_model = TaskModel(known, config.reward, config.termination, self.sac.obs_dim, self.sac.act_dim,
-                                    config.task_model, env_name(env))
+                                    config.task_model, env_name(env), self.device)
         self.task = self.task_model.functions
-        self.model = build_model(config.model, config.train, self.sac.obs_dim, self.sac.act_dim)
-        self.generator = generator(self.seed, "model")
-        self.task_generator = generator(self.seed, "task")
+        self.model = build_model(config.model, config.train, self.sac.obs_dim, self.sac.act_dim).to(self.device)
+        self.generator = generator(self.seed, "model", device=self.device)
+        self.task_generator = generator(self.seed, "task", device=self.device)
         self.model_val_loss: float | None = None
         self.model_diverged: bool | None = None
         self.task_quality: dict[str, float | None] = dict.fromkeys(QUALITY_KEYS)
@@ -111,7 +115,7 @@ class ModelBasedSAC(Agent):
         The model must have been fitted. Planning draws from ``planner_generator`` (default: a
         fresh ``"planner"`` stream of the agent's seed)."""
         return PolicyGuidedMPC(self.model, self.task, self.sac.env.action_space, self.sac.policy, planner, hybrid,
-                               planner_generator or generator(self.seed, "planner"), fallback)
+                               planner_generator or generator(self.seed, "planner", device=self.device), fallback)
 
     def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult | None:
         """See :meth:`SAC.advance`; the episode's ``info`` holds the model's latest validation loss,
@@ -165,18 +169,19 @@ class ModelBasedSAC(Agent):
         return path
 
     @classmethod
-    def _load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None, config_type: type
-              ) -> tuple[Any, dict[str, Any]]:
-        """The agent :meth:`_save` wrote, around ``env``, and its saved ``state``."""
+    def _load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None, config_type: type,
+              device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
+        """The agent :meth:`_save` wrote, around ``env``, on ``device``, and its saved ``state``."""
         path = Path(path)
         state = read_agent_state(path, cls.__name__)
         config = build(config_type, state["config"])
         # the saved SAC buffer already holds any logged offline rows
-        agent = cls(env, replace(config, sac=replace(config.sac, offline_data=None)), task, seed=state["seed"])
+        agent = cls(env, replace(config, sac=replace(config.sac, offline_data=None)), task, seed=state["seed"],
+                    device=device)
         agent.config = config
-        agent.sac = SAC.load(path / "sac", env)
+        agent.sac = SAC.load(path / "sac", env, device=agent.device)
         if state["model_fitted"]:
-            agent.model = DynamicsModel.load(path / "model")
+            agent.model = DynamicsModel.load(path / "model", device=agent.device)
         agent.model_val_loss, agent.model_diverged = state["model_val_loss"], state["model_diverged"]
         agent.task_model.load(path / "task", state["task_fitted_rows"])
         agent.task_quality = dict(state["task_quality"])

@@ -3,6 +3,9 @@ the loop "collect an episode, then train on sequences sampled from everything so
 
 Actions are normalised: the world model, the planner and the actor work in ``[-1, 1]`` per
 dimension, mapped linearly onto the environment's Box bounds when stepping.
+
+``device`` (``cpu``, ``cuda`` or ``auto``) holds the world model, the behaviour, the generators
+and the sequence batches (sampled from the NumPy buffer, then moved there).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from forethought.data.env_loop import EnvLoop
 from forethought.data.sequences import SequenceBuffer
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import LatentModelConfig, LatentWorldModel
-from forethought.seeding import derive_seed, episode_seed
+from forethought.device import resolve_device
+from forethought.seeding import derive_seed, episode_seed, set_state
 from forethought.serialization import atomic_write_text, load_checkpoint, read_agent_state, save_checkpoint
 
 
@@ -76,7 +80,8 @@ class LatentAgent(Agent):
                                 "train_s")
     config_class: type[LatentAgentConfig] = LatentAgentConfig
 
-    def __init__(self, env: gym.Env, config: LatentAgentConfig, seed: int = 0) -> None:
+    def __init__(self, env: gym.Env, config: LatentAgentConfig, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
         space, obs_space = env.action_space, env.observation_space
         if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1 or not np.isfinite(space.low).all() \
                 or not np.isfinite(space.high).all():
@@ -86,11 +91,12 @@ class LatentAgent(Agent):
             raise ValueError(f"{type(self).__name__} needs uint8 [3, {config.model.image_size}, {config.model.image_size}] "
                              f"image observations (see forethought.envs.make_pixel_env), got {obs_space}")
         self.env, self.config, self.seed = env, config, derive_seed(seed)
+        self.device = resolve_device(device)
         self.action_dim = space.shape[0]
         self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
-        self.model = LatentWorldModel(config.model, self.action_dim, seed=self.seed)
+        self.model = LatentWorldModel(config.model, self.action_dim, seed=self.seed, device=self.device)
         self.buffer = SequenceBuffer(obs_space.shape, self.action_dim, capacity=config.buffer_capacity)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator(self.device).manual_seed(self.seed)
         self.history: list[EpisodeResult] = []
         self._env_steps = 0
         self._state: LatentState | None = None
@@ -114,8 +120,8 @@ class LatentAgent(Agent):
     @torch.no_grad()
     def observe(self, obs: np.ndarray) -> LatentState:
         """Update the filtered state with frame ``obs``, reached by :attr:`last_action`."""
-        frame = torch.from_numpy(np.ascontiguousarray(obs))[None]
-        action = torch.as_tensor(self.last_action, dtype=torch.float32).reshape(1, self.action_dim)
+        frame = torch.from_numpy(np.ascontiguousarray(obs))[None].to(self.device)
+        action = torch.as_tensor(self.last_action, dtype=torch.float32, device=self.device).reshape(1, self.action_dim)
         self._state = self.model.observe_step(self._state, action, frame)
         return self._state
 
@@ -153,7 +159,8 @@ class LatentAgent(Agent):
         return _SequenceRecorder(self, buffer)
 
     def _random_action(self, obs: np.ndarray) -> np.ndarray:
-        self.last_action = (torch.rand(self.action_dim, generator=self.generator) * 2 - 1).numpy()
+        unit = torch.rand(self.action_dim, generator=self.generator, device=self.device)
+        self.last_action = (unit * 2 - 1).cpu().numpy()
         return self.to_env_action(self.last_action)
 
     def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult:
@@ -198,17 +205,18 @@ class LatentAgent(Agent):
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env) -> "LatentAgent":
-        """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment)."""
+    def load(cls, path: str | os.PathLike, env: gym.Env, device: str | torch.device = "cpu") -> "LatentAgent":
+        """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment),
+        on ``device``."""
         path = Path(path)
         state = read_agent_state(path, cls.__name__)
         if state.get("kind") != cls.name:
             raise ValueError(f"{path} holds a {state.get('kind')!r} agent, not {cls.name!r}")
-        agent = cls(env, build(cls.config_class, state["config"]), seed=state["seed"])
-        agent.model = LatentWorldModel.load(path / "world_model")
+        agent = cls(env, build(cls.config_class, state["config"]), seed=state["seed"], device=device)
+        agent.model = LatentWorldModel.load(path / "world_model", device=agent.device)
         agent.buffer = SequenceBuffer.load(path / "buffer.npz", capacity=agent.config.buffer_capacity)
         tensors, _ = load_checkpoint(path / "agent")
-        agent.generator.set_state(tensors.pop("generator"))
+        set_state(agent.generator, tensors.pop("generator"), f"{path / 'agent'}: generator")
         agent.load_extra_tensors(tensors)
         agent._env_steps, agent.history = state["env_steps"], [EpisodeResult.from_dict(r) for r in state["history"]]
         return agent

@@ -90,8 +90,8 @@ class MBPO(ModelBasedSAC):
     config_class = MBPOConfig
 
     def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None,
-                 seed: int = 0) -> None:
-        super().__init__(env, config or MBPOConfig(), task, seed, sac_updates_per_step=0)
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
+        super().__init__(env, config or MBPOConfig(), task, seed, sac_updates_per_step=0, device=device)
         self.model_buffer = self._model_buffer(self.config.min_rollout_length)
         self.model_fitted_at: int | None = None
         self.log: list[dict] = []
@@ -126,6 +126,7 @@ class MBPO(ModelBasedSAC):
         batch = imagine(self.model, self.task, self._policy, start_obs, length, self.generator)
         finite = torch.isfinite(batch.next_obs).all(dim=-1) & torch.isfinite(batch.reward)
         kept = batch[finite]
+        kept = kept.to("cpu")
         self.model_buffer.add_batch(kept.obs.numpy(), kept.action.numpy(), kept.reward.numpy(), kept.next_obs.numpy(),
                                     kept.terminated.numpy(), kept.truncated.numpy())
         self.log.append({"env_steps": steps, "rollout_length": length, "rows": len(kept),
@@ -145,9 +146,10 @@ class MBPO(ModelBasedSAC):
         self.model_fitted_at, self.log = state["model_fitted_at"], state["log"]
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "MBPO":
-        """Rebuild an agent saved with :meth:`save` around ``env``."""
-        agent, state = cls._load(path, env, task, cls.config_class)
+    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None,
+             device: str | torch.device = "cpu") -> "MBPO":
+        """Rebuild an agent saved with :meth:`save` around ``env``, on ``device``."""
+        agent, state = cls._load(path, env, task, cls.config_class, device)
         saved = ReplayBuffer.load(Path(path) / "model_buffer.npz")
         length = state["log"][-1]["rollout_length"] if state["log"] else agent.config.min_rollout_length
         agent.model_buffer = agent._model_buffer(length, keep=saved)

@@ -31,7 +31,8 @@ class MPCAgent:
 
     ``evaluator`` scores candidate sequences (a :class:`~forethought.planning.TrajectoryEvaluator`
     set up from the config; differentiable when the optimiser needs gradients), ``optimizer`` is
-    the config's trajectory optimiser. ``plan_ms`` holds the wall-clock milliseconds of every
+    the config's trajectory optimiser; candidates are drawn on ``generator``'s device, which must
+    be the model's. ``plan_ms`` holds the wall-clock milliseconds of every
     planning call; ``last_evaluation`` the evaluator's scoring of the latest candidates
     (disagreement and vetoes included).
     """
@@ -89,4 +90,4 @@ class MPCAgent:
         if isinstance(self.action_space, gym.spaces.Discrete):
             return int(self.action_space.start) + int(action.round().item())
         low, high = self.action_space.low, self.action_space.high
-        return np.clip(action.numpy().astype(self.action_space.dtype), low, high).reshape(self.action_space.shape)
+        return np.clip(action.cpu().numpy().astype(self.action_space.dtype), low, high).reshape(self.action_space.shape)

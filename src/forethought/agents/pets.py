@@ -3,7 +3,7 @@
 A few random-action trials, then repeat: fit the model on all data so far, run one trial with the
 MPC agent planning in it.
 
-    agent = PETS(envs.make("cartpole-swingup"), PETSConfig(), seed=0)
+    agent = PETS(envs.make("cartpole-swingup"), PETSConfig(), seed=0)   # device="cuda" plans on a GPU
     results = agent.learn(episodes=10)          # one episode per trial
     agent.save("runs/pets/agent"); agent = PETS.load("runs/pets/agent", env)
 """
@@ -30,6 +30,7 @@ from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.envs.analytic import analytic_step
 from forethought.envs.task_functions import TaskFunctions, with_state_cost
 from forethought.config import build
+from forethought.device import resolve_device
 from forethought.models.base import DynamicsModel
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
@@ -109,15 +110,20 @@ class PETS(Agent):
     trial; its record's ``info`` holds ``model_val_loss`` (the fit before it; None for random or
     oracle trials), ``model_diverged`` (the fit's loss went non-finite), ``model_fitted`` (a model
     has been trained), ``plan_ms_per_step`` and the learned reward's and termination's held-out
-    quality (:data:`~forethought.models.task_model.QUALITY_KEYS`; None where known)."""
+    quality (:data:`~forethought.models.task_model.QUALITY_KEYS`; None where known).
+
+    ``device`` (``cpu``, ``cuda`` or ``auto``, see :func:`~forethought.device.resolve_device`)
+    holds the model, the learned task parts and the planner's candidates and generators; the
+    saved agent is the same whatever it was, and :meth:`load` picks the device anew."""
 
     name = "pets"
     metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", *QUALITY_KEYS)
     config_class = PETSConfig
 
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, device: str | torch.device = "cpu") -> None:
         self.env, self.config, self.seed = env, config or PETSConfig(), derive_seed(seed)
+        self.device = resolve_device(device)
         planner = self.config.planner.optimizer
         if isinstance(env.action_space, gym.spaces.Discrete) and not optimizer_class(planner).supports_discrete:
             raise ValueError(f"PETS with the {planner!r} planner needs a Box action space, got {env.action_space}; "
@@ -133,11 +139,11 @@ class PETS(Agent):
             raise ValueError(f"oracle mode plans with the environment's own reward and termination; none are "
                              f"registered for {type(env.unwrapped).__name__}")
         self.task_model = TaskModel(known, "known" if c.oracle else c.reward, "known" if c.oracle else c.termination,
-                                    self.obs_dim, self.act_dim, c.task_model, env_name(env))
+                                    self.obs_dim, self.act_dim, c.task_model, env_name(env), self.device)
         self.task = with_state_cost(self.task_model.functions, c.state_cost)
-        self.task_generator = generator(self.seed, "task")
+        self.task_generator = generator(self.seed, "task", device=self.device)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator(self.device).manual_seed(self.seed)
         self.model = self._make_model()
         self.history: list[EpisodeResult] = []
         self.agent: MPCAgent | None = None
@@ -152,7 +158,7 @@ class PETS(Agent):
             check_env_sizes(c.offline_data, logged.obs_dim, logged.act_dim, self.env)
             self.buffer, self.offline_rows = logged, len(logged)
         if c.offline_model is not None:
-            model = DynamicsModel.load(c.offline_model)
+            model = DynamicsModel.load(c.offline_model, device=self.device)
             check_env_sizes(c.offline_model, model.obs_dim, model.act_dim, self.env)
             self.model = model
 
@@ -164,13 +170,13 @@ class PETS(Agent):
 
     def _make_model(self) -> DynamicsModel:
         if not self.config.oracle:
-            return build_model(self.config.model, self.config.train, self.obs_dim, self.act_dim)
+            return build_model(self.config.model, self.config.train, self.obs_dim, self.act_dim).to(self.device)
         step = analytic_step(self.env)
         if step is None:
             raise ValueError(f"oracle mode needs the exact dynamics of the environment (our own environments, "
                              f"Pendulum-v1 and MuJoCo tasks whose observation is their state); {type(self.env.unwrapped).__name__} "
                              f"has none")
-        return KnownDynamics(step, self.obs_dim, self.act_dim)
+        return KnownDynamics(step, self.obs_dim, self.act_dim).to(self.device)
 
     @property
     def env_steps(self) -> int:
@@ -270,19 +276,22 @@ class PETS(Agent):
         return {"generator": self.generator, "task": self.task_generator}
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None) -> "PETS":
-        """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment)."""
+    def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None,
+             device: str | torch.device = "cpu") -> "PETS":
+        """Rebuild an agent saved with :meth:`save` around ``env`` (the same kind of environment),
+        on ``device`` (its generators' states load only on the kind of device they were saved on)."""
         path = Path(path)
         state = read_agent_state(path, "PETS")
         config = build(PETSConfig, state["config"])
         # the saved buffer and model already hold what an offline start loaded
-        agent = cls(env, replace(config, offline_data=None, offline_model=None), task, seed=state["seed"])
+        agent = cls(env, replace(config, offline_data=None, offline_model=None), task, seed=state["seed"],
+                    device=device)
         agent.config = config
         buffer = ReplayBuffer.load(path / "buffer.npz")
         check_env_sizes(f"the agent in {path}", buffer.obs_dim, buffer.act_dim, env)
         agent.buffer, agent.offline_rows = buffer, state["offline_rows"]
         if not agent.config.oracle and state["model_fitted"]:
-            agent.model = DynamicsModel.load(path / "model")
+            agent.model = DynamicsModel.load(path / "model", device=agent.device)
         agent.task_model.load(path / "task", state["task_fitted_rows"])
         load_generators(path / "generator", agent._generators())
         agent.history = [EpisodeResult.from_dict(r) for r in state["history"]]

@@ -22,7 +22,7 @@ import torch
 from forethought.agents.latent import LatentAgent, LatentAgentConfig
 from forethought.models.rssm import LatentState
 from forethought.planning import make_optimizer, optimizer_names
-from forethought.seeding import generator
+from forethought.seeding import generator, set_state
 
 
 @dataclass
@@ -56,11 +56,12 @@ class PlaNet(LatentAgent):
     name = "planet"
     config_class = PlaNetConfig
 
-    def __init__(self, env: gym.Env, config: PlaNetConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, env: gym.Env, config: PlaNetConfig | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
         config = config or PlaNetConfig()
-        super().__init__(env, config, seed)
+        super().__init__(env, config, seed, device)
         space = gym.spaces.Box(-1.0, 1.0, shape=(self.action_dim,), dtype=np.float32)
-        self.plan_generator = generator(self.seed, "planner")
+        self.plan_generator = generator(self.seed, "planner", device=self.device)
         self.optimizer = make_optimizer(config.optimizer, space, config.horizon, generator=self.plan_generator,
                                         **config.settings)
 
@@ -80,12 +81,12 @@ class PlaNet(LatentAgent):
     def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
         action = self.optimizer.plan(self.objective(state))[0]
         if explore and self.config.exploration_noise > 0:
-            noise = torch.randn(action.shape, generator=self.generator) * self.config.exploration_noise
-            action = (action + noise).clamp(-1.0, 1.0)
-        return action.numpy().astype(np.float32)
+            noise = torch.randn(action.shape, generator=self.generator, device=action.device)
+            action = (action + noise * self.config.exploration_noise).clamp(-1.0, 1.0)
+        return action.cpu().numpy().astype(np.float32)
 
     def extra_tensors(self) -> dict[str, torch.Tensor]:
         return {"plan_generator": self.plan_generator.get_state()}
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.plan_generator.set_state(tensors["plan_generator"])
+        set_state(self.plan_generator, tensors["plan_generator"], "the agent's plan_generator")

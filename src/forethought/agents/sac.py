@@ -8,6 +8,9 @@ and, through :meth:`SAC.update`, as the policy learner inside Dyna and MBPO.
     agent = SAC(gym.make("Pendulum-v1"), SACConfig(), seed=0)
     agent.learn(steps=20_000)
     action = agent.act(obs)                     # deterministic: tanh of the policy's mean
+
+``device`` (``cpu``, ``cuda`` or ``auto``) holds the networks, the temperature, the generator and
+the minibatches (sampled from the NumPy replay buffer, then moved there).
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ from torch import nn
 
 from forethought.agents.base import Agent, EpisodeResult
 from forethought.config import build
+from forethought.device import resolve_device
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.data.env_loop import EnvLoop, ReplayRecorder
 from forethought.data.offline import load_npz
-from forethought.seeding import derive_seed, episode_seed
+from forethought.seeding import derive_seed, episode_seed, set_state
 from forethought.serialization import (atomic_write_text, load_checkpoint, load_module_tensors, load_optimizer_tensors,
                                        module_tensors, optimizer_tensors, read_agent_state, save_checkpoint)
 
@@ -81,12 +85,13 @@ class SACConfig:
 
 
 def mlp(in_dim: int, out_dim: int, hidden_size: int, hidden_layers: int, generator: torch.Generator) -> nn.Sequential:
-    """ReLU MLP initialised from ``generator`` (PyTorch's default uniform ``1/sqrt(fan_in)`` bounds)."""
-    sizes = [in_dim] + [hidden_size] * hidden_layers
+    """ReLU MLP on ``generator``'s device, initialised from it (PyTorch's default uniform
+    ``1/sqrt(fan_in)`` bounds)."""
+    sizes, device = [in_dim] + [hidden_size] * hidden_layers, generator.device
     layers: list[nn.Module] = []
     for i, o in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(i, o), nn.ReLU()]
-    layers.append(nn.Linear(sizes[-1], out_dim))
+        layers += [nn.Linear(i, o, device=device), nn.ReLU()]
+    layers.append(nn.Linear(sizes[-1], out_dim, device=device))
     with torch.no_grad():
         for layer in layers:
             if isinstance(layer, nn.Linear):
@@ -110,7 +115,8 @@ class SquashedGaussianActor(nn.Module):
         ``tanh(mean)`` (and the log-density at the mean)."""
         mean, log_std = self.net(obs).chunk(2, dim=-1)
         log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-        noise = torch.zeros_like(mean) if deterministic else torch.randn(mean.shape, generator=generator)
+        noise = torch.zeros_like(mean) if deterministic else torch.randn(mean.shape, generator=generator,
+                                                                         device=mean.device)
         u = mean + log_std.exp() * noise
         gaussian = (-0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=-1)
         # log |d tanh(u)/du| = log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)), stable for large |u|
@@ -140,23 +146,24 @@ class SAC(Agent):
     metrics: tuple[str, ...] = ()
     config_class = SACConfig
 
-    def __init__(self, env: gym.Env, config: SACConfig | None = None, seed: int = 0) -> None:
+    def __init__(self, env: gym.Env, config: SACConfig | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
         if not isinstance(env.action_space, gym.spaces.Box):
             raise ValueError(f"SAC needs a Box action space, got {env.action_space}")
         if not np.all(np.isfinite(env.action_space.low)) or not np.all(np.isfinite(env.action_space.high)):
             raise ValueError(f"SAC needs finite action bounds, got low={env.action_space.low}, "
                              f"high={env.action_space.high}")
-        self.env, self.config = env, config or SACConfig()
+        self.env, self.config, self.device = env, config or SACConfig(), resolve_device(device)
         self.obs_dim, self.act_dim = flat_dim(env.observation_space), flat_dim(env.action_space)
-        low, high = (torch.as_tensor(b, dtype=torch.float32).reshape(-1) for b in (env.action_space.low,
-                                                                                   env.action_space.high))
+        low, high = (torch.as_tensor(b, dtype=torch.float32, device=self.device).reshape(-1)
+                     for b in (env.action_space.low, env.action_space.high))
         self.action_center, self.action_half_range = (high + low) / 2, (high - low) / 2
         c, self.seed = self.config, derive_seed(seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.generator = torch.Generator(self.device).manual_seed(self.seed)
         self.actor = SquashedGaussianActor(self.obs_dim, self.act_dim, c.hidden_size, c.hidden_layers, self.generator)
         self.critic = TwinQ(self.obs_dim, self.act_dim, c.hidden_size, c.hidden_layers, self.generator)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(c.initial_alpha), requires_grad=True)
+        self.log_alpha = torch.tensor(math.log(c.initial_alpha), requires_grad=True, device=self.device)
         self.target_entropy = float(c.target_entropy if c.target_entropy is not None else -self.act_dim)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=c.learning_rate, fused=True)
         self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=c.learning_rate, fused=True)
@@ -203,8 +210,8 @@ class SAC(Agent):
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
         """One env-unit action for one observation: ``tanh`` of the policy's mean, or (not
         ``deterministic``) a sample from it, drawn from the agent's generator."""
-        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
-        action = self.policy(obs_t, deterministic)[0].numpy()
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1), device=self.device)
+        action = self.policy(obs_t, deterministic)[0].cpu().numpy()
         return action.reshape(self.env.action_space.shape).astype(self.env.action_space.dtype)
 
     # ------------------------------------------------------------------ learning
@@ -215,8 +222,8 @@ class SAC(Agent):
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """One gradient step of the temperature, the critics and the actor on ``batch`` (env-unit
         actions; ``terminated`` ends bootstrapping, ``truncated`` does not), then a Polyak step of
-        the target critics. Returns the losses."""
-        c = self.config
+        the target critics. Returns the losses. The batch is moved to the agent's device."""
+        c, batch = self.config, batch.to(self.device)
         action, log_prob = self.actor(batch.obs, self.generator)
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_optimizer.zero_grad()
@@ -271,8 +278,8 @@ class SAC(Agent):
         try:
             while loop.running and (max_steps is None or taken < max_steps):
                 if self.stored_steps < c.learning_starts:
-                    unit = torch.rand(self.act_dim, generator=self.generator) * 2 - 1
-                    action = self.to_env_action(unit).numpy().reshape(self.env.action_space.shape)
+                    unit = torch.rand(self.act_dim, generator=self.generator, device=self.device) * 2 - 1
+                    action = self.to_env_action(unit).cpu().numpy().reshape(self.env.action_space.shape)
                     info = loop.step(action.astype(self.env.action_space.dtype))[-1]
                 else:
                     info = loop.act_and_step(behaviour)[-1]
@@ -326,14 +333,15 @@ class SAC(Agent):
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env) -> "SAC":
-        """Rebuild an agent saved with :meth:`save` around ``env``. An episode the saved agent had
+    def load(cls, path: str | os.PathLike, env: gym.Env, device: str | torch.device = "cpu") -> "SAC":
+        """Rebuild an agent saved with :meth:`save` around ``env``, on ``device``. An episode the saved agent had
         not finished is continued by the next :meth:`learn`: the environment is reset with that
         episode's seed and its stored actions replayed (deterministic environments only)."""
         path = Path(path)
         state = read_agent_state(path, "SAC")
         config = build(SACConfig, state["config"])
-        agent = cls(env, replace(config, offline_data=None), seed=state["seed"])  # the saved buffer holds the logged rows
+        # the saved buffer holds the logged rows
+        agent = cls(env, replace(config, offline_data=None), seed=state["seed"], device=device)
         agent.config = config
         tensors, _ = load_checkpoint(path / "networks")
         for name, module in agent._modules().items():
@@ -341,7 +349,7 @@ class SAC(Agent):
         with torch.no_grad():
             agent.log_alpha.copy_(tensors["log_alpha"])
         load_optimizer_tensors("alpha", tensors, agent.alpha_optimizer)
-        agent.generator.set_state(tensors["generator"])
+        set_state(agent.generator, tensors["generator"], f"{path / 'networks'}: generator")
         buffer = ReplayBuffer.load(path / "buffer.npz", capacity=agent.config.buffer_capacity)
         check_env_sizes(f"the agent in {path}", buffer.obs_dim, buffer.act_dim, env)
         agent.buffer, agent.loop.recorder = buffer, ReplayRecorder(buffer)

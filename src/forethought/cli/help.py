@@ -11,7 +11,8 @@ training epoch), TensorBoard events, checkpoints/model.{safetensors,json}, summa
 plots/*.png.
 
 Any config value can be set as key.sub=value after the options, e.g.
-  forethought fit-model --env pendulum-swingup model.hidden_size=64 train.lr=3e-4
+  forethought fit-model --env pendulum-swingup model.hidden_size=64 train.lr=3e-4 device=auto
+(device: cpu, the default, cuda or auto, which picks cuda where torch has it.)
 Precedence: defaults < --config YAML < options < key=value overrides."""
 
 COMPARE_HELP = """Fit several model types (default: linear, d, p, de, pe) and the constant-delta baseline
@@ -44,6 +45,11 @@ planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by defa
 model trained on sequences; planet plans with CEM in its latent space, dreamer trains an
 actor-critic in imagination. Adds plots/open_loop.png and videos/open_loop.gif. Overrides e.g.
 agent.model.depth=16 agent.train_steps=50 action_repeat=4 eval_every=10000.
+
+device=cpu|cuda|auto (every algorithm): where the agent's networks, models, planner candidates,
+generators and minibatches live; cpu is the default and bit-reproducible, auto picks cuda where
+torch has it, and cuda without it stops with an error before anything is written. run.json
+records the device used.
 
 Presets: where forethought ships settings for the environment and algorithm (InvertedPendulum-v5,
 pendulum-swingup, HalfCheetah-v5, Reacher-v5, Pusher-v5, DeepMind Control tasks; docs/presets.md),

@@ -35,6 +35,10 @@ class TransitionBatch:
     def __getitem__(self, index: torch.Tensor | slice) -> "TransitionBatch":
         return TransitionBatch(*(getattr(self, f.name)[index] for f in fields(self)))
 
+    def to(self, device: torch.device | str) -> "TransitionBatch":
+        """The batch with every tensor on ``device`` (itself when they are already there)."""
+        return TransitionBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
+
 
 class ReplayBuffer:
     """Growable (or ring) store of transitions with generator-driven sampling and splits.
@@ -163,13 +167,13 @@ class ReplayBuffer:
         """Uniform minibatch of ``batch_size`` transitions drawn with replacement."""
         if self._size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        return self.get(torch.randint(self._size, (batch_size,), generator=generator))
+        return self.get(torch.randint(self._size, (batch_size,), generator=generator, device=generator.device).cpu())
 
     def split(self, val_fraction: float, generator: torch.Generator) -> tuple[TransitionBatch, TransitionBatch]:
         """Random train/validation split; the validation part holds ``round(val_fraction * N)`` rows."""
         if not 0.0 <= val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        order = torch.randperm(self._size, generator=generator)
+        order = torch.randperm(self._size, generator=generator, device=generator.device).cpu()
         n_val = int(round(val_fraction * self._size))
         return self.get(order[n_val:]), self.get(order[:n_val])
 
@@ -235,4 +239,4 @@ def bootstrap_indices(n: int, members: int, generator: torch.Generator) -> torch
     """Per-member bootstrap resamples: ``[members, n]`` row indices drawn with replacement."""
     if n < 1:
         raise ValueError(f"cannot bootstrap from {n} rows")
-    return torch.randint(n, (members, n), generator=generator)
+    return torch.randint(n, (members, n), generator=generator, device=generator.device)

@@ -22,7 +22,7 @@ class Normalizer:
         if data.ndim != 2 or data.shape[1] != self.dim:
             raise ValueError(f"Normalizer expects data of shape (N, {self.dim}), got {tuple(data.shape)}")
         data = data.to(torch.float64)
-        std = data.std(dim=0, unbiased=False) if data.shape[0] > 1 else torch.ones(self.dim, dtype=torch.float64)
+        std = data.std(dim=0, unbiased=False) if data.shape[0] > 1 else torch.ones_like(data[0])
         self.mean = data.mean(dim=0).float()
         self.std = torch.where(std < self.min_std, torch.ones_like(std), std).float()
         return self
@@ -33,8 +33,15 @@ class Normalizer:
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.std.to(x) + self.mean.to(x)
 
+    def to(self, device: torch.device | str) -> "Normalizer":
+        """Move the statistics to ``device``; returns itself."""
+        self.mean, self.std = self.mean.to(device), self.std.to(device)
+        return self
+
     def state_dict(self, prefix: str) -> dict[str, torch.Tensor]:
         return {f"{prefix}.mean": self.mean.clone(), f"{prefix}.std": self.std.clone()}
 
     def load_state_dict(self, tensors: dict[str, torch.Tensor], prefix: str) -> None:
-        self.mean, self.std = tensors[f"{prefix}.mean"].float(), tensors[f"{prefix}.std"].float()
+        device = self.mean.device  # loading keeps the statistics where they were
+        self.mean = tensors[f"{prefix}.mean"].float().to(device)
+        self.std = tensors[f"{prefix}.std"].float().to(device)

@@ -39,6 +39,10 @@ class SequenceBatch:
     is_first: torch.Tensor
     is_terminal: torch.Tensor
 
+    def to(self, device: torch.device | str) -> "SequenceBatch":
+        """The batch with every tensor on ``device`` (itself when they are already there)."""
+        return SequenceBatch(*(getattr(self, name).to(device) for name in SequenceBuffer._FIELDS))
+
 
 class SequenceBuffer:
     """Stores whole episodes in flat growing arrays; :meth:`sample` draws chunks that lie inside one
@@ -146,7 +150,7 @@ class SequenceBuffer:
         if len(starts) == 0:
             raise ValueError(f"sequence length {length} is longer than every stored episode "
                              f"(the longest has {max(self.episode_lengths)} rows)")
-        picks = starts[torch.randint(len(starts), (batch_size,), generator=generator).numpy()]
+        picks = starts[torch.randint(len(starts), (batch_size,), generator=generator, device=generator.device).cpu().numpy()]
         rows = picks[:, None] + np.arange(length)[None, :]
         return SequenceBatch(*(torch.from_numpy(self._arrays[name][rows]) for name in self._FIELDS))
 

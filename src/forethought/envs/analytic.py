@@ -85,7 +85,8 @@ def _single_step(env: gym.Env) -> StepFunction | None:
         return lambda obs, action: gymnasium_pendulum_step(obs, action, inner)
     if isinstance(inner, LinearSystemEnv):
         A, B, c = (torch.as_tensor(m, dtype=torch.float64) for m in (inner.A, inner.B, inner.c))
-        return lambda obs, action: (obs.double() @ A.T + action.double() @ B.T + c).to(obs.dtype)
+        return lambda obs, action: (obs.double() @ A.T.to(obs.device) + action.double() @ B.T.to(obs.device)
+                                    + c.to(obs.device)).to(obs.dtype)
     if env.spec is not None and hasattr(inner, "frame_skip") and hasattr(inner, "model"):
         return mujoco_step(gym.make(inner.spec or env.spec))
     return None

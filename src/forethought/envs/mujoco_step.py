@@ -53,6 +53,6 @@ def mujoco_step(env: gym.Env) -> StepFunction | None:
         states, _ = rollout.rollout(model, scratch, start, np.repeat(a[:, None, :], frame_skip, axis=1))
         last = states[:, -1]
         next_obs = np.concatenate([last[:, 1 + skipped:1 + nq], last[:, 1 + nq:1 + nq + nv]], axis=1)
-        return torch.from_numpy(next_obs).to(obs.dtype)
+        return torch.from_numpy(next_obs).to(dtype=obs.dtype, device=obs.device)
 
     return step

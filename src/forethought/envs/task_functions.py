@@ -141,7 +141,7 @@ def with_state_cost(task: TaskFunctions, weights: dict[int, float]) -> TaskFunct
         if int(indices.max()) >= next_obs.shape[-1]:
             raise ValueError(f"state cost names observation index {int(indices.max())}, but observations have "
                              f"{next_obs.shape[-1]} entries")
-        cost = (next_obs.index_select(-1, indices) ** 2 * scale.to(next_obs)).sum(-1)
+        cost = (next_obs.index_select(-1, indices.to(next_obs.device)) ** 2 * scale.to(next_obs)).sum(-1)
         return task.reward(obs, action, next_obs) - cost
 
     return TaskFunctions(reward, task.termination)

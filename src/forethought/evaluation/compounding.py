@@ -65,13 +65,14 @@ def open_loop_rollout(model: DynamicsModel, obs0: torch.Tensor, actions: torch.T
     Returns:
         A :class:`Prediction` whose fields are ``[W, H, o]`` float64: the mean at step ``t + 1`` and
         the variances of the one-step prediction made from the step-``t`` mean (they are not
-        propagated through the dynamics, so they understate the spread of a long rollout).
+        propagated through the dynamics, so they understate the spread of a long rollout); on the
+        CPU whatever the model's device.
     """
     state = torch.as_tensor(obs0)
     steps = []
     with torch.no_grad():
         for t in range(actions.shape[1]):
-            pred = model.predict(state, actions[:, t]).map(lambda x: x.to(torch.float64))
+            pred = model.predict(state, actions[:, t]).map(lambda x: x.to(torch.float64).cpu())
             steps.append(pred)
             state = pred.mean
     fields = zip(*((p.mean, p.aleatoric_var, p.epistemic_var) for p in steps))

@@ -35,6 +35,7 @@ def open_loop_report(model: LatentWorldModel, batch: SequenceBatch, context: int
     """Observe ``context`` frames of each sequence, imagine the rest under the recorded actions, and
     compare with what really happened (rewards are compared from the first imagined step on)."""
     frames, rewards = model.open_loop(batch, context)
+    batch, frames, rewards = batch.to("cpu"), frames.cpu(), rewards.cpu()
     real = batch.obs.permute(0, 1, 3, 4, 2).numpy()
     predicted = frames.permute(0, 1, 3, 4, 2).numpy()
     reward_error = (rewards[:, context:] - batch.reward[:, context:]).abs().mean(0).numpy()
@@ -65,14 +66,16 @@ def prediction_pairs(report: OpenLoopReport, sequence: int = 0, scale: int = 2) 
 def imagination_throughput(model: LatentWorldModel, starts: int = 1024, horizon: int = 15, repeats: int = 3) -> float:
     """Imagined latent steps per second: ``starts`` states rolled ``horizon`` steps under fixed
     random actions in one batch (median of ``repeats`` timings)."""
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator(model.device).manual_seed(0)
     start = model.rssm.initial(starts)
-    actions = torch.rand(starts, horizon, model.action_dim, generator=generator) * 2 - 1
+    actions = torch.rand(starts, horizon, model.action_dim, generator=generator, device=model.device) * 2 - 1
     timings = []
     with torch.no_grad():
         for _ in range(repeats):
             begin = time.perf_counter()
             future, _ = model.imagine(start, horizon, actions=actions, generator=generator)
             model.reward(future.features)
+            if model.device.type == "cuda":  # kernels run asynchronously: wait for them before timing
+                torch.cuda.synchronize(model.device)
             timings.append(time.perf_counter() - begin)
     return starts * horizon / float(np.median(timings))

@@ -41,7 +41,7 @@ def predict_batched(model: DynamicsModel, obs: torch.Tensor, actions: torch.Tens
     with torch.no_grad():
         for start in range(0, obs.shape[0], batch_size):
             stop = start + batch_size
-            chunks.append(model.predict(obs[start:stop], actions[start:stop]).map(lambda t: t.to(torch.float64)))
+            chunks.append(model.predict(obs[start:stop], actions[start:stop]).map(lambda t: t.to(torch.float64).cpu()))
     fields = zip(*((p.mean, p.aleatoric_var, p.epistemic_var) for p in chunks))
     return Prediction(*(None if any(t is None for t in parts) else torch.cat(parts) for parts in fields))
 

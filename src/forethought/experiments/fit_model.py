@@ -16,6 +16,7 @@ import torch
 from forethought import envs
 from forethought.data import ReplayBuffer, collect, load_npz
 from forethought.data.offline import npz_env_id, save_transitions
+from forethought.device import check_device, device_name, resolve_device
 from forethought.evaluation import (calibration, one_step_error, plot_compounding_error,
                                     plot_predicted_trajectories, rollout_error)
 from forethought.experiments.run_dir import RunDir
@@ -31,6 +32,8 @@ class FitModelConfig:
     ``eval_steps`` more, from separate episodes, for held-out evaluation; with ``data`` set, the
     last ``holdout`` fraction of its episodes is held out instead. ``num_envs`` > 1 collects from
     that many copies of the environment, sharing the budget (see :func:`~forethought.data.collect`).
+    ``device`` (``cpu``, ``cuda`` or ``auto``) is where the model trains; the saved model holds
+    CPU tensors either way.
     """
 
     env: str = "cartpole-swingup"
@@ -45,11 +48,13 @@ class FitModelConfig:
     out: str = "runs/fit-model"
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for name in ("steps", "eval_steps", "horizon", "num_envs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_device(self.device)
 
 
 def load_data(config: FitModelConfig, progress: bool) -> tuple[ReplayBuffer, ReplayBuffer]:
@@ -101,11 +106,13 @@ def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = 
     start = time.perf_counter()
     train, held_out = load_data(config, progress)
     env, env_source = data_env(config)
-    model = build_model(config.model, config.train, train.obs_dim, train.act_dim, progress=progress)
+    device = resolve_device(config.device)
+    model = build_model(config.model, config.train, train.obs_dim, train.act_dim, progress=progress).to(device)
     source = {"env": env, "env_source": env_source, "data": config.data}
-    with RunDir(config.out, config, overwrite=overwrite, command="fit-model", info=source) as run:
+    info = {**source, "device": device_name(device)}
+    with RunDir(config.out, config, overwrite=overwrite, command="fit-model", info=info) as run:
         save_transitions(train, run.path / "data.npz", env_id=env)
-        report = model.fit(train, generator=torch.Generator().manual_seed(config.seed))
+        report = model.fit(train, generator=torch.Generator(device).manual_seed(config.seed))
         for epoch, train_loss in enumerate(report.train_loss):
             val = report.val_loss[epoch] if epoch < len(report.val_loss) else float("nan")
             run.log({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val}, step=epoch + 1)

@@ -33,6 +33,7 @@ from forethought import envs
 from forethought.agents import AGENTS, PETS, Agent, EpisodeResult
 from forethought.config import config_to_dict, load_config
 from forethought.data.env_loop import NonFiniteOutputError, episode_returns
+from forethought.device import device_name
 from forethought.envs.analytic import analytic_step
 from forethought.envs.flatten import observation_layout
 from forethought.envs.make import frame_size_kwargs
@@ -107,7 +108,8 @@ def oracle_return(config: RunConfig, planner_config: Any) -> float | None:
     try:
         if analytic_step(env) is None or registered_task_functions(env) is None:
             return None
-        oracle = PETS(env, dataclasses.replace(planner_config, oracle=True), seed=derive_seed(config.seed, "oracle"))
+        oracle = PETS(env, dataclasses.replace(planner_config, oracle=True), seed=derive_seed(config.seed, "oracle"),
+                      device=config.device)
         return float(np.mean([r.total_reward for r in oracle.learn(episodes=config.oracle_episodes)]))
     finally:
         env.close()
@@ -137,13 +139,13 @@ class _Run:
 
     # ------------------------------------------------------------------ starting
     def new_agent(self) -> Agent:
-        agent = self.spec.agent(self.env, self.config.agent, seed=self.config.seed)
+        agent = self.spec.agent(self.env, self.config.agent, seed=self.config.seed, device=self.config.device)
         self.hooks = self.spec.hooks(self.config, agent, self.eval_env or self.env)
         return agent
 
     def restore(self, checkpoint: Path, state: dict[str, Any]) -> Agent:
         """The agent saved in ``checkpoint``, with the hooks' and run loop's state (``state``: its run_state.json)."""
-        agent = self.spec.agent.load(checkpoint, self.env)
+        agent = self.spec.agent.load(checkpoint, self.env, device=self.config.device)
         self.hooks = self.spec.hooks(self.config, agent, self.eval_env or self.env)
         self.hooks.load(checkpoint)
         self.oracle, self.evaluations = state["oracle_return"], state["evaluations"]
@@ -305,6 +307,7 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
             agent = job.new_agent()  # every setting is checked here, before the run directory exists
             job.oracle = oracle_return(config, job.hooks.oracle_config())
             layout = observation_layout(job.env)  # where each part of a Dict/Tuple observation went
+            info = {**(info or {}), "device": device_name(agent.device)}
             if layout is not None:
                 info = {**(info or {}), "observation_layout": layout}
             run = RunDir(config.out, config, overwrite=overwrite or resume, command=f"run {algo}", lock=lock,

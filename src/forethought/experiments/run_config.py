@@ -19,6 +19,7 @@ from forethought.agents.mbpo import MBPOConfig
 from forethought.agents.pets import PETSConfig
 from forethought.agents.planet import PlaNetConfig
 from forethought.agents.sac import SACConfig
+from forethought.device import check_device
 
 
 @dataclass
@@ -36,7 +37,11 @@ class RunConfig:
     ``continue_untrained``: go on when a model fit diverged (non-finite loss) before any model was
     trained, instead of stopping with an error. ``action_repeat``: environment steps each agent
     action is held for (the rewards summed; the training and evaluation environments alike);
-    ``steps``, ``eval_every`` and ``env_steps`` count the raw environment steps."""
+    ``steps``, ``eval_every`` and ``env_steps`` count the raw environment steps. ``device``:
+    where the agent's networks, models, planner candidates, generators and sampled batches live,
+    ``cpu`` (bit-reproducible), ``cuda`` or ``auto`` (cuda where available, else cpu); it is a
+    setting of the run rather than of the algorithm, like ``seed``: the agent's saved config
+    does not hold it, so a saved agent loads onto whichever device the next run names."""
 
     env: str = "Pendulum-v1"
     env_kwargs: dict = field(default_factory=dict)
@@ -53,6 +58,7 @@ class RunConfig:
     target: float | None = None
     video: bool = True
     continue_untrained: bool = False
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -74,6 +80,7 @@ class RunConfig:
             raise ValueError("env must name an environment")
         if isinstance(self.action_repeat, bool) or not isinstance(self.action_repeat, int) or self.action_repeat < 1:
             raise ValueError(f"action_repeat must be an integer >= 1, got {self.action_repeat!r}")
+        check_device(self.device)
 
 
 @dataclass

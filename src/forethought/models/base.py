@@ -6,6 +6,7 @@ A model is fitted on transitions and predicts the distribution of the next obser
     pred = model.predict(obs, action)               # pred.mean, pred.aleatoric_var, pred.epistemic_var
     next_obs = model.sample(obs, action, generator) # one stochastic draw
     model.save("ckpt/model"); DynamicsModel.load("ckpt/model")
+    model.to("cuda")                                # its tensors on a device; inputs follow it
 
 Planners see a model only through this interface. An ensemble (``ensemble_size > 1``) also exposes
 its members: ``model.elites`` (the members ``predict`` and ``sample`` use),
@@ -16,6 +17,8 @@ autograd, in float32 or bfloat16). ``model.delta_scale()`` is the typical size o
 per dimension and ``model.linearization(obs, action)`` the local linear model ``(A, B, c)``.
 
 Callers pass and receive raw observations; delta targets and normalisation stay inside models.
+Inputs on any device are moved to the model's ``device`` (``cpu`` unless :meth:`to` moved it);
+generators passed to ``fit`` and ``sample`` must be on it.
 """
 
 from __future__ import annotations
@@ -185,7 +188,8 @@ class CheckpointedModel(ABC):
 
     Subclasses set ``kind`` (the name stored in checkpoints) and implement ``_state`` and
     ``_from_state``; a checkpoint is ``path.safetensors`` + ``path.json`` holding the kind, the
-    sizes, ``fitted`` and the constructor config.
+    sizes, ``fitted`` and the constructor config. Checkpoints hold CPU tensors whatever
+    ``device`` the model is on.
     """
 
     kind: ClassVar[str] = ""
@@ -195,6 +199,21 @@ class CheckpointedModel(ABC):
             raise ValueError(f"obs_dim and act_dim must be >= 1, got obs_dim={obs_dim}, act_dim={act_dim}")
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.fitted = False
+        self.device = torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> "CheckpointedModel":
+        """Move every tensor of the model to ``device`` (its networks, normalisers, tensors and
+        inner models); returns the model."""
+        from forethought.data.normalizer import Normalizer  # data -> models is the import direction
+
+        device = torch.device(device)
+        for name, value in vars(self).items():
+            if isinstance(value, (torch.nn.Module, Normalizer, CheckpointedModel)):
+                value.to(device)
+            elif isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        self.device = device
+        return self
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -208,10 +227,11 @@ class CheckpointedModel(ABC):
                                         "fitted": self.fitted, "config": config})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **kwargs: Any) -> "CheckpointedModel":
-        """Load a model saved with :meth:`save`; the stored ``kind`` picks the class, which must be
-        ``cls`` or a subclass (``DynamicsModel.load`` loads any dynamics model). Extra ``kwargs``
-        go to models that need non-tensor parts (e.g. a residual model's simulator)."""
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", **kwargs: Any) -> "CheckpointedModel":
+        """Load a model saved with :meth:`save` onto ``device``; the stored ``kind`` picks the
+        class, which must be ``cls`` or a subclass (``DynamicsModel.load`` loads any dynamics
+        model). Extra ``kwargs`` go to models that need non-tensor parts (e.g. a residual model's
+        simulator)."""
         tensors, meta = load_checkpoint(path)
         target = model_class(meta.get("kind"), path)
         if not issubclass(target, cls):
@@ -221,7 +241,7 @@ class CheckpointedModel(ABC):
         except (KeyError, RuntimeError) as err:
             raise CheckpointError(f"checkpoint {path} does not match a {target.__name__}: {err}") from err
         model.fitted = bool(meta.get("fitted", True))
-        return model
+        return model.to(device)
 
     @abstractmethod
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -263,9 +283,10 @@ class DynamicsModel(CheckpointedModel):
         shuffling and initialisation (a fixed default seed is used when omitted). A fit that
         diverged before its first finite epoch leaves ``fitted`` as it was
         (:attr:`FitReport.produced_model`)."""
-        obs, act, nxt = transition_tensors(data, actions, next_obs, self.obs_dim, self.act_dim)
+        obs, act, nxt = (t.to(self.device) for t in transition_tensors(data, actions, next_obs, self.obs_dim,
+                                                                        self.act_dim))
         if generator is None:
-            generator = torch.Generator().manual_seed(0)
+            generator = torch.Generator(self.device).manual_seed(0)
         report = self._fit(obs, act, nxt, generator)
         self.fitted = self.fitted or report.produced_model
         return report
@@ -284,7 +305,7 @@ class DynamicsModel(CheckpointedModel):
         pred = self.predict(obs, action)
         if pred.aleatoric_var is None:
             return pred.mean
-        noise = torch.randn(pred.mean.shape, generator=generator, dtype=pred.mean.dtype)
+        noise = torch.randn(pred.mean.shape, generator=generator, dtype=pred.mean.dtype, device=pred.mean.device)
         return pred.mean + pred.aleatoric_var.sqrt() * noise
 
     # ------------------------------------------------------------------ members, for planners
@@ -325,8 +346,8 @@ class DynamicsModel(CheckpointedModel):
             return None
         size, elites = self.ensemble_size, sorted(int(k) for k in self.elites)
         # block of each model member: its own when it is an elite, else elite 0's (prediction dropped)
-        block = torch.tensor([elites.index(k) if k in elites else 0 for k in range(size)])
-        keep, all_members = torch.tensor(elites), elites == list(range(size))
+        block = torch.tensor([elites.index(k) if k in elites else 0 for k in range(size)], device=self.device)
+        keep, all_members = torch.tensor(elites, device=self.device), elites == list(range(size))
 
         def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
             if not all_members:
@@ -353,7 +374,7 @@ class DynamicsModel(CheckpointedModel):
         """Typical size of a one-step change per dimension ``[obs_dim]`` (float32): the std of
         ``next_obs - obs`` in the training data for models that normalise their targets, ones
         otherwise. Planners measure members' disagreement in these units."""
-        return torch.ones(self.obs_dim)
+        return torch.ones(self.obs_dim, device=self.device)
 
     def linearization(self, obs: Any = None, action: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The mean prediction linearised at ``obs [o]``, ``action [a]``: float64 ``(A [o, o],
@@ -372,7 +393,8 @@ class DynamicsModel(CheckpointedModel):
 
     # ------------------------------------------------------------------ for subclasses
     def _inputs(self, obs: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        obs_t, act_t = as_tensor(obs, "obs", self.obs_dim), as_tensor(action, "action", self.act_dim)
+        obs_t = as_tensor(obs, "obs", self.obs_dim).to(self.device)
+        act_t = as_tensor(action, "action", self.act_dim).to(self.device)
         if obs_t.shape[:-1] != act_t.shape[:-1]:
             raise ValueError(f"obs batch shape {tuple(obs_t.shape[:-1])} differs from action batch shape "
                              f"{tuple(act_t.shape[:-1])}")

@@ -26,7 +26,7 @@ class ConstantDelta(DynamicsModel):
     def _fit(self, obs, action, next_obs, generator) -> FitReport:
         delta = (next_obs - obs).double()
         self.delta_mean = delta.mean(0).float()
-        self.delta_var = delta.var(0, unbiased=False).float() if len(delta) > 1 else torch.zeros(self.obs_dim)
+        self.delta_var = delta.var(0, unbiased=False).float() if len(delta) > 1 else torch.zeros(self.obs_dim, device=self.device)
         mse = float(((delta - delta.mean(0)) ** 2).mean())
         return FitReport(train_loss=[mse], epochs=1)
 

@@ -155,5 +155,5 @@ class EnsembleDynamicsNetwork(nn.Module):
         """Per-member regulariser ``sum(max_log_std) - sum(min_log_std)``, shape ``[K]`` (zeros for a
         deterministic network)."""
         if not self.probabilistic:
-            return torch.zeros(self.ensemble_size)
+            return torch.zeros(self.ensemble_size, device=self.body.weights[0].device)
         return (self.max_log_std - self.min_log_std).sum(dim=(1, 2))

@@ -80,16 +80,17 @@ class FrozenEnsemble:
         self.chunk_bytes = chunk_bytes if chunk_bytes is not None else (4 << 20 if bf16 else 2 << 20)
         self.fused_chunk_bytes = chunk_bytes if chunk_bytes is not None else 640 << 10
         self.out_dim, self.probabilistic, self.size = network.out_dim, network.probabilistic, len(members)
-        self.in_dim = network.body.in_dim
-        self.input_scale = torch.ones(self.in_dim) if input_scale is None else input_scale.detach().float()
-        self.input_shift = torch.zeros(self.in_dim) if input_shift is None else input_shift.detach().float()
-        index = torch.tensor(members)
+        self.in_dim, self.device = network.body.in_dim, network.body.weights[0].device
+        ones, zeros = torch.ones(self.in_dim, device=self.device), torch.zeros(self.in_dim, device=self.device)
+        self.input_scale = ones if input_scale is None else input_scale.detach().float().to(self.device)
+        self.input_shift = zeros if input_shift is None else input_shift.detach().float().to(self.device)
+        index = torch.tensor(members, device=self.device)
         with torch.no_grad():
             body = network.body
             layers = [(w.index_select(0, index), b.index_select(0, index)) for w, b in zip(body.weights, body.biases)]
             self.weights = self._augmented(layers)
-            # per member, per layer: (weight [out, in] contiguous, bias [out]), as oneDNN takes them
-            self.linear_layers = None if bf16 else [
+            # per member, per layer: (weight [out, in] contiguous, bias [out]), as oneDNN (CPU only) takes them
+            self.linear_layers = None if bf16 or self.device.type != "cpu" else [
                 [(w[e].t().contiguous(), b[e, 0].contiguous()) for w, b in layers] for e in range(len(members))]
             if self.probabilistic:
                 self.min_log_std = network.min_log_std.index_select(0, index).clone()
@@ -103,11 +104,12 @@ class FrozenEnsemble:
         the compute dtype); a hidden layer's column ``out`` is ``1 / c`` in that row and zero
         elsewhere, so the ones column survives every layer and the bias enters the product
         exactly scaled. Further padding rows and columns are zero (they stay zero through SiLU)."""
-        augmented, carried = [], torch.ones((), dtype=self.dtype)
+        augmented, carried = [], torch.ones((), dtype=self.dtype, device=self.device)
         for i, (weight, bias) in enumerate(layers):
             members, inputs, outputs = weight.shape
             hidden = i < len(layers) - 1
-            matrix = torch.zeros(members, self._width(inputs), self._width(outputs) if hidden else outputs)
+            matrix = torch.zeros(members, self._width(inputs), self._width(outputs) if hidden else outputs,
+                                 device=self.device)
             matrix[:, :inputs, :outputs] = weight
             matrix[:, inputs, :outputs] = bias[:, 0] / carried.float()
             if hidden:
@@ -179,8 +181,8 @@ class FrozenEnsemble:
         members, rows, _ = h.shape
         widest = max((w.shape[2] for w in self.weights[:-1]), default=self.weights[-1].shape[2])
         block = max(16, min(rows, self.chunk_bytes // (widest * self.weights[0].element_size())))
-        buffers = (torch.empty(block, widest, dtype=self.dtype), torch.empty(block, widest, dtype=self.dtype))
-        out = torch.empty(members, rows, self.weights[-1].shape[2], dtype=self.dtype)
+        buffers = tuple(torch.empty(block, widest, dtype=self.dtype, device=self.device) for _ in range(2))
+        out = torch.empty(members, rows, self.weights[-1].shape[2], dtype=self.dtype, device=self.device)
         for e in range(members):
             for start in range(0, rows, block):
                 x = h[e, start:start + block]
@@ -206,7 +208,7 @@ class FrozenEnsemble:
         if features != self.in_dim:
             raise ValueError(f"inputs have {features} features in all, the network takes {self.in_dim}")
         members, rows = parts[0].shape[:2]
-        h = torch.empty(members, rows, self.in_dim + extra_columns, dtype=self.dtype)
+        h = torch.empty(members, rows, self.in_dim + extra_columns, dtype=self.dtype, device=self.device)
         start = 0
         for part in parts:
             end = start + part.shape[-1]

@@ -113,10 +113,10 @@ class LinearGaussian(DynamicsModel):
         else:
             # Ridge as least squares on extra rows sqrt(ridge) * I (zero target), bias row left out:
             # the same minimiser as (X^T X + ridge I') theta = X^T Y, without forming X^T X.
-            penalty = torch.zeros(p - 1, p, dtype=torch.float64)
-            penalty[:, : p - 1] = torch.eye(p - 1, dtype=torch.float64) * self.ridge ** 0.5
+            penalty = torch.zeros(p - 1, p, dtype=torch.float64, device=self.device)
+            penalty[:, : p - 1] = torch.eye(p - 1, dtype=torch.float64, device=self.device) * self.ridge ** 0.5
             augmented_design = torch.cat([design, penalty])
-            augmented_target = torch.cat([delta, torch.zeros(p - 1, o, dtype=torch.float64)])
+            augmented_target = torch.cat([delta, torch.zeros(p - 1, o, dtype=torch.float64, device=self.device)])
         q, r = torch.linalg.qr(augmented_design)
         theta = torch.linalg.solve_triangular(r, q.T @ augmented_target, upper=True)  # [p, o]
         residual = delta - design @ theta
@@ -128,7 +128,7 @@ class LinearGaussian(DynamicsModel):
                         f"N - p = {dof} and is unreliable")
             dof = 1
         noise_cov = residual.T @ residual / dof
-        self.A = torch.eye(o, dtype=torch.float64) + theta[:o].T
+        self.A = torch.eye(o, dtype=torch.float64, device=self.device) + theta[:o].T
         self.B = theta[o:o + self.act_dim].T.contiguous()
         self.c = theta[-1].clone()
         self.noise_cov = 0.5 * (noise_cov + noise_cov.T)
@@ -167,7 +167,7 @@ class LinearGaussian(DynamicsModel):
         """One draw ``[..., o]`` of ``A s + B a + c + w`` with ``w ~ N(0, noise_cov)`` (the full
         covariance, so correlated noise stays correlated). Parameter uncertainty is not sampled."""
         mean = self.predict(obs, action).mean
-        standard = torch.randn(mean.shape, generator=generator, dtype=torch.float64)
+        standard = torch.randn(mean.shape, generator=generator, dtype=torch.float64, device=mean.device)
         return mean + (standard @ self.noise_factor().T).to(mean.dtype)
 
     # ------------------------------------------------------------------ persistence

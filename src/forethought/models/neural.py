@@ -155,12 +155,12 @@ class MLPDynamics(DynamicsModel):
         obs_t, act_t = obs_t.reshape(-1, self.obs_dim), act_t.reshape(-1, self.act_dim)
         rows = obs_t.shape[0]
         means, variances = self._members(obs_t, act_t)
-        elites = torch.tensor(self.elites)
-        member = elites[torch.randint(len(self.elites), (rows,), generator=generator)]
-        picked = means[member, torch.arange(rows)]
+        elites, row = torch.tensor(self.elites, device=self.device), torch.arange(rows, device=self.device)
+        member = elites[torch.randint(len(self.elites), (rows,), generator=generator, device=self.device)]
+        picked = means[member, row]
         if variances is not None:
-            noise = torch.randn(picked.shape, generator=generator, dtype=picked.dtype)
-            picked = picked + variances[member, torch.arange(rows)].sqrt() * noise
+            noise = torch.randn(picked.shape, generator=generator, dtype=picked.dtype, device=self.device)
+            picked = picked + variances[member, row].sqrt() * noise
         return picked.reshape(*lead, self.obs_dim)
 
     # ------------------------------------------------------------------ members, for planners
@@ -216,12 +216,13 @@ class MLPDynamics(DynamicsModel):
     def _elite_network(self, elites: list[int]) -> EnsembleDynamicsNetwork:
         """An ``E``-member copy of the network holding the elites' current weights (every
         parameter has the member axis first, so a member is a slice)."""
-        if self._elite_copy is None or self._elite_copy[0] != tuple(elites):
+        if self._elite_copy is None or self._elite_copy[0] != tuple(elites) or \
+                self._elite_copy[1].body.weights[0].device != self.device:
             body = self.network.body
             copy = EnsembleDynamicsNetwork(body.in_dim, self.network.out_dim, self.probabilistic, len(elites),
                                            body.hidden_size, body.hidden_layers)
-            self._elite_copy = (tuple(elites), copy.requires_grad_(False))
-        copy, index = self._elite_copy[1], torch.tensor(elites)
+            self._elite_copy = (tuple(elites), copy.requires_grad_(False).to(self.device))
+        copy, index = self._elite_copy[1], torch.tensor(elites, device=self.device)
         with torch.no_grad():
             for mine, theirs in zip(copy.parameters(), self.network.parameters()):
                 mine.copy_(theirs.index_select(0, index))

@@ -75,9 +75,10 @@ class _TransitionMLP(CheckpointedModel):
         elif targets is None:
             raise TypeError(f"{type(self).__name__}.fit(obs, actions, next_obs, targets) needs the "
                             f"{self.target_field} targets when no buffer is given")
-        obs, act, nxt = transition_tensors(data, actions, next_obs, self.obs_dim, self.act_dim)
-        y = self._targets(targets, obs.shape[0])
-        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        obs, act, nxt = (t.to(self.device) for t in transition_tensors(data, actions, next_obs, self.obs_dim,
+                                                                        self.act_dim))
+        y = self._targets(targets, obs.shape[0]).to(self.device)
+        generator = generator if generator is not None else torch.Generator(self.device).manual_seed(0)
         features = torch.cat([obs, act, nxt], dim=-1)
         self.input_norm.fit(features)
         self.network.reset_parameters(generator)
@@ -106,6 +107,7 @@ class _TransitionMLP(CheckpointedModel):
             raise RuntimeError(f"{type(self).__name__} has not been fitted: call fit(...) first")
         obs_t, act_t = as_tensor(obs, "obs", self.obs_dim), as_tensor(action, "action", self.act_dim)
         nxt_t = as_tensor(next_obs, "next_obs", self.obs_dim)
+        obs_t, act_t, nxt_t = obs_t.to(self.device), act_t.to(self.device), nxt_t.to(self.device)
         shapes_ok = obs_t.ndim == act_t.ndim == nxt_t.ndim == 2 and obs_t.shape[0] == act_t.shape[0] == nxt_t.shape[0]
         if not shapes_ok:
             raise ValueError(f"{type(self).__name__} expects obs (B, {self.obs_dim}), action (B, {self.act_dim}), "
@@ -219,7 +221,7 @@ class TerminationClassifier(_TransitionMLP):
 
     def __call__(self, obs: Any, action: Any, next_obs: Any) -> torch.Tensor:
         """``[B]`` bool: probability above ``threshold``, or a non-finite ``next_obs``."""
-        diverged = ~torch.isfinite(torch.as_tensor(next_obs)).all(dim=-1)
+        diverged = ~torch.isfinite(torch.as_tensor(next_obs, device=self.device)).all(dim=-1)
         return (self.probability(obs, action, next_obs) > self.threshold) | diverged
 
     def _targets(self, targets: Any, rows: int) -> torch.Tensor:
@@ -235,7 +237,7 @@ class TerminationClassifier(_TransitionMLP):
         if bool((targets == targets[0]).all()):
             return self._constant(bool(targets[0]))
         positives = float(targets.mean())
-        class_weight = torch.tensor([0.5 / (1.0 - positives), 0.5 / positives])
+        class_weight = torch.tensor([0.5 / (1.0 - positives), 0.5 / positives], device=targets.device)
         return train_ensemble(self.network, features, targets[:, None], self.train_config, generator,
                               BalancedCrossEntropy(class_weight))
 

@@ -103,6 +103,7 @@ class TaskModel:
         obs_dim, act_dim: flat observation and action lengths.
         config: the learned models' size and training.
         env_name: the environment's name, for the error when a known part is missing.
+        device: where the learned parts live (the planner's tensors must be there too).
 
     ``functions`` is a :class:`~forethought.envs.TaskFunctions` whose members call the current
     parts (batched ``(obs [B, o], action [B, a], next_obs [B, o])`` to ``[B]``), so planners built
@@ -110,9 +111,10 @@ class TaskModel:
     """
 
     def __init__(self, known: TaskFunctions | None, reward: str, termination: str, obs_dim: int, act_dim: int,
-                 config: TaskModelConfig | None = None, env_name: str = "this environment") -> None:
+                 config: TaskModelConfig | None = None, env_name: str = "this environment",
+                 device: torch.device | str = "cpu") -> None:
         check_sources(reward, termination)
-        self.config = config or TaskModelConfig()
+        self.config, self.device = config or TaskModelConfig(), torch.device(device)
         c = self.config
         if known is None and "known" in (reward, termination):
             part = "reward" if reward == "known" else "termination"
@@ -121,10 +123,10 @@ class TaskModel:
                              f"forethought.envs.register_task_functions")
         self.learns_reward = reward == "learned" or (reward == "auto" and known is None)
         self.learns_termination = termination == "learned" or (termination == "auto" and known is None)
-        self.reward_model = RewardModel(obs_dim, act_dim, c.hidden_size, c.hidden_layers, c.train) \
+        self.reward_model = RewardModel(obs_dim, act_dim, c.hidden_size, c.hidden_layers, c.train).to(self.device) \
             if self.learns_reward else None
         self.termination_model = TerminationClassifier(obs_dim, act_dim, c.hidden_size, c.hidden_layers,
-                                                       c.termination_threshold, c.train) \
+                                                       c.termination_threshold, c.train).to(self.device) \
             if self.learns_termination else None
         self._known_reward = None if self.learns_reward else known.reward
         if self.learns_termination:
@@ -180,6 +182,7 @@ class TaskModel:
         learned or not fitted, R^2 where the rewards are constant, precision where nothing is
         predicted to terminate, recall where nothing terminates)."""
         out: dict[str, float | None] = dict.fromkeys(QUALITY_KEYS)
+        batch = batch.to(self.device)
         with torch.no_grad():
             if self.reward_model is not None and self.reward_model.fitted:
                 error = self.reward_model(batch.obs, batch.action, batch.next_obs) - batch.reward
@@ -208,7 +211,7 @@ class TaskModel:
         the row count of the fit they came from."""
         path = Path(path)
         if self.reward_model is not None and (path / "reward.json").is_file():
-            self.reward_model = RewardModel.load(path / "reward")
+            self.reward_model = RewardModel.load(path / "reward", device=self.device)
         if self.termination_model is not None and (path / "termination.json").is_file():
-            self.termination_model = TerminationClassifier.load(path / "termination")
+            self.termination_model = TerminationClassifier.load(path / "termination", device=self.device)
         self.fitted_rows = int(fitted_rows)

@@ -49,7 +49,7 @@ def member_training_loss(network: EnsembleDynamicsNetwork, x: torch.Tensor, y: t
 def member_validation_mse(network: EnsembleDynamicsNetwork, x: torch.Tensor, y: torch.Tensor,
                           chunk: int = 8192) -> torch.Tensor:
     """Per-member MSE ``[K]`` of the predicted means on shared rows x ``[N, in]``, y ``[N, out]``."""
-    total = torch.zeros(network.ensemble_size, dtype=torch.float64)
+    total = torch.zeros(network.ensemble_size, dtype=torch.float64, device=x.device)
     for start in range(0, x.shape[0], chunk):
         mean, _ = network(x[start:start + chunk])
         total += (mean - y[start:start + chunk]).pow(2).sum(dim=(1, 2)).double()
@@ -164,7 +164,7 @@ def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimi
     k, n = member_rows.shape
     epoch_rows = n if math.ceil(n / train.batch_size) >= train.min_epoch_batches else \
         train.min_epoch_batches * train.batch_size
-    shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator), dim=1))
+    shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator, device=generator.device).to(member_rows.device), dim=1))
                           for _ in range(math.ceil(epoch_rows / n))], dim=1)[:, :epoch_rows]
     losses = []
     for batch, start in enumerate(range(0, epoch_rows, train.batch_size)):
@@ -195,16 +195,16 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
     if n < (2 if train.early_stopping else 1):
         raise ValueError(f"need at least 2 transitions to fit (one for training, one for validation), got {n}")
     if train.early_stopping:
-        order = torch.randperm(n, generator=generator)
+        order = torch.randperm(n, generator=generator, device=generator.device).to(inputs.device)
         n_val = min(n - 1, max(1, int(round(train.val_fraction * n))))
         x_val, y_val = inputs[order[:n_val]], targets[order[:n_val]]
         x_train, y_train = inputs[order[n_val:]], targets[order[n_val:]]
     else:  # every row trains; the "validation" figures are in-sample
         n_val, x_train, y_train, x_val, y_val = 0, inputs, targets, inputs, targets
     if train.bootstrap and k > 1:
-        member_rows = bootstrap_indices(n - n_val, k, generator)
+        member_rows = bootstrap_indices(n - n_val, k, generator).to(inputs.device)
     else:
-        member_rows = torch.arange(n - n_val).expand(k, n - n_val)
+        member_rows = torch.arange(n - n_val, device=inputs.device).expand(k, n - n_val)
 
     network.requires_grad_(True)
     _freeze(network, train.frozen_layers)

@@ -30,6 +30,7 @@ from torch import nn
 from forethought.data.sequences import SequenceBatch
 from forethought.models.rssm import RSSM, LatentState
 from forethought.models.vision import ConvDecoder, ConvEncoder, preprocess
+from forethought.seeding import set_state
 from forethought.serialization import CheckpointError, load_checkpoint, load_module_tensors, module_tensors, save_checkpoint
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
@@ -96,9 +97,11 @@ def balanced_kl_loss(rssm: RSSM, posterior: torch.Tensor, prior: torch.Tensor, f
 
 class LatentWorldModel(nn.Module):
     """Encoder + RSSM + decoder + reward head + continue head, trained together with one Adam;
-    ``seed`` seeds the initial weights and the sampling generator."""
+    ``seed`` seeds the initial weights (drawn on the CPU, so every device starts from the same
+    ones) and the sampling generator, on ``device`` with the weights. Batches are moved there."""
 
-    def __init__(self, config: LatentModelConfig, action_dim: int, seed: int = 0) -> None:
+    def __init__(self, config: LatentModelConfig, action_dim: int, seed: int = 0,
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
         self.config, self.action_dim = config, int(action_dim)
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG left as it was
@@ -113,13 +116,19 @@ class LatentWorldModel(nn.Module):
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))
         self.register_buffer("reward_statistics_set", torch.zeros((), dtype=torch.bool))
+        self.to(device)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=config.learning_rate, eps=1e-5)
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator(self.device).manual_seed(seed)
         self.updates = 0
 
     @property
     def feature_dim(self) -> int:
         return self.rssm.feature_dim
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are."""
+        return self.reward_mean.device
 
     # ------------------------------------------------------------------ filtering and imagination
     def _check_sequences(self, obs: torch.Tensor, action: torch.Tensor, is_first: torch.Tensor) -> None:
@@ -184,7 +193,7 @@ class LatentWorldModel(nn.Module):
     # ------------------------------------------------------------------ training
     def loss(self, batch: SequenceBatch) -> tuple[torch.Tensor, dict[str, float], LatentState]:
         """Total loss, its parts as floats, and the posterior states ``[B, L, ...]``."""
-        c = self.config
+        c, batch = self.config, batch.to(self.device)
         states, posterior, prior = self.observe(batch.obs, batch.action, batch.is_first)
         features = states.features
         target = preprocess(batch.obs)
@@ -239,7 +248,7 @@ class LatentWorldModel(nn.Module):
         """Observe the first ``context`` frames, then imagine the rest under the recorded actions
         (prior means, no sampling). Returns predicted frames uint8 ``[B, L, 3, S, S]`` (the first
         ``context`` reconstructed, the rest imagined) and predicted rewards ``[B, L]``."""
-        length = batch.obs.shape[1]
+        length, batch = batch.obs.shape[1], batch.to(self.device)
         if not 1 <= context < length:
             raise ValueError(f"context must be in [1, {length - 1}] for sequences of {length} frames, got {context}")
         states, _, _ = self.observe(batch.obs[:, :context], batch.action[:, :context], batch.is_first[:, :context])
@@ -258,12 +267,14 @@ class LatentWorldModel(nn.Module):
                                         "generator": self.generator.get_state().tolist()})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "LatentWorldModel":
+    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu") -> "LatentWorldModel":
+        """The model :meth:`save` wrote, on ``device`` (its generator's state loads only on the
+        kind of device it was saved on)."""
         tensors, meta = load_checkpoint(path)
         if meta.get("kind") != "latent-world-model":
             raise CheckpointError(f"{path} is not a latent world model checkpoint (kind={meta.get('kind')!r})")
-        model = cls(LatentModelConfig(**meta["config"]), meta["action_dim"])
+        model = cls(LatentModelConfig(**meta["config"]), meta["action_dim"], device=device)
         load_module_tensors("model", tensors, model, model.optimizer)
         model.updates = meta["updates"]
-        model.generator.set_state(torch.tensor(meta["generator"], dtype=torch.uint8))
+        set_state(model.generator, torch.tensor(meta["generator"], dtype=torch.uint8), f"{path}: generator")
         return model

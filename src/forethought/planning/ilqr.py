@@ -374,9 +374,13 @@ class ILQROptimizer(TrajectoryOptimizer):
             scores = evaluate(objective, candidates)
             evaluations += candidates.shape[0]
             start = candidates[int(torch.argmax(scores))]
-        self.solver = ILQR.from_reward(objective.step, objective.reward, self.horizon, self.action_space,
+        # the solver's small sequential matrix work runs on the CPU; the model and reward where they live
+        device = start.device
+        step = lambda x, u: objective.step(x.to(device), u.to(device)).to(x.device)  # noqa: E731
+        reward = lambda x, u, n: objective.reward(x.to(device), u.to(device), n.to(device)).to(x.device)  # noqa: E731
+        self.solver = ILQR.from_reward(step, reward, self.horizon, self.action_space,
                                        settings=self.solver_settings(), dtype=start.dtype)
-        plan = self.bounds.project(self.solver.optimize(objective.obs, start))
+        plan = self.bounds.project(self.solver.optimize(objective.obs, start.cpu()).to(device))
         score = evaluate(objective, plan.unsqueeze(0))
         info = {**self.solver.last_info, "evaluations": evaluations + 1, "vetoed": int((score == -math.inf).sum())}
         return SearchResult(plan, float(score[0]), plan, info)

@@ -33,7 +33,7 @@ def shuffled_slots(rows: int, members: int, generator: torch.Generator) -> tuple
     ``rows..E*B-1`` included) lands in each member's block with probability ``1 / E``, and the
     blocks are all full."""
     block = -(-rows // members)
-    return torch.randperm(members * block, generator=generator), block
+    return torch.randperm(members * block, generator=generator, device=generator.device), block
 
 
 def fixed_slots(candidates: int, particles: int, members: int, generator: torch.Generator
@@ -45,11 +45,12 @@ def fixed_slots(candidates: int, particles: int, members: int, generator: torch.
     members, each particle's member is uniform, and the caller keeps the assignment for the whole
     horizon. ``B`` is the largest member's share; padding rows (after the real ones) fill the
     other blocks."""
-    offsets = torch.randint(members, (candidates, 1), generator=generator)
-    member = ((torch.arange(particles) + offsets) % members).reshape(-1)
+    device = generator.device
+    offsets = torch.randint(members, (candidates, 1), generator=generator, device=device)
+    member = ((torch.arange(particles, device=device) + offsets) % members).reshape(-1)
     counts = torch.bincount(member, minlength=members)
     block = int(counts.max())
-    padding = torch.repeat_interleave(torch.arange(members), block - counts)
+    padding = torch.repeat_interleave(torch.arange(members, device=device), block - counts)
     order = torch.argsort(torch.cat([member, padding]), stable=True)
     return order, block
 
@@ -117,7 +118,7 @@ class Rollout:
     def _spread(self, std: torch.Tensor | None) -> torch.Tensor:
         """Step disagreement ``[P]`` from a per-dimension std ``[P, o]`` (None: zeros)."""
         if std is None:
-            return torch.zeros(self.candidates)
+            return torch.zeros(self.candidates, device=self.step_actions.device)
         return (std / self.scale).mean(dim=-1)
 
 
@@ -158,7 +159,7 @@ class MemberRollout(Rollout):
         self.groups = members if self.mode == "all-members" else 1  # read by Rollout.__init__
         deterministic = self.mode == "expectation" or (self.mode == "all-members" and not predictor.probabilistic)
         super().__init__(obs, actions, settings, 1 if deterministic else settings.particles)
-        self.member_ids = torch.tensor(predictor.members)
+        self.member_ids = torch.tensor(predictor.members, device=obs.device)
         self.order, self.block = None, 0
         if self.mode == "expectation":
             self.state = obs.expand(self.candidates, -1)
@@ -171,12 +172,12 @@ class MemberRollout(Rollout):
             if self.mode == "tsinf":
                 self.order, self.block = fixed_slots(self.candidates, self.particles, members, self.generator)
                 self.inverse = torch.empty_like(self.order)
-                self.inverse[self.order] = torch.arange(self.order.shape[0])
+                self.inverse[self.order] = torch.arange(self.order.shape[0], device=self.order.device)
             else:
                 self.block = -(-self.rows // members)
             padded = members * self.block
             self.state = obs.expand(padded, -1)
-            pad = torch.zeros(self.actions.shape[0], padded - self.rows, self.actions.shape[2])
+            pad = torch.zeros(self.actions.shape[0], padded - self.rows, self.actions.shape[2], device=obs.device)
             self.actions = torch.cat([self.actions, pad], dim=1)
         self.reference = obs.expand(self.candidates, -1) if self.measure and self.mode != "expectation" else None
 
@@ -196,7 +197,8 @@ class MemberRollout(Rollout):
         blocks = obs_blocks.shape[1]
         next_blocks = means[:, :blocks]
         if stds is not None:
-            next_blocks = next_blocks + stds[:, :blocks] * torch.randn(next_blocks.shape, generator=self.generator)
+            next_blocks = next_blocks + stds[:, :blocks] * torch.randn(next_blocks.shape, generator=self.generator,
+                                                                           device=next_blocks.device)
         self._store(next_blocks, order)
         if self.reference is None:
             return None
@@ -223,7 +225,7 @@ class MemberRollout(Rollout):
             inverse = self.inverse
         else:
             inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(order.shape[0])
+            inverse[order] = torch.arange(order.shape[0], device=order.device)
         self.state = next_blocks.reshape(-1, next_blocks.shape[-1]).index_select(0, inverse)
         if self.record:
             self.member_log.append(self.member_ids[inverse[:self.rows] // self.block].view(self.candidates,

@@ -208,7 +208,7 @@ class TrajectoryEvaluator:
                              f"model's obs_dim={o}")
         if not torch.isfinite(obs_t).all():
             raise ValueError(f"obs has a non-finite value: {obs_t.tolist()}")
-        return obs_t.float()
+        return obs_t.float().to(self.model.device)
 
     def _check_actions(self, actions: Any) -> torch.Tensor:
         a = self.model.act_dim
@@ -219,7 +219,7 @@ class TrajectoryEvaluator:
         if not torch.isfinite(act_t).all():
             bad = int((~torch.isfinite(act_t)).flatten(1).any(1).nonzero()[0])
             raise ValueError(f"actions has a non-finite value in candidate {bad}")
-        return act_t.float()
+        return act_t.float().to(self.model.device)
 
     def _reward(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         reward = self.reward_fn(obs, action, next_obs)
@@ -257,16 +257,17 @@ class TrajectoryEvaluator:
     def _run(self, rollout: Rollout, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Step ``rollout`` over the horizon; ``(mean_return [P], disagreement [P])``."""
         population, horizon = actions.shape[:2]
-        total = torch.zeros(rollout.rows)
+        device = actions.device
+        total = torch.zeros(rollout.rows, device=device)
         alive: torch.Tensor | None = None
-        disagreement = torch.zeros(population) if self.measure_disagreement else None
+        disagreement = torch.zeros(population, device=device) if self.measure_disagreement else None
         for t in range(horizon):
             obs_rows, action_rows = rollout.visible(), rollout.actions[t, :rollout.rows]
             step_disagreement = rollout.advance(t)
             next_rows = rollout.visible()
             reward = self._reward(obs_rows, action_rows, next_rows)
             if alive is not None:
-                reward = torch.where(alive, reward, torch.zeros(()))
+                reward = torch.where(alive, reward, torch.zeros((), device=device))
             self._check_finite_reward(reward, next_rows)
             total = total + reward if t == 0 else total + self.discount ** t * reward
             if self.termination_fn is not None:
@@ -276,19 +277,19 @@ class TrajectoryEvaluator:
                 disagreement = disagreement + step_disagreement
         mean_return = total.view(rollout.groups, population, rollout.particles).mean(dim=(0, 2))
         if disagreement is None:
-            return mean_return, torch.full((population,), math.nan)
+            return mean_return, torch.full((population,), math.nan, device=device)
         return mean_return, torch.nan_to_num(disagreement / horizon, nan=math.inf)
 
     def _score(self, mean_return: torch.Tensor, disagreement: torch.Tensor) -> Evaluation:
         score = mean_return - self.risk_penalty * disagreement if self.risk_penalty > 0 else mean_return
-        vetoed = torch.zeros(mean_return.shape, dtype=torch.bool)
+        vetoed = torch.zeros(mean_return.shape, dtype=torch.bool, device=mean_return.device)
         all_vetoed = False
         if self.veto_threshold is not None:
             vetoed = disagreement > self.veto_threshold
             minus_inf = torch.full_like(mean_return, -math.inf)
             if bool(vetoed.all()):
                 all_vetoed = True
-                keep = torch.arange(len(vetoed)) == torch.argmin(disagreement)
+                keep = torch.arange(len(vetoed), device=vetoed.device) == torch.argmin(disagreement)
                 score = torch.where(keep, mean_return, minus_inf)
             else:
                 score = torch.where(vetoed, minus_inf, score)
