@@ -10,6 +10,7 @@ import torch
 from point_goal import PointGoal
 
 from forethought.agents import PETS, MBPO, Dyna
+from forethought.cli import main
 from forethought.agents.dyna import DynaConfig
 from forethought.agents.mbpo import MBPOConfig
 from forethought.agents.pets import PETSConfig
@@ -155,3 +156,17 @@ def test_fit_measures_only_rows_new_since_the_last_fit():
     second = task.fit(buffer, torch.Generator().manual_seed(0))
     assert second["reward_mse"] == expected and second["reward_r2"] is None  # one row: no variance
     assert task.fitted_rows == 65
+
+
+@pytest.mark.parametrize("args, message", [
+    (["pets", "--env", "MountainCarContinuous-v0", "agent.reward=known"],
+     "agent.reward=known, but no reward and termination functions are registered for MountainCarContinuous-v0"),
+    (["mbpo", "--env", "MountainCarContinuous-v0", "agent.termination=known"], "agent.termination=known"),
+    (["dyna", "--env", "Pendulum-v1", "agent.reward=guess"], "reward must be one of ['auto', 'known', 'learned']"),
+    (["pets", "--env", "Pendulum-v1", "agent.task_model.hidden_size=0"], "task_model.hidden_size must be an integer >= 1"),
+])
+def test_bad_reward_settings_exit_2_before_the_run_directory_exists(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    assert main(["run", *args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
