@@ -46,6 +46,14 @@ model trained on sequences; planet plans with CEM in its latent space, dreamer t
 actor-critic in imagination. Adds plots/open_loop.png and videos/open_loop.gif. Overrides e.g.
 agent.model.depth=16 agent.train_steps=50 action_repeat=4 eval_every=10000.
 
+--env: any Gymnasium id (module:Id imports the module first; dm_control/TASK-v0 with
+forethought[dmc]), env_kwargs.NAME=VALUE for its constructor; Dict observations are flattened.
+action_repeat=K holds each action K environment steps (rewards summed; steps count raw steps).
+agent.reward and agent.termination (pets, dyna, mbpo, guided): auto (the registered functions
+where the environment has them, else learned from the agent's transitions), known, learned, or
+(termination) never; a learned one's held-out error is in metrics.csv (reward_mse, reward_r2,
+termination_precision, termination_recall) and summary.json (task_quality).
+
 device=cpu|cuda|auto (every algorithm): where the agent's networks, models, planner candidates,
 generators and minibatches live; cpu is the default and bit-reproducible, auto picks cuda where
 torch has it, and cuda without it stops with an error before anything is written. run.json
