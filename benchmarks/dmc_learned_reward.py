@@ -10,6 +10,10 @@ raw environment steps (action repeats included). One line per run:
 
     python benchmarks/dmc_learned_reward.py --tasks cartpole-swingup --algos pets --seeds 0,1,2 --budgets 10000
     python benchmarks/dmc_learned_reward.py --tasks pendulum-swingup --budgets 10000,20000
+    python benchmarks/dmc_learned_reward.py --tasks pendulum-swingup,cartpole-swingup --random-episodes 5
+
+``--random-episodes N`` only plays N episodes of uniform random actions per task (at the preset's
+action repeat) and prints what they earn: how sparse the reward is before any learning.
 
 Published 100k-step returns (TD-MPC2 and SAC as reported in the TD-MPC2 paper, Hansen et al.
 2024, whose step counts are raw environment steps) are printed beside them.
@@ -22,8 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from forethought import envs
+from forethought.data.env_loop import episode_returns, random_policy
 from forethought.experiments.presets import describe, resolve_run_config, run_info
 from forethought.experiments.run import start_run
 
@@ -53,6 +60,16 @@ def run_one(task: str, algo: str, seed: int, budgets: list[int], eval_episodes: 
             "best": summary["best_return"]}
 
 
+def random_play(task: str, episodes: int) -> str:
+    """What ``episodes`` episodes of uniform random actions earn on ``task`` at its preset's repeat."""
+    config, _ = resolve_run_config("pets", None, [f"env=dm_control/{task}-v0"], "auto")
+    env = envs.ActionRepeat(envs.make(config.env), config.action_repeat)
+    env.action_space.seed(0)
+    returns = episode_returns(env, random_policy(env.action_space), list(range(episodes)))
+    return (f"{task}: {episodes} episodes of random actions at action repeat {config.action_repeat}: returns "
+            f"{np.round(returns, 1).tolist()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default="cartpole-swingup,pendulum-swingup")
@@ -61,10 +78,15 @@ def main() -> None:
     parser.add_argument("--budgets", default="10000,20000", help="raw environment steps at which to report")
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--random-episodes", type=int, default=0, help="only measure random play, N episodes")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="run config overrides for every run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     budgets = sorted(int(b) for b in args.budgets.split(","))
+    if args.random_episodes:
+        for task in args.tasks.split(","):
+            print(random_play(task, args.random_episodes), flush=True)
+        return
     with tempfile.TemporaryDirectory() as scratch:
         for task in args.tasks.split(","):
             for algo in args.algos.split(","):
