@@ -170,3 +170,23 @@ def test_bad_reward_settings_exit_2_before_the_run_directory_exists(tmp_path, ca
     assert main(["run", *args, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_run_on_an_unregistered_dict_task_logs_the_learned_figures(tmp_path):
+    from forethought.config import load_config
+    from forethought.experiments.run import start_run
+    from forethought.experiments.run_config import run_config_class
+
+    if "forethought-tests/PointGoal-v0" not in gym.registry:
+        gym.register("forethought-tests/PointGoal-v0", entry_point=PointGoal)
+    config = load_config(run_config_class("pets"), None, [
+        "env=forethought-tests/PointGoal-v0", "episodes=3", "video=false", f"out={tmp_path / 'run'}",
+        "agent.model.ensemble_size=2", "agent.model.hidden_size=16", "agent.task_model.hidden_size=16",
+        "agent.task_model.train.max_epochs=5", "agent.planner.horizon=3"])
+    rows = []
+    summary = start_run("pets", config, callback=rows.append)
+    assert [row["reward_mse"] is None for row in rows] == [True, True, False]  # held-out rows from the 2nd fit on
+    assert summary["task_quality"]["reward_mse"] == {"last": rows[2]["reward_mse"], "mean": rows[2]["reward_mse"],
+                                                     "fits": 1}
+    header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[-4:] == ["reward_mse", "reward_r2", "termination_precision", "termination_recall"]
