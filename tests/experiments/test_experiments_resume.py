@@ -63,6 +63,18 @@ def test_a_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert summary["episodes"] == 6 and summary["env_steps"] == 300
 
 
+def test_a_killed_run_with_a_learned_reward_resumes_to_the_same_metrics(tmp_path):
+    args = [*PETS_ARGS, "agent.reward=learned", "agent.termination=learned", "agent.task_model.hidden_size=16",
+            "agent.task_model.train.max_epochs=5"]
+    reference = forethought(*args, "--out", str(tmp_path / "reference"))
+    resumed = kill_and_resume(args, tmp_path / "killed", after_rows=3)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert reference.wait(timeout=600) == 0, reference.stderr.read()
+    expected, got = metrics(tmp_path / "reference"), metrics(tmp_path / "killed")
+    assert len(expected) == 6 and got == expected
+    assert all(row["reward_mse"] != "" for row in expected[2:])  # the learned reward was measured and resumed
+
+
 def test_damaged_checkpoints_are_passed_over_with_a_message(tmp_path):
     folder = tmp_path / "checkpoints" / "agent"
 
