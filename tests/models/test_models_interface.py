@@ -6,7 +6,8 @@ import torch
 
 from forethought.models import (ConstantDelta, DynamicsModel, KnownDynamics, LinearGaussian, MemberPredictor,
                                 ProbabilisticEnsemble, ProbabilisticMLP, ResidualModel, RewardModel)
-from forethought.models.base import CheckpointedModel, require_model
+from forethought.models.base import require_model
+from forethought.models.checkpointed import CheckpointedModel
 from forethought.serialization import CheckpointError
 
 SMALL = dict(hidden_size=16, hidden_layers=1, max_epochs=2)

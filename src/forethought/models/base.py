@@ -23,19 +23,16 @@ generators passed to ``fit`` and ``sample`` must be on it.
 
 from __future__ import annotations
 
-import os
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.models.frozen import compute_dtype
-from forethought.serialization import CheckpointError, load_checkpoint, save_checkpoint
-
-_MODEL_CLASSES: dict[str, type["CheckpointedModel"]] = {}
+from forethought.models.checkpointed import CheckpointedModel
 
 MemberFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]]
 """``(obs [E, B, o], action [E, B, a]) -> (means [E, B, o], stds [E, B, o] or None)``, raw units."""
@@ -172,86 +169,6 @@ def require_model(model: Any, name: str = "model") -> "DynamicsModel":
         raise TypeError(f"{name} must be a dynamics model (forethought.models.DynamicsModel), "
                         f"got {type(model).__name__}")
     return model
-
-
-def model_class(kind: str, path: str | os.PathLike = "") -> type["CheckpointedModel"]:
-    """The model class that saves checkpoints of ``kind``; a CheckpointError naming ``path`` if none does."""
-    target = _MODEL_CLASSES.get(kind)
-    if target is None:
-        raise CheckpointError(f"checkpoint {path} holds model kind {kind!r}; known kinds: {sorted(_MODEL_CLASSES)}")
-    return target
-
-
-class CheckpointedModel(ABC):
-    """Sizes, the ``fitted`` flag and persistence shared by every model in :mod:`forethought.models`
-    (dynamics models, the learned reward and the termination classifier).
-
-    Subclasses set ``kind`` (the name stored in checkpoints) and implement ``_state`` and
-    ``_from_state``; a checkpoint is ``path.safetensors`` + ``path.json`` holding the kind, the
-    sizes, ``fitted`` and the constructor config. Checkpoints hold CPU tensors whatever
-    ``device`` the model is on.
-    """
-
-    kind: ClassVar[str] = ""
-
-    def __init__(self, obs_dim: int, act_dim: int) -> None:
-        if obs_dim < 1 or act_dim < 1:
-            raise ValueError(f"obs_dim and act_dim must be >= 1, got obs_dim={obs_dim}, act_dim={act_dim}")
-        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.fitted = False
-        self.device = torch.device("cpu")
-
-    def to(self, device: torch.device | str) -> "CheckpointedModel":
-        """Move every tensor of the model to ``device`` (its networks, normalisers, tensors and
-        inner models); returns the model."""
-        from forethought.data.normalizer import Normalizer  # data -> models is the import direction
-
-        device = torch.device(device)
-        for name, value in vars(self).items():
-            if isinstance(value, (torch.nn.Module, Normalizer, CheckpointedModel)):
-                value.to(device)
-            elif isinstance(value, torch.Tensor):
-                setattr(self, name, value.to(device))
-        self.device = device
-        return self
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.__dict__.get("kind"):  # only a class that names its own kind owns that checkpoint kind
-            _MODEL_CLASSES[cls.kind] = cls
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Save to ``path.safetensors`` + ``path.json`` atomically (no pickle)."""
-        tensors, config = self._state()
-        save_checkpoint(path, tensors, {"kind": self.kind, "obs_dim": self.obs_dim, "act_dim": self.act_dim,
-                                        "fitted": self.fitted, "config": config})
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: torch.device | str = "cpu", **kwargs: Any) -> "CheckpointedModel":
-        """Load a model saved with :meth:`save` onto ``device``; the stored ``kind`` picks the
-        class, which must be ``cls`` or a subclass (``DynamicsModel.load`` loads any dynamics
-        model). Extra ``kwargs`` go to models that need non-tensor parts (e.g. a residual model's
-        simulator)."""
-        tensors, meta = load_checkpoint(path)
-        target = model_class(meta.get("kind"), path)
-        if not issubclass(target, cls):
-            raise CheckpointError(f"checkpoint {path} holds a {meta.get('kind')!r} model, not a {cls.__name__}")
-        try:
-            model = target._from_state(tensors, meta["config"], meta["obs_dim"], meta["act_dim"], **kwargs)
-        except (KeyError, RuntimeError) as err:
-            raise CheckpointError(f"checkpoint {path} does not match a {target.__name__}: {err}") from err
-        model.fitted = bool(meta.get("fitted", True))
-        return model.to(device)
-
-    @abstractmethod
-    def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Tensors and JSON-serialisable constructor config that fully describe the model."""
-
-    @classmethod
-    @abstractmethod
-    def _from_state(cls, tensors: dict[str, torch.Tensor], config: dict[str, Any], obs_dim: int,
-                    act_dim: int, **kwargs: Any) -> "CheckpointedModel":
-        """Rebuild a model from what :meth:`_state` returned."""
 
 
 class DynamicsModel(CheckpointedModel):

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import torch
 
-from forethought.models.base import DynamicsModel, FitReport, Prediction, model_class
+from forethought.models.base import DynamicsModel, FitReport, Prediction
+from forethought.models.checkpointed import model_class
 
 Simulator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """Maps obs ``[B, obs_dim]`` and action ``[B, act_dim]`` to the simulated next obs ``[B, obs_dim]``."""

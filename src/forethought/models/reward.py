@@ -17,7 +17,7 @@ Both are one-member :class:`~forethought.models.ensemble_mlp.EnsembleDynamicsNet
 trained by :func:`~forethought.models.training.train_ensemble`, the loop the dynamics models train
 with (early stopping on a held-out split, divergence reported in the :class:`FitReport`), and saved
 and loaded by the dynamics models' checkpoint code
-(:class:`~forethought.models.base.CheckpointedModel`). The reward model regresses by MSE; the
+(:class:`~forethought.models.checkpointed.CheckpointedModel`). The reward model regresses by MSE; the
 classifier has one logit output trained by binary cross-entropy in which each class carries half
 the total weight (terminations are rare, so unweighted BCE would learn "never"), and early
 stopping watches the same class-balanced loss on the held-out split.
@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.normalizer import Normalizer
-from forethought.models.base import CheckpointedModel, FitReport, as_tensor, transition_tensors
+from forethought.models.base import FitReport, as_tensor, transition_tensors
+from forethought.models.checkpointed import CheckpointedModel
 from forethought.models.config import TrainConfig, train_config
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.training import TrainingLoss, train_ensemble

@@ -168,7 +168,7 @@ class TaskModel:
             return quality
         new_rows = len(buffer) - self.fitted_rows
         if self.fitted_rows > 0 and new_rows > 0:
-            quality.update(self.quality(buffer.all()[slice(len(buffer) - new_rows, None)]))
+            quality.update(self.quality(buffer.all()[-new_rows:]))
         diverged = False
         for model in (self.reward_model, self.termination_model):
             if model is not None:
