@@ -75,8 +75,7 @@ class MLPDynamics(DynamicsModel):
         self.hidden_size, self.hidden_layers = int(hidden_size), int(hidden_layers)
         self.elite_count = int(elite_count) if elite_count is not None else min(self.ensemble_size, DEFAULT_MAX_ELITES)
         self.warm_start = bool(warm_start)
-        self.network = EnsembleDynamicsNetwork(self.obs_dim + self.act_dim, self.obs_dim, self.probabilistic,
-                                               self.ensemble_size, self.hidden_size, self.hidden_layers)
+        self.network = self._new_network(self.ensemble_size)
         self.network.requires_grad_(False)
         self.obs_norm, self.act_norm = Normalizer(self.obs_dim), Normalizer(self.act_dim)
         self.delta_norm = Normalizer(self.obs_dim)
@@ -218,15 +217,21 @@ class MLPDynamics(DynamicsModel):
         parameter has the member axis first, so a member is a slice)."""
         if self._elite_copy is None or self._elite_copy[0] != tuple(elites) or \
                 self._elite_copy[1].body.weights[0].device != self.device:
-            body = self.network.body
-            copy = EnsembleDynamicsNetwork(body.in_dim, self.network.out_dim, self.probabilistic, len(elites),
-                                           body.hidden_size, body.hidden_layers)
+            copy = self._new_network(len(elites))
             self._elite_copy = (tuple(elites), copy.requires_grad_(False).to(self.device))
         copy, index = self._elite_copy[1], torch.tensor(elites, device=self.device)
         with torch.no_grad():
             for mine, theirs in zip(copy.parameters(), self.network.parameters()):
                 mine.copy_(theirs.index_select(0, index))
+            for mine, theirs in zip(copy.buffers(), self.network.buffers()):  # shared by every member
+                mine.copy_(theirs)
         return copy
+
+    def _new_network(self, ensemble_size: int) -> EnsembleDynamicsNetwork:
+        """A fresh network of ``ensemble_size`` members for this model's sizes (a model with
+        another kind of network replaces this)."""
+        return EnsembleDynamicsNetwork(self.obs_dim + self.act_dim, self.obs_dim, self.probabilistic, ensemble_size,
+                                       self.hidden_size, self.hidden_layers)
 
     # ------------------------------------------------------------------ persistence
     def _config(self) -> dict[str, Any]:
