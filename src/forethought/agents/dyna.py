@@ -25,6 +25,7 @@ from forethought.agents.sac import SAC, SACConfig
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.config import ModelConfig, TrainConfig
 from forethought.models.task_model import QUALITY_KEYS, TaskModelConfig, check_sources
+from forethought.planning.exploration import check_exploration
 
 
 @dataclass
@@ -47,9 +48,12 @@ class DynaConfig:
     reward: str = "auto"
     termination: str = "auto"
     task_model: TaskModelConfig = field(default_factory=TaskModelConfig)
+    exploration_bonus: float = 0.0
+    exploration_anneal_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_sources(self.reward, self.termination)
+        check_exploration(self.exploration_bonus, self.exploration_anneal_steps)
         if self.imagined_updates < 0:
             raise ValueError(f"imagined_updates must be >= 0, got {self.imagined_updates}")
         for name in ("rollout_length", "model_every", "model_warmup"):
@@ -64,7 +68,7 @@ class Dyna(ModelBasedSAC):
     latest fit."""
 
     name = "dyna"
-    metrics = ("model_val_loss", "model_diverged", *QUALITY_KEYS)
+    metrics = ("model_val_loss", "model_diverged", "exploration_bonus", *QUALITY_KEYS)
     config_class = DynaConfig
 
     def __init__(self, env: gym.Env, config: DynaConfig | None = None, task: TaskFunctions | None = None,
@@ -85,7 +89,8 @@ class Dyna(ModelBasedSAC):
         starts = math.ceil(sac.config.batch_size / c.rollout_length)
         for _ in range(c.imagined_updates):
             start_obs = sac.buffer.sample(starts, self.generator).obs
-            batch = imagine(self.model, self.task, self._policy, start_obs, c.rollout_length, self.generator)
+            batch = imagine(self.model, self.task, self._policy, start_obs, c.rollout_length, self.generator,
+                            self.exploration_bonus())
             sac.update(batch)
             self.imagined_updates_done += 1
 

@@ -22,16 +22,20 @@ from forethought.models.base import DynamicsModel
 from forethought.models.config import build_model
 from forethought.models.task_model import QUALITY_KEYS, TaskModel, env_name, registered_task_functions
 from forethought.planning.config import PlannerConfig
+from forethought.planning.exploration import annealed_bonus, transition_spread
 from forethought.seeding import derive_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
 
 
 def imagine(model: DynamicsModel, task: TaskFunctions, policy: Callable[[torch.Tensor], torch.Tensor],
-            start_obs: torch.Tensor, length: int, generator: torch.Generator) -> TransitionBatch:
+            start_obs: torch.Tensor, length: int, generator: torch.Generator,
+            exploration_bonus: float = 0.0) -> TransitionBatch:
     """Transitions of ``length``-step model rollouts from ``start_obs [N, o]`` under ``policy``
-    (``[B, o] -> [B, a]`` env-unit actions), rewards and terminations from ``task``. A rollout stops
-    after its first terminal transition; at most ``N * length`` rows, step by step, on the model's
-    device (``start_obs`` is moved there)."""
+    (``[B, o] -> [B, a]`` env-unit actions), rewards and terminations from ``task``, each reward
+    plus ``exploration_bonus`` times the members' spread about that transition (see
+    :mod:`~forethought.planning.exploration`). A rollout stops after its first terminal
+    transition; at most ``N * length`` rows, step by step, on the model's device (``start_obs`` is
+    moved there)."""
     obs = start_obs.to(model.device)
     alive, steps = torch.ones(obs.shape[0], dtype=torch.bool, device=obs.device), []
     with torch.no_grad():
@@ -39,6 +43,8 @@ def imagine(model: DynamicsModel, task: TaskFunctions, policy: Callable[[torch.T
             action = policy(obs)
             next_obs = model.sample(obs, action, generator)
             reward = task.reward(obs, action, next_obs)
+            if exploration_bonus > 0:
+                reward = reward + exploration_bonus * transition_spread(model, obs, action)
             terminated = task.termination(obs, action, next_obs)
             steps.append(TransitionBatch(obs, action, reward, next_obs, terminated, torch.zeros_like(terminated))[alive])
             alive = alive & ~terminated
@@ -127,11 +133,17 @@ class ModelBasedSAC(Agent):
             fitted = self.model.fitted and self.task_model.fitted
             result.info.update({"model_val_loss": self.model_val_loss, "model_diverged": self.model_diverged,
                                 "model_fitted": fitted if self.model_diverged is not None else None,
-                                **self.task_quality})
+                                "exploration_bonus": self.exploration_bonus(), **self.task_quality})
         return result
 
     def _after_real_step(self, sac: SAC) -> None:
         raise NotImplementedError
+
+    def exploration_bonus(self) -> float:
+        """The weight of the disagreement reward on imagined transitions now: the config's
+        ``exploration_bonus`` annealed over its ``exploration_anneal_steps`` real steps."""
+        c = self.config
+        return annealed_bonus(c.exploration_bonus, c.exploration_anneal_steps, self.env_steps)
 
     def _explore(self, obs: Any) -> Any:
         """The action taken in learning once SAC's ``learning_starts`` steps are stored: a sample

@@ -26,6 +26,7 @@ from forethought.data.buffer import ReplayBuffer
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.config import ModelConfig, TrainConfig
 from forethought.models.task_model import QUALITY_KEYS, TaskModelConfig, check_sources
+from forethought.planning.exploration import check_exploration
 
 
 @dataclass
@@ -52,9 +53,12 @@ class MBPOConfig:
     reward: str = "auto"
     termination: str = "auto"
     task_model: TaskModelConfig = field(default_factory=TaskModelConfig)
+    exploration_bonus: float = 0.0
+    exploration_anneal_steps: int | None = None
 
     def __post_init__(self) -> None:
         check_sources(self.reward, self.termination)
+        check_exploration(self.exploration_bonus, self.exploration_anneal_steps)
         for name in ("model_every", "rollout_every", "rollout_starts", "min_rollout_length", "model_retain"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -86,7 +90,7 @@ class MBPO(ModelBasedSAC):
     rollout round (real steps, h, rows added, rows dropped as non-finite, model validation loss)."""
 
     name = "mbpo"
-    metrics = ("model_val_loss", "model_diverged", *QUALITY_KEYS)
+    metrics = ("model_val_loss", "model_diverged", "exploration_bonus", *QUALITY_KEYS)
     config_class = MBPOConfig
 
     def __init__(self, env: gym.Env, config: MBPOConfig | None = None, task: TaskFunctions | None = None,
@@ -123,7 +127,8 @@ class MBPO(ModelBasedSAC):
         if self.model_buffer.capacity != self.config.model_buffer_capacity(length):
             self.model_buffer = self._model_buffer(length, keep=self.model_buffer)
         start_obs = self.sac.buffer.sample(self.config.rollout_starts, self.generator).obs
-        batch = imagine(self.model, self.task, self._policy, start_obs, length, self.generator)
+        batch = imagine(self.model, self.task, self._policy, start_obs, length, self.generator,
+                        self.exploration_bonus())
         finite = torch.isfinite(batch.next_obs).all(dim=-1) & torch.isfinite(batch.reward)
         kept = batch[finite]
         kept = kept.to("cpu")

@@ -45,6 +45,7 @@ class MPCAgent:
         c = self.config
         self.evaluator = TrajectoryEvaluator(model, task.reward, task.termination, particles=c.particles,
                                              propagation=c.propagation, risk_penalty=c.risk_penalty,
+                                             exploration_bonus=c.exploration_bonus,
                                              veto_threshold=c.veto_threshold, generator=self.generator,
                                              differentiable=optimizer_class(c.optimizer).needs_gradients,
                                              compute_dtype=c.compute_dtype)

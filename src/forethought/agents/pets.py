@@ -37,6 +37,7 @@ from forethought.models.known import KnownDynamics
 from forethought.models.task_model import (QUALITY_KEYS, TaskModel, TaskModelConfig, check_sources, env_name,
                                             registered_task_functions)
 from forethought.planning.config import PlannerConfig
+from forethought.planning.exploration import annealed_bonus
 from forethought.planning.optimizer import optimizer_class
 from forethought.seeding import derive_seed, episode_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
@@ -117,7 +118,7 @@ class PETS(Agent):
     saved agent is the same whatever it was, and :meth:`load` picks the device anew."""
 
     name = "pets"
-    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", *QUALITY_KEYS)
+    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", "exploration_bonus", *QUALITY_KEYS)
     config_class = PETSConfig
 
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
@@ -147,6 +148,7 @@ class PETS(Agent):
         self.model = self._make_model()
         self.history: list[EpisodeResult] = []
         self.agent: MPCAgent | None = None
+        self._exploit: MPCAgent | None = None  # evaluation's planner when learning explores
         self.offline_rows = 0  # logged transitions in the buffer, not this agent's real steps
         self._offline_start()
 
@@ -189,7 +191,7 @@ class PETS(Agent):
         model on all data (unless there is none yet: an offline model alone) and act with MPC.
         A trial always runs to its end (``max_steps`` does not cut it)."""
         start = time.perf_counter()
-        index, fit = len(self.history), None
+        index, fit, self._exploit = len(self.history), None, None
         seed = episode_seed(self.seed, index)
         random_trial = index < self.random_trials
         quality = dict.fromkeys(QUALITY_KEYS)
@@ -200,7 +202,7 @@ class PETS(Agent):
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None
         else:
-            self.agent = self._mpc()
+            self.agent = self._mpc(explore=True)
             self.agent.reset()
             policy = self.agent.act if self.config.oracle or self.config.refit_every is None else self._refitting_policy()
         loop = EnvLoop(self.env, ReplayRecorder(self.buffer), render=render)
@@ -210,7 +212,8 @@ class PETS(Agent):
         info = {"model_val_loss": None if fit is None else fit.best_val_loss,
                 "model_diverged": None if fit is None else fit.nonfinite or bool(diverged),
                 "model_fitted": None if fit is None else self._can_plan(),
-                "plan_ms_per_step": plan_ms, **quality}
+                "plan_ms_per_step": plan_ms,
+                "exploration_bonus": None if self.agent is None else self.agent.config.exploration_bonus, **quality}
         result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps + episode.env_steps,
                                time.perf_counter() - start, random_trial, info, episode.frames)
         self.history.append(result)
@@ -230,8 +233,13 @@ class PETS(Agent):
             return self.agent.act(obs)
         return act
 
-    def _mpc(self) -> MPCAgent:
+    def _mpc(self, explore: bool) -> MPCAgent:
+        """A planner in the current model; with the planner's exploration bonus (annealed to the
+        real steps so far) when ``explore``, else without."""
         planner = self.config.planner
+        bonus = annealed_bonus(planner.exploration_bonus, planner.exploration_anneal_steps, self.env_steps)
+        if bonus != planner.exploration_bonus or not explore:
+            planner = replace(planner, exploration_bonus=bonus if explore else 0.0)
         if self.config.oracle:  # exact deterministic dynamics: one particle says everything
             planner = replace(planner, particles=1, propagation="expectation")
         return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator)
@@ -239,11 +247,18 @@ class PETS(Agent):
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray | int:
         """Plan with MPC in the current model; planning draws its candidates from the agent's
         generator either way. Before the model has been fitted (and outside oracle mode) there
-        is nothing to plan in: a uniform random action, as in the random trials."""
+        is nothing to plan in: a uniform random action, as in the random trials. With a planner
+        exploration bonus, ``deterministic`` acts plan without it (evaluation) and the others with
+        it (learning)."""
         if not self.config.oracle and not self._can_plan():
             return self.env.action_space.sample()
+        if deterministic and self.config.planner.exploration_bonus > 0:
+            if self._exploit is None:
+                self._exploit = self._mpc(explore=False)
+                self._exploit.reset()
+            return self._exploit.act(obs)
         if self.agent is None:
-            self.agent = self._mpc()
+            self.agent = self._mpc(explore=True)
             self.agent.reset()
         return self.agent.act(obs)
 
@@ -253,8 +268,9 @@ class PETS(Agent):
 
     def reset(self) -> None:
         """Drop the planner's warm start (call when a new episode starts)."""
-        if self.agent is not None:
-            self.agent.reset()
+        for agent in (self.agent, self._exploit):
+            if agent is not None:
+                agent.reset()
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> None:

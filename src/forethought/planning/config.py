@@ -17,6 +17,7 @@ from typing import Any
 
 # the optimiser modules register their optimisers (and settings classes) when imported
 from forethought.planning import cem, gradient, icem, ilqr, mppi, random_shooting  # noqa: F401
+from forethought.planning.exploration import check_exploration
 from forethought.planning.optimizer import optimizer_class, optimizer_names
 from forethought.planning.propagation import PROPAGATIONS
 from forethought.planning.settings import settings_from
@@ -36,6 +37,12 @@ class PlannerConfig:
         propagation: how particles move through an ensemble: ``ts1``, ``tsinf``, ``expectation``
             or ``all-members`` (see :mod:`forethought.planning.rollout`).
         risk_penalty: weight of the members' disagreement subtracted from a candidate's return, ``>= 0``.
+        exploration_bonus: ``beta >= 0``: every imagined step also earns ``beta`` times the
+            members' spread about it (see :mod:`forethought.planning.exploration`), so the plan
+            seeks what the model does not know yet; 0: none. Only while learning: evaluation
+            episodes plan without it.
+        exploration_anneal_steps: the bonus falls linearly to 0 over this many real environment
+            steps (None: kept).
         veto_threshold: candidates whose disagreement exceeds it are never chosen (None: no veto).
         replan_every: the plan is recomputed every this many steps, ``1 <= replan_every <= horizon``.
         compute_dtype: ``float32``, or ``bfloat16`` to run an ensemble's forward passes in
@@ -54,6 +61,8 @@ class PlannerConfig:
     particles: int = 5
     propagation: str = "tsinf"
     risk_penalty: float = 0.0
+    exploration_bonus: float = 0.0
+    exploration_anneal_steps: int | None = None
     veto_threshold: float | None = None
     replan_every: int = 1
     compute_dtype: str = "float32"
@@ -77,6 +86,7 @@ class PlannerConfig:
                              f"got {self.replan_every!r}")
         if not _number(self.risk_penalty) or not (math.isfinite(self.risk_penalty) and self.risk_penalty >= 0):
             raise ValueError(f"planner.risk_penalty must be a finite number >= 0, got {self.risk_penalty!r}")
+        check_exploration(self.exploration_bonus, self.exploration_anneal_steps, prefix="planner.")
         if self.veto_threshold is not None and not (
                 _number(self.veto_threshold) and math.isfinite(self.veto_threshold) and self.veto_threshold >= 0):
             raise ValueError(f"planner.veto_threshold must be None or a finite number >= 0, got {self.veto_threshold!r}")

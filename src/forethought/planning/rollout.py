@@ -64,6 +64,7 @@ import torch
 from forethought.models.base import DynamicsModel, require_model
 from forethought.models.frozen import compute_dtype as ensemble_compute_dtype
 from forethought.planning.config import PlannerConfig
+from forethought.planning.exploration import check_exploration
 from forethought.planning.optimizer import RolloutObjective
 from forethought.planning.propagation import PROPAGATIONS, Rollout, RolloutSettings, start_rollout
 
@@ -75,8 +76,10 @@ class Evaluation:
     """How a population of ``P`` candidate action sequences scored.
 
     Attributes:
-        score: ``[P]`` what an optimiser maximises: ``mean_return - risk_penalty * disagreement``,
-            ``-inf`` for vetoed candidates.
+        score: ``[P]`` what an optimiser maximises: ``mean_return - risk_penalty * disagreement
+            + exploration_bonus * H * disagreement`` (the bonus: ``exploration_bonus`` times the
+            spread summed over the ``H`` steps), ``-inf`` for vetoed candidates and, with a bonus,
+            for candidates whose disagreement is not finite (the model blew up along them).
         mean_return: ``[P]`` predicted (discounted) return averaged over the candidate's particles.
         disagreement: ``[P]`` members' disagreement along the candidate's reference trajectory (see
             the module docstring); NaN when not measured.
@@ -114,6 +117,8 @@ class TrajectoryEvaluator:
         (``particles``, ``propagation``, ``risk_penalty``, ``veto_threshold`` and
         ``compute_dtype`` default to :class:`~forethought.planning.config.PlannerConfig`'s.)
         risk_penalty: weight of the disagreement subtracted from the mean return (>= 0).
+        exploration_bonus: every step of a candidate also earns this times its spread (>= 0;
+            see :mod:`forethought.planning.exploration`).
         veto_threshold: candidates whose disagreement exceeds it score ``-inf`` (None: no veto).
         discount: per-step discount in ``(0, 1]``.
         generator: drives member assignment and sampling (a fixed seed when omitted).
@@ -137,6 +142,7 @@ class TrajectoryEvaluator:
     def __init__(self, model: DynamicsModel, reward_fn: Callable, termination_fn: Callable | None = None, *,
                  particles: int = PlannerConfig.particles, propagation: str = PlannerConfig.propagation,
                  risk_penalty: float = PlannerConfig.risk_penalty,
+                 exploration_bonus: float = PlannerConfig.exploration_bonus,
                  veto_threshold: float | None = PlannerConfig.veto_threshold, discount: float = 1.0,
                  generator: torch.Generator | None = None, differentiable: bool = False,
                  measure_disagreement: bool | None = None,
@@ -153,6 +159,7 @@ class TrajectoryEvaluator:
             raise ValueError(f"particles must be an integer >= 1, got {particles!r}")
         if not (math.isfinite(risk_penalty) and risk_penalty >= 0):
             raise ValueError(f"risk_penalty must be finite and >= 0, got {risk_penalty!r}")
+        check_exploration(exploration_bonus, None)
         if veto_threshold is not None and not (math.isfinite(veto_threshold) and veto_threshold >= 0):
             raise ValueError(f"veto_threshold must be None or finite and >= 0, got {veto_threshold!r}")
         if not 0.0 < discount <= 1.0:
@@ -163,10 +170,15 @@ class TrajectoryEvaluator:
         self.model, self.reward_fn, self.termination_fn = model, reward_fn, termination_fn
         self.particles, self.propagation = int(particles), propagation
         self.risk_penalty, self.veto_threshold = float(risk_penalty), veto_threshold
+        self.exploration_bonus = float(exploration_bonus)
         self.discount, self.differentiable = float(discount), bool(differentiable)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         if measure_disagreement is None:
-            measure_disagreement = risk_penalty > 0 or veto_threshold is not None or propagation == "expectation"
+            measure_disagreement = (risk_penalty > 0 or exploration_bonus > 0 or veto_threshold is not None
+                                    or propagation == "expectation")
+        elif not measure_disagreement and (risk_penalty > 0 or exploration_bonus > 0):
+            raise ValueError("risk_penalty and exploration_bonus score the disagreement: they need "
+                             "measure_disagreement=True (or None)")
         self.measure_disagreement = bool(measure_disagreement)
         self.last_evaluation: Evaluation | None = None
 
@@ -181,7 +193,7 @@ class TrajectoryEvaluator:
         with contextlib.nullcontext() if self.differentiable else torch.no_grad():
             rollout = self._rollout(obs_t, actions_t, record_members)
             mean_return, disagreement = self._run(rollout, actions_t)
-            evaluation = self._score(mean_return, disagreement)
+            evaluation = self._score(mean_return, disagreement, actions_t.shape[1])
         if record_members and rollout.member_log:
             evaluation.member_indices = torch.stack(rollout.member_log, dim=-1)
         self.last_evaluation = evaluation
@@ -280,8 +292,11 @@ class TrajectoryEvaluator:
             return mean_return, torch.full((population,), math.nan, device=device)
         return mean_return, torch.nan_to_num(disagreement / horizon, nan=math.inf)
 
-    def _score(self, mean_return: torch.Tensor, disagreement: torch.Tensor) -> Evaluation:
+    def _score(self, mean_return: torch.Tensor, disagreement: torch.Tensor, horizon: int) -> Evaluation:
         score = mean_return - self.risk_penalty * disagreement if self.risk_penalty > 0 else mean_return
+        if self.exploration_bonus > 0:
+            bonus = self.exploration_bonus * horizon * disagreement
+            score = torch.where(torch.isfinite(disagreement), score + bonus, torch.full_like(score, -math.inf))
         vetoed = torch.zeros(mean_return.shape, dtype=torch.bool, device=mean_return.device)
         all_vetoed = False
         if self.veto_threshold is not None:
