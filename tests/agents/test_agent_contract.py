@@ -39,6 +39,9 @@ SMALL = {
                "agent.horizon=3", "agent.settings={population: 8, elites: 2, iterations: 1}"],
     "dreamer": ["env=pendulum-swingup", "steps=100", "eval_every=40", "eval_episodes=1", *SMALL_LATENT,
                 "agent.imagination_horizon=3"],
+    "muzero": ["env=CartPole-v1", "steps=null", "episodes=4", "eval_every=40", "eval_episodes=1",
+               "agent.search.simulations=4", "agent.learning_starts=20", "agent.batch_size=8", "agent.hidden_size=16",
+               "agent.latent_dim=8"],
 }
 
 

@@ -123,7 +123,7 @@ class MuZero(Agent):
     """MuZero acting in ``env`` (a Discrete action space) by tree search in its learned model."""
 
     name = "muzero"
-    metrics = ("value_loss", "reward_loss", "policy_loss", "updates", "search_ms_per_step")
+    metrics = ("value_loss", "reward_loss", "policy_loss", "updates", "plan_ms_per_step")
     config_class = MuZeroConfig
 
     def __init__(self, env: gym.Env, config: MuZeroConfig | None = None, seed: int = 0,
@@ -194,7 +194,7 @@ class MuZero(Agent):
                                 r.terminated)
         losses = self.train()
         episode = loop.episode
-        info = {**losses, "updates": self.updates, "search_ms_per_step": 1000.0 * search_s / episode.steps}
+        info = {**losses, "updates": self.updates, "plan_ms_per_step": 1000.0 * search_s / episode.steps}
         result = EpisodeResult(len(self.history), episode.total_reward, episode.steps, self.env_steps,
                                time.perf_counter() - start, info=info, frames=episode.frames)
         self.history.append(result)

@@ -18,6 +18,7 @@ Everything is checked before anything is written: the environment is made and th
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import time
@@ -75,6 +76,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "guided": Algorithm(AGENTS["guided"]),
     "planet": Algorithm(AGENTS["planet"], pixels=True, hooks=PixelHooks),
     "dreamer": Algorithm(AGENTS["dreamer"], pixels=True, hooks=PixelHooks),
+    "muzero": Algorithm(AGENTS["muzero"]),
 }
 
 
@@ -92,11 +94,20 @@ def make_env(algo: str, config: RunConfig, render: bool = False) -> gym.Env:
     if algorithm(algo).pixels:
         return make_pixel_env(config.env, config.agent.model.image_size, config.action_repeat, **config.env_kwargs)
     env = envs.make(config.env, **config.env_kwargs)
-    if render and "rgb_array" in env.metadata.get("render_modes", []) and "render_mode" not in config.env_kwargs:
+    if render and "rgb_array" in env.metadata.get("render_modes", []) and "render_mode" not in config.env_kwargs \
+            and _can_draw(env):
         env.close()
         size = {} if config.env in envs.OWN_ENVS else frame_size_kwargs(config.env, *VIDEO_SIZE)
         env = envs.make(config.env, **{"render_mode": "rgb_array", **size, **config.env_kwargs})
     return env if config.action_repeat == 1 else envs.ActionRepeat(env, config.action_repeat)
+
+
+def _can_draw(env: gym.Env) -> bool:
+    """Whether ``env`` can draw its frames here: Gymnasium's classic-control environments
+    (CartPole, Acrobot...) draw with pygame, an optional dependency; without it they are not filmed."""
+    if not type(env.unwrapped).__module__.startswith("gymnasium.envs.classic_control"):
+        return True
+    return importlib.util.find_spec("pygame") is not None
 
 
 def oracle_return(config: RunConfig, planner_config: Any) -> float | None:

@@ -16,6 +16,7 @@ from forethought.agents.dreamer import DreamerConfig
 from forethought.agents.dyna import DynaConfig
 from forethought.agents.guided import GuidedMPCConfig
 from forethought.agents.mbpo import MBPOConfig
+from forethought.agents.muzero import MuZeroConfig
 from forethought.agents.pets import PETSConfig
 from forethought.agents.planet import PlaNetConfig
 from forethought.agents.sac import SACConfig
@@ -148,9 +149,21 @@ class DreamerRunConfig(PixelRunConfig):
     agent: DreamerConfig = field(default_factory=DreamerConfig)
 
 
+@dataclass
+class MuZeroRunConfig(RunConfig):
+    """A MuZero run: Discrete actions, evaluated every 2,000 real steps on 3 episodes (each step of
+    an evaluation is a whole tree search)."""
+
+    env: str = "CartPole-v1"
+    steps: int | None = 20_000
+    eval_every: int | None = 2000
+    eval_episodes: int = 3
+    agent: MuZeroConfig = field(default_factory=MuZeroConfig)
+
+
 RUN_CONFIGS: dict[str, type[RunConfig]] = {"pets": PETSRunConfig, "sac": SACRunConfig, "dyna": DynaRunConfig,
                                            "mbpo": MBPORunConfig, "guided": GuidedRunConfig, "planet": PlaNetRunConfig,
-                                           "dreamer": DreamerRunConfig}
+                                           "dreamer": DreamerRunConfig, "muzero": MuZeroRunConfig}
 RUN_ALGOS = tuple(RUN_CONFIGS)
 
 
