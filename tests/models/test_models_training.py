@@ -52,7 +52,7 @@ def test_every_training_setting_is_checked_by_name(key, value, message):
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("kind", "gp", r"model.kind must be one of \('linear', 'd', 'p', 'de', 'pe'\), got 'gp'"),
+    ("kind", "gp", r"model.kind must be one of \('linear', 'd', 'p', 'de', 'pe', 'dropout', 'laplace'.*\), got 'gp'"),
     ("ensemble_size", 0, "model.ensemble_size must be an integer >= 1, got 0"),
     ("hidden_layers", -1, "model.hidden_layers must be an integer >= 0, got -1"),
     ("ridge", -0.5, "model.ridge must be a finite number >= 0, got -0.5"),

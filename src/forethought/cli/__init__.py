@@ -17,9 +17,10 @@ from forethought.cli.handlers import (ablate_command, compare_command, compare_m
                                       report_command, resume_command, run_command, sweep_command)
 from forethought.experiments.backends import BACKENDS, RunsFailed
 from forethought.experiments.run_config import RUN_ALGOS
+from forethought.models.config import MODEL_KINDS
 from forethought.serialization import CheckpointError
 
-MODEL_CHOICES = ("linear", "d", "p", "de", "pe")
+MODEL_CHOICES = MODEL_KINDS
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,9 @@ JOB_OPTIONS = (ENV, Option("--steps", "random-action transitions to collect for 
 
 COMMANDS = (
     Command("fit-model", "learn a dynamics model and report its quality", texts.FIT_MODEL_HELP, fit_model_command,
-            (Option("--model", "linear-Gaussian, deterministic MLP, probabilistic MLP, or ensembles of either "
-                               "(default pe)", "model.kind", choices=MODEL_CHOICES), *JOB_OPTIONS),
+            (Option("--model", "linear-Gaussian, deterministic MLP, probabilistic MLP, ensembles of either, "
+                               "MC dropout, or last-layer Laplace (default pe)", "model.kind",
+                    choices=MODEL_CHOICES), *JOB_OPTIONS),
             default_out="runs/fit-model"),
     Command("compare-models", "fit several model types on the same data and compare them", texts.COMPARE_HELP,
             compare_models_command,

@@ -13,20 +13,29 @@ from dataclasses import dataclass, fields
 
 from forethought.models.base import DynamicsModel
 
-MODEL_KINDS = ("linear", "d", "p", "de", "pe")
+MODEL_KINDS = ("linear", "d", "p", "de", "pe", "dropout", "laplace")
 
 
 @dataclass
 class ModelConfig:
     """Which dynamics model to fit and its size (network options are ignored by ``linear``;
     ``ridge`` is the linear model's L2 penalty on ``[A - I, B]``, which lets it fit from fewer
-    transitions than it has parameters, e.g. a first trial that ended after a few steps)."""
+    transitions than it has parameters, e.g. a first trial that ended after a few steps).
+
+    ``dropout`` (MC dropout) and ``laplace`` (last-layer Laplace) are one network each whose
+    ``mc_samples`` sampled versions (dropout masks, or posterior draws of the last layer) are
+    its members; ``ensemble_size`` applies to ``de`` and ``pe`` only. ``dropout_rate`` is the
+    share of hidden units ``dropout`` drops, ``prior_precision`` the precision of ``laplace``'s
+    Gaussian prior on its last layer."""
 
     kind: str = "pe"
     ensemble_size: int = 5
     hidden_size: int = 200
     hidden_layers: int = 3
     ridge: float = 0.0
+    dropout_rate: float = 0.1
+    mc_samples: int = 10
+    prior_precision: float = 1.0
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
@@ -37,6 +46,12 @@ class ModelConfig:
                 raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")
         if not (math.isfinite(self.ridge) and self.ridge >= 0):
             raise ValueError(f"model.ridge must be a finite number >= 0, got {self.ridge!r}")
+        if not (_is_number(self.dropout_rate) and 0 <= self.dropout_rate < 1):
+            raise ValueError(f"model.dropout_rate must be a number in [0, 1), got {self.dropout_rate!r}")
+        if not _is_int(self.mc_samples, 2):
+            raise ValueError(f"model.mc_samples must be an integer >= 2, got {self.mc_samples!r}")
+        if not (_is_number(self.prior_precision) and self.prior_precision > 0):
+            raise ValueError(f"model.prior_precision must be a finite number > 0, got {self.prior_precision!r}")
 
 
 @dataclass
@@ -137,6 +152,8 @@ def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: 
 
     if config.kind == "linear":
         return make_model("linear", obs_dim, act_dim, ridge=config.ridge)
-    members = {"ensemble_size": config.ensemble_size} if config.kind in ("de", "pe") else {}
-    return make_model(config.kind, obs_dim, act_dim, **members, hidden_size=config.hidden_size,
+    members = {"de": {"ensemble_size": config.ensemble_size}, "pe": {"ensemble_size": config.ensemble_size},
+               "dropout": {"mc_samples": config.mc_samples, "dropout_rate": config.dropout_rate},
+               "laplace": {"mc_samples": config.mc_samples, "prior_precision": config.prior_precision}}
+    return make_model(config.kind, obs_dim, act_dim, **members.get(config.kind, {}), hidden_size=config.hidden_size,
                       hidden_layers=config.hidden_layers, train=train, progress=progress or train.progress)

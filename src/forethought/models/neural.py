@@ -35,8 +35,10 @@ import torch
 from forethought.data.normalizer import Normalizer
 from forethought.models.base import DynamicsModel, FitReport, MemberFn, MemberPredictor, Prediction
 from forethought.models.config import ModelConfig, TrainConfig, train_config
+from forethought.models.dropout import MCDropoutDynamics
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.frozen import FrozenEnsemble
+from forethought.models.laplace import LastLayerLaplaceDynamics
 from forethought.models.training import train_ensemble
 
 DEFAULT_MAX_ELITES = 5
@@ -299,15 +301,16 @@ class ProbabilisticEnsemble(MLPDynamics):
         super().__init__(obs_dim, act_dim, probabilistic=True, ensemble_size=ensemble_size, **options)
 
 
-MODEL_KINDS: dict[str, type[MLPDynamics]] = {
+MODEL_KINDS: dict[str, type[DynamicsModel]] = {
     "d": DeterministicMLP, "p": ProbabilisticMLP, "de": DeterministicEnsemble, "pe": ProbabilisticEnsemble,
+    "dropout": MCDropoutDynamics, "laplace": LastLayerLaplaceDynamics,
 }
 
 
 def make_model(kind: str, obs_dim: int, act_dim: int, **options: Any) -> DynamicsModel:
-    """Build a model by its short name: ``"d"``, ``"p"``, ``"de"``, ``"pe"`` (see
-    :data:`MODEL_KINDS`) or ``"linear"`` (:class:`forethought.models.linear.LinearGaussian`).
-    ``options`` go to the class's constructor."""
+    """Build a model by its short name: ``"d"``, ``"p"``, ``"de"``, ``"pe"``, ``"dropout"``,
+    ``"laplace"`` (see :data:`MODEL_KINDS`) or ``"linear"``
+    (:class:`forethought.models.linear.LinearGaussian`). ``options`` go to the class's constructor."""
     if kind == "linear":
         try:
             from forethought.models.linear import LinearGaussian
