@@ -17,6 +17,7 @@ from forethought.agents.base import Agent, EpisodeResult
 from forethought.agents.sac import SAC
 from forethought.config import build
 from forethought.data.buffer import FIELDS, ReplayBuffer, TransitionBatch
+from forethought.envs.coordinates import env_coordinates
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
 from forethought.models.config import build_model
@@ -95,7 +96,8 @@ class ModelBasedSAC(Agent):
         self.task_model = TaskModel(known, config.reward, config.termination, self.sac.obs_dim, self.sac.act_dim,
                                     config.task_model, env_name(env), self.device)
         self.task = self.task_model.functions
-        self.model = build_model(config.model, config.train, self.sac.obs_dim, self.sac.act_dim).to(self.device)
+        self.model = build_model(config.model, config.train, self.sac.obs_dim, self.sac.act_dim,
+                                 coordinates=env_coordinates(env)).to(self.device)
         self.generator = generator(self.seed, "model", device=self.device)
         self.task_generator = generator(self.seed, "task", device=self.device)
         self.model_val_loss: float | None = None

@@ -28,6 +28,7 @@ from forethought.data.env_loop import EnvLoop, ReplayRecorder, random_policy
 from forethought.data.offline import load_npz
 from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.envs.analytic import analytic_step
+from forethought.envs.coordinates import env_coordinates
 from forethought.envs.task_functions import TaskFunctions, with_state_cost
 from forethought.config import build
 from forethought.device import resolve_device
@@ -172,7 +173,8 @@ class PETS(Agent):
 
     def _make_model(self) -> DynamicsModel:
         if not self.config.oracle:
-            return build_model(self.config.model, self.config.train, self.obs_dim, self.act_dim).to(self.device)
+            return build_model(self.config.model, self.config.train, self.obs_dim, self.act_dim,
+                               coordinates=env_coordinates(self.env)).to(self.device)
         step = analytic_step(self.env)
         if step is None:
             raise ValueError(f"oracle mode needs the exact dynamics of the environment (our own environments, "

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from forethought.evaluation import plot_compounding_error
-from forethought.experiments.fit_model import FitModelConfig, build_model, evaluate, load_data
+from forethought.envs.coordinates import env_coordinates
+from forethought.experiments.fit_model import FitModelConfig, build_model, data_env, evaluate, load_data
 from forethought.experiments.run_dir import RunDir
 from forethought.models import ConstantDelta, DynamicsModel
 from forethought.models.config import MODEL_KINDS
@@ -41,7 +42,8 @@ class CompareModelsConfig(FitModelConfig):
 def _model(config: CompareModelsConfig, kind: str, obs_dim: int, act_dim: int, progress: bool) -> DynamicsModel:
     if kind == BASELINE:
         return ConstantDelta(obs_dim, act_dim)
-    return build_model(dataclasses.replace(config.model, kind=kind), config.train, obs_dim, act_dim, progress)
+    return build_model(dataclasses.replace(config.model, kind=kind), config.train, obs_dim, act_dim, progress,
+                       coordinates=env_coordinates(data_env(config)[0]))
 
 
 def compare_models(config: CompareModelsConfig, progress: bool = False, overwrite: bool = False) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from forethought import envs
 from forethought.data import ReplayBuffer, collect, load_npz
 from forethought.data.offline import npz_env_id, save_transitions
 from forethought.device import check_device, device_name, resolve_device
+from forethought.envs.coordinates import env_coordinates
 from forethought.evaluation import (calibration, one_step_error, plot_compounding_error,
                                     plot_predicted_trajectories, rollout_error)
 from forethought.experiments.run_dir import RunDir
@@ -107,7 +108,8 @@ def fit_model(config: FitModelConfig, progress: bool = False, overwrite: bool = 
     train, held_out = load_data(config, progress)
     env, env_source = data_env(config)
     device = resolve_device(config.device)
-    model = build_model(config.model, config.train, train.obs_dim, train.act_dim, progress=progress).to(device)
+    model = build_model(config.model, config.train, train.obs_dim, train.act_dim, progress=progress,
+                        coordinates=env_coordinates(env)).to(device)
     source = {"env": env, "env_source": env_source, "data": config.data}
     info = {**source, "device": device_name(device)}
     with RunDir(config.out, config, overwrite=overwrite, command="fit-model", info=info) as run:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from forethought.envs.coordinates import ROLES_HELP, parse_layout
 from forethought.models.base import DynamicsModel
 
-MODEL_KINDS = ("linear", "d", "p", "de", "pe", "dropout", "laplace")
+MODEL_KINDS = ("linear", "d", "p", "de", "pe", "dropout", "laplace", "lagrangian")
 
 
 @dataclass
@@ -26,13 +27,23 @@ class ModelConfig:
     ``mc_samples`` sampled versions (dropout masks, or posterior draws of the last layer) are
     its members; ``ensemble_size`` applies to ``de`` and ``pe`` only. ``dropout_rate`` is the
     share of hidden units ``dropout`` drops, ``prior_precision`` the precision of ``laplace``'s
-    Gaussian prior on its last layer."""
+    Gaussian prior on its last layer.
+
+    ``lagrangian`` is a Lagrangian network (learned mass matrix and potential, accelerations by
+    the Euler–Lagrange equations; :mod:`forethought.models.lagrangian`), an ensemble of
+    ``ensemble_size``; ``coordinates`` is the observation's layout (the role of each entry, e.g.
+    ``"q0,dq0,cos1,sin1,dq1"``; None: the one registered for the environment, see
+    :mod:`forethought.envs.coordinates`), ``substeps`` its integration steps per observation step
+    and ``dt`` the seconds per observation step (None: read from the data at every fit)."""
 
     kind: str = "pe"
     ensemble_size: int = 5
     hidden_size: int = 200
     hidden_layers: int = 3
     ridge: float = 0.0
+    coordinates: str | None = None
+    substeps: int = 4
+    dt: float | None = None
     dropout_rate: float = 0.1
     mc_samples: int = 10
     prior_precision: float = 1.0
@@ -46,6 +57,12 @@ class ModelConfig:
                 raise ValueError(f"model.{name} must be an integer >= {low}, got {value!r}")
         if not (math.isfinite(self.ridge) and self.ridge >= 0):
             raise ValueError(f"model.ridge must be a finite number >= 0, got {self.ridge!r}")
+        if self.coordinates is not None:
+            parse_layout(self.coordinates)  # a ValueError naming model.coordinates and the roles allowed
+        if not _is_int(self.substeps, 1):
+            raise ValueError(f"model.substeps must be an integer >= 1, got {self.substeps!r}")
+        if self.dt is not None and not (_is_number(self.dt) and self.dt > 0):
+            raise ValueError(f"model.dt must be None (read from the data) or seconds > 0, got {self.dt!r}")
         if not (_is_number(self.dropout_rate) and 0 <= self.dropout_rate < 1):
             raise ValueError(f"model.dropout_rate must be a number in [0, 1), got {self.dropout_rate!r}")
         if not _is_int(self.mc_samples, 2):
@@ -145,13 +162,27 @@ def train_config(train: TrainConfig | None, overrides: dict, owner: str) -> Trai
 
 
 def build_model(config: ModelConfig, train: TrainConfig, obs_dim: int, act_dim: int,
-                progress: bool = False) -> DynamicsModel:
+                progress: bool = False, coordinates: str | None = None) -> DynamicsModel:
     """The model a :class:`ModelConfig` names, trained as ``train`` says (``progress`` shows a
-    progress bar while it fits)."""
+    progress bar while it fits). ``coordinates`` is the layout the environment declares (see
+    :func:`~forethought.envs.coordinates.env_coordinates`), which ``lagrangian`` uses unless
+    ``config.coordinates`` is set; a ValueError when it has neither or it does not fit ``obs_dim``."""
     from forethought.models.neural import make_model  # neural.py builds on the configs defined here
 
     if config.kind == "linear":
         return make_model("linear", obs_dim, act_dim, ridge=config.ridge)
+    if config.kind == "lagrangian":
+        from forethought.models.lagrangian import LagrangianDynamics
+
+        layout = config.coordinates if config.coordinates is not None else coordinates
+        if layout is None:
+            raise ValueError(f"model.kind=lagrangian reads positions and velocities from the observation, but no "
+                             f"layout is known for this environment's {obs_dim} observation entries: set "
+                             f"model.coordinates to one role per entry ({ROLES_HELP})")
+        return LagrangianDynamics(obs_dim, act_dim, layout, ensemble_size=config.ensemble_size,
+                                  hidden_size=config.hidden_size, hidden_layers=config.hidden_layers,
+                                  substeps=config.substeps, dt=config.dt, train=train,
+                                  progress=progress or train.progress)
     members = {"de": {"ensemble_size": config.ensemble_size}, "pe": {"ensemble_size": config.ensemble_size},
                "dropout": {"mc_samples": config.mc_samples, "dropout_rate": config.dropout_rate},
                "laplace": {"mc_samples": config.mc_samples, "prior_precision": config.prior_precision}}
