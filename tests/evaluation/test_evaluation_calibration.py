@@ -84,6 +84,7 @@ def test_correct_model_covers_68_and_95_percent():
         assert abs(result[f"coverage_{k}sigma"] - expected) < band
         assert result[f"coverage_{k}sigma"] == pytest.approx(np.mean(per_dim), abs=1e-12)
     assert result["mean_disagreement"] is None and result["spearman_disagreement_error"] is None
+    assert result["spearman_epistemic_var_sq_error"] is None
 
 
 def test_miscalibrated_models_change_coverage_as_predicted():
@@ -110,10 +111,12 @@ def test_disagreement_that_tracks_the_error_has_rank_correlation_one():
     model = KnownLinear(epistemic=lambda o: (o[:, :1] ** 2).expand(-1, 2))  # std = |obs[0]| in both dims
     tracking = calibration(model, (obs, act, mean + signs * obs[:, :1].abs()))
     assert tracking["spearman_disagreement_error"] == pytest.approx(1.0, abs=1e-9)
+    assert tracking["spearman_epistemic_var_sq_error"] == pytest.approx(1.0, abs=1e-9)
     assert tracking["mean_disagreement"] == pytest.approx(float(obs[:, 0].abs().mean()), rel=1e-6)
     # Errors largest exactly where the model is most confident: correlation -1.
     inverted = calibration(model, (obs, act, mean + signs / (obs[:, :1].abs() + 0.1)))
     assert inverted["spearman_disagreement_error"] == pytest.approx(-1.0, abs=1e-9)
+    assert inverted["spearman_epistemic_var_sq_error"] == pytest.approx(-1.0, abs=1e-9)
     # Epistemic-only variance is still used for coverage.
     assert inverted["coverage_1sigma"] is not None
 

@@ -3,9 +3,15 @@ epistemic variance grows, and the settings they refuse."""
 
 from __future__ import annotations
 
+import json
+
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
+from forethought.agents.mbpo import MBPO, MBPOConfig
+from forethought.agents.sac import SACConfig
 from forethought.cli import main
 from forethought.evaluation.calibration import disagreement_shift
 from forethought.models import DynamicsModel, LastLayerLaplaceDynamics, MCDropoutDynamics, ModelConfig, make_model
@@ -175,3 +181,33 @@ def test_cli_refuses_bad_settings_before_writing_anything(tmp_path, capsys, args
     assert main([*args, "--out", str(out)]) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_compare_models_scores_the_new_kinds_with_the_ensembles(tmp_path):
+    out = tmp_path / "compare"
+    assert main(["compare-models", "--env", "pendulum-swingup", "--models", "pe,dropout,laplace", "--steps", "400",
+                 "--out", str(out), "--quiet", "eval_steps=200", "model.hidden_size=32", "model.hidden_layers=2",
+                 "model.ensemble_size=3", "model.mc_samples=5", "train.max_epochs=10", "horizon=5"]) == 0
+    models = json.loads((out / "summary.json").read_text())["models"]
+    assert list(models) == ["pe", "dropout", "laplace", "constant"]
+    for kind in ("pe", "dropout", "laplace"):
+        row = models[kind]
+        assert row["one_step_mse"] < models["constant"]["one_step_mse"]
+        assert 0 < row["coverage_1sigma"] <= row["coverage_2sigma"] <= 1
+        assert -1 <= row["epistemic_var_sq_error_spearman"] <= 1 and -1 <= row["disagreement_error_spearman"] <= 1
+        assert len(row["rollout_mse_by_horizon"]) == 5
+    assert "| dropout |" in (out / "comparison.md").read_text()
+
+
+@pytest.mark.parametrize("kind", ["dropout", "laplace"])
+def test_mbpo_imagines_with_the_sampled_members(kind):
+    config = MBPOConfig(sac=SACConfig(hidden_size=16), rollout_starts=40, min_rollout_length=3, max_rollout_length=3,
+                        model=ModelConfig(kind=kind, hidden_size=16, hidden_layers=1, mc_samples=4),
+                        train=TrainConfig(max_epochs=3))
+    agent = MBPO(gym.make("Pendulum-v1"), config, seed=0)
+    agent.sac.learn(steps=100)
+    agent._fit_model()
+    agent._rollouts(agent.sac.env_steps)
+    assert agent.log[-1]["rows"] == 120 and len(agent.model_buffer) == 120  # Pendulum never terminates
+    imagined = agent.model_buffer.arrays()
+    assert np.isfinite(imagined["next_obs"]).all() and not np.allclose(imagined["next_obs"], imagined["obs"])

@@ -70,6 +70,8 @@ def calibration(model: DynamicsModel, data: Any, *, var_floor: float = 1e-12,
         units) and ``spearman_disagreement_error``: rank correlation between each row's
         disagreement and its absolute error (mean over dimensions); ``None`` without epistemic
         variance. Averaging over dimensions lets the widest dimensions dominate both sides.
+        ``spearman_epistemic_var_sq_error``: the same with each row's epistemic variance and
+        squared error, each summed over dimensions (``None`` without epistemic variance).
     """
     obs, act, nxt = held_out_tensors(model, data)
     pred = predict_batched(model, obs, act, batch_size)
@@ -83,10 +85,13 @@ def calibration(model: DynamicsModel, data: Any, *, var_floor: float = 1e-12,
         result[f"coverage_{k}sigma"] = None if inside is None else float(inside.mean())
     if pred.epistemic_var is None:
         result["mean_disagreement"] = result["spearman_disagreement_error"] = None
+        result["spearman_epistemic_var_sq_error"] = None
     else:
         disagreement = _disagreement(pred.epistemic_var)
         result["mean_disagreement"] = float(disagreement.mean())
         result["spearman_disagreement_error"] = spearman_correlation(disagreement, abs_error.mean(dim=-1))
+        result["spearman_epistemic_var_sq_error"] = spearman_correlation(
+            pred.epistemic_var.to(torch.float64).sum(dim=-1), abs_error.pow(2).sum(dim=-1))
     return result
 
 

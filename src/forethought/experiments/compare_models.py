@@ -70,6 +70,7 @@ def compare_models(config: CompareModelsConfig, progress: bool = False, overwrit
                 "coverage_1sigma": measured["calibration"]["coverage_1sigma"],
                 "coverage_2sigma": measured["calibration"]["coverage_2sigma"],
                 "disagreement_error_spearman": measured["calibration"]["spearman_disagreement_error"],
+                "epistemic_var_sq_error_spearman": measured["calibration"]["spearman_epistemic_var_sq_error"],
                 "epochs": report.epochs,
                 "fit_s": fit_s,
             }
@@ -85,15 +86,17 @@ def compare_models(config: CompareModelsConfig, progress: bool = False, overwrit
 
 
 def markdown_table(results: dict[str, dict[str, Any]], horizon: int) -> str:
-    """One row per model: held-out one-step and ``horizon``-step MSE, NLL, coverage, fit time."""
+    """One row per model: held-out one-step and ``horizon``-step MSE, NLL, coverage, the rank
+    correlation of epistemic variance with squared error, fit time."""
 
     def fmt(value: Any) -> str:
         return "–" if value is None else f"{value:.4g}"
 
     lines = [f"| model | one-step MSE | {horizon}-step MSE | one-step NLL | 1-sigma coverage | "
-             f"2-sigma coverage | fit s |", "|---|---:|---:|---:|---:|---:|---:|"]
+             f"2-sigma coverage | epistemic var vs squared error (Spearman) | fit s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for kind, r in results.items():
         lines.append(f"| {kind} | {fmt(r['one_step_mse'])} | {fmt(r[f'{horizon}_step_mse'])} | "
                      f"{fmt(r['one_step_nll'])} | {fmt(r['coverage_1sigma'])} | {fmt(r['coverage_2sigma'])} | "
-                     f"{r['fit_s']:.1f} |")
+                     f"{fmt(r['epistemic_var_sq_error_spearman'])} | {r['fit_s']:.1f} |")
     return "\n".join(lines) + "\n"
