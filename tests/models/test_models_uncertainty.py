@@ -43,11 +43,15 @@ def test_members_predictors_and_predict_agree(kind, options):
     assert means.shape == variances.shape == (6, 7, 1) and model.ensemble_size == 6 and model.elites == list(range(6))
     assert (variances > 0).all() and (means.std(dim=0) > 0).all()  # the members differ
     block_obs, block_act = obs.expand(6, 7, 1), act.expand(6, 7, 1)
-    for predictor in (model.member_predictor(), model.frozen_member_predictor("bfloat16")):
+    for predictor in (model.member_predictor(), model.frozen_member_predictor("float32")):
         m, s = predictor(block_obs, block_act)
         assert predictor.members == list(range(6)) and predictor.probabilistic
         torch.testing.assert_close(m, means)
         torch.testing.assert_close(s, variances.sqrt())
+    # the frozen members in bfloat16: 8-bit mantissas, within a few percent of a one-step change
+    m, s = model.frozen_member_predictor("bfloat16")(block_obs, block_act)
+    assert ((m - means).abs() / model.delta_scale()).max() < 0.05
+    assert model.frozen_member_predictor("float32") is model.frozen_member_predictor(torch.float32)  # built once
     # member t reads block t
     shifted = model.predict_members(block_obs + torch.arange(6.0)[:, None, None] * 0.1, block_act)[0]
     torch.testing.assert_close(shifted[3], model.predict_members(obs + 0.3, act)[0][3])
@@ -118,9 +122,12 @@ def test_dropout_masks_are_drawn_at_each_fit_and_fits_repeat_exactly():
     assert torch.equal(first.masks, second.masks) and first.masks.shape == (2, 6, 1, 32)
     kept = first.masks[first.masks > 0]
     assert torch.allclose(kept, torch.full_like(kept, 1 / 0.9))  # inverted dropout: kept units scaled up
-    masks = first.masks.clone()
+    masks, frozen = first.masks.clone(), first.frozen_member_predictor()
     first.fit(*data, generator=torch.Generator().manual_seed(6))
     assert not torch.equal(first.masks, masks)
+    obs, act = torch.zeros(6, 3, 1), torch.zeros(6, 3, 1)
+    assert first.frozen_member_predictor() is not frozen  # the new masks, not a stale snapshot
+    torch.testing.assert_close(first.frozen_member_predictor()(obs, act)[0], first.predict_members(obs, act)[0])
 
 
 @pytest.mark.parametrize("kind", ["dropout", "laplace"])

@@ -108,6 +108,21 @@ class MCDropoutDynamics(SampledMemberDynamics):
             return mean.expand(size), log_std.expand(size)
         return self.network(x, self.masks)
 
+    def _member_network(self) -> EnsembleDynamicsNetwork:
+        """Member t as a network of its own: a unit its mask drops is a zero row of the next
+        layer's weights, a kept one's row is scaled by ``1 / (1 - rate)``."""
+        size, source = self.ensemble_size, self.network
+        members = EnsembleDynamicsNetwork(source.body.in_dim, self.obs_dim, True, size, self.hidden_size,
+                                          self.hidden_layers).requires_grad_(False).to(self.device)
+        with torch.no_grad():
+            for i, (weight, bias) in enumerate(zip(source.body.weights, source.body.biases)):
+                scale = self.masks[i - 1].transpose(1, 2) if i > 0 else torch.ones(size, 1, 1, device=self.device)
+                members.body.weights[i].copy_(weight * scale)
+                members.body.biases[i].copy_(bias.expand(size, -1, -1))
+            members.min_log_std.copy_(source.min_log_std.expand(size, -1, -1))
+            members.max_log_std.copy_(source.max_log_std.expand(size, -1, -1))
+        return members
+
     def _config(self) -> dict[str, Any]:
         return {**super()._config(), "dropout_rate": self.dropout_rate}
 

@@ -105,6 +105,18 @@ class LastLayerLaplaceDynamics(SampledMemberDynamics):
         mean = torch.matmul(phi, self.head_samples)  # [T, B, o]
         return mean, self._log_std(phi, log_std_head).expand_as(mean)
 
+    def _member_network(self) -> EnsembleDynamicsNetwork:
+        """Member t as a network of its own: the shared body and log-std head, mean head draw t."""
+        size, source = self.ensemble_size, self.network
+        members = EnsembleDynamicsNetwork(source.body.in_dim, self.obs_dim, True, size, self.hidden_size,
+                                          self.hidden_layers).requires_grad_(False).to(self.device)
+        with torch.no_grad():
+            for mine, theirs in zip(members.parameters(), source.parameters()):
+                mine.copy_(theirs.expand_as(mine))
+            members.body.weights[-1][:, :, :self.obs_dim].copy_(self.head_samples[:, :-1])
+            members.body.biases[-1][:, 0, :self.obs_dim].copy_(self.head_samples[:, -1])
+        return members
+
     def _predict(self, obs: torch.Tensor, action: torch.Tensor) -> Prediction:
         """The exact posterior predictive: trained mean, aleatoric variance from the head, epistemic
         variance ``phi^T Sigma_d phi`` (raw units), all ``[B, o]``."""

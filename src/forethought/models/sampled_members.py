@@ -31,7 +31,7 @@ from forethought.data.normalizer import Normalizer
 from forethought.models.base import DynamicsModel, FitReport, MemberPredictor, Prediction
 from forethought.models.config import ModelConfig, TrainConfig, train_config
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
-from forethought.models.frozen import compute_dtype
+from forethought.models.frozen import FrozenEnsemble, compute_dtype
 from forethought.models.training import train_ensemble
 
 
@@ -67,6 +67,7 @@ class SampledMemberDynamics(DynamicsModel):
         self.network.requires_grad_(False)
         self.obs_norm, self.act_norm = Normalizer(self.obs_dim), Normalizer(self.act_dim)
         self.delta_norm = Normalizer(self.obs_dim)
+        self._frozen: dict[tuple[torch.dtype, torch.device], MemberPredictor] = {}
 
     @property
     def mc_samples(self) -> int:
@@ -104,6 +105,7 @@ class SampledMemberDynamics(DynamicsModel):
         report = self._train(inputs, targets, generator)
         if report.produced_model:
             self._draw_members(inputs, targets, generator)
+            self._members_changed()
         else:  # the weights are those from before the fit: so are the normalisers and the members
             for prefix, norm in self._normalizers().items():
                 norm.load_state_dict(before[prefix], prefix)
@@ -161,16 +163,38 @@ class SampledMemberDynamics(DynamicsModel):
         return MemberPredictor(self.elites, True, predict)
 
     def frozen_member_predictor(self, dtype: torch.dtype | str = "float32") -> MemberPredictor:
-        """:meth:`member_predictor` without autograd, in float32 whatever ``dtype`` (these models
-        have no bfloat16 path)."""
-        compute_dtype(dtype)
-        differentiable = self.member_predictor()
+        """The members as a :class:`~forethought.models.frozen.FrozenEnsemble` computing in
+        ``dtype`` (the fast path of the neural ensembles: each member written out as a network of
+        its own by :meth:`_member_network`, the input normalisers folded into its first layer),
+        wrapped to take and return raw units. Built once per fit (or load) and dtype."""
+        key = (compute_dtype(dtype), self.device)
+        if key not in self._frozen:
+            norms = (self.obs_norm, self.act_norm)
+            scale = torch.cat([1.0 / norm.std for norm in norms])
+            network = FrozenEnsemble(self._member_network(), self.elites, key[0], scale,
+                                     -torch.cat([n.mean for n in norms]) * scale)
+            delta_mean, delta_std = self.delta_norm.mean, self.delta_norm.std
 
-        @torch.no_grad()
-        def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            return differentiable(obs, action)
+            @torch.no_grad()
+            def predict(obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                mean, log_std = network(obs, action)
+                return torch.addcmul(obs + delta_mean, mean, delta_std), log_std.exp_().mul_(delta_std)
 
-        return MemberPredictor(self.elites, True, predict)
+            self._frozen[key] = MemberPredictor(self.elites, True, predict)
+        return self._frozen[key]
+
+    def _member_network(self) -> EnsembleDynamicsNetwork:
+        """The ``T`` members as a ``T``-member ensemble network holding each member's own
+        weights (normalised inputs ``[T, B, o + a]`` to normalised ``(mean, log_std)``)."""
+        raise NotImplementedError
+
+    def _members_changed(self) -> None:
+        """Forget the frozen predictors: the members, normalisers or device have changed."""
+        self._frozen.clear()
+
+    def to(self, device: torch.device | str) -> "SampledMemberDynamics":
+        self._members_changed()
+        return super().to(device)
 
     def delta_scale(self) -> torch.Tensor:
         """The delta normaliser's std ``[obs_dim]``: the spread of one-step changes in the data of the last fit."""
@@ -210,4 +234,5 @@ class SampledMemberDynamics(DynamicsModel):
         for prefix, norm in model._normalizers().items():
             norm.load_state_dict(tensors, prefix)
         model._load_member_tensors(tensors)
+        model._members_changed()
         return model
