@@ -38,7 +38,7 @@ from forethought.data.collect import flat_dim
 from forethought.data.env_loop import EnvLoop
 from forethought.data.trajectories import TrajectoryBuffer
 from forethought.device import resolve_device
-from forethought.models.muzero_net import MuZeroNet, unroll_loss
+from forethought.models.muzero_net import FrozenMuZero, MuZeroNet, unroll_loss
 from forethought.planning.mcts import MCTSSettings, SearchResult, search, select_action
 from forethought.seeding import derive_seed, episode_seed
 from forethought.serialization import (atomic_write_text, load_checkpoint, load_module_tensors, module_tensors,
@@ -146,6 +146,8 @@ class MuZero(Agent):
         self._env_steps, self.updates = 0, 0
         self.recorder = _TrajectoryRecorder(self.action_start)
         self.loop = EnvLoop(env, self.recorder)
+        self._frozen: FrozenMuZero | None = None
+        self._frozen_at = -1
 
     @property
     def env_steps(self) -> int:
@@ -157,9 +159,11 @@ class MuZero(Agent):
         return float([t for start, t in self.config.temperature if self.env_steps >= start][-1])
 
     def plan(self, obs: Any, explore: bool) -> SearchResult:
-        """A search from ``obs`` (with root noise when ``explore``)."""
-        obs_t = torch.as_tensor(np.ravel(obs), dtype=torch.float32, device=self.device)
-        return search(self.net, obs_t, self.config.search, self.config.discount,
+        """A search from ``obs`` (with root noise when ``explore``) in a NumPy snapshot of the
+        networks, taken again whenever they have been updated since."""
+        if self._frozen is None or self._frozen_at != self.updates:
+            self._frozen, self._frozen_at = FrozenMuZero(self.net), self.updates
+        return search(self._frozen, np.ravel(obs).astype(np.float64), self.config.search, self.config.discount,
                       self.search_rng if explore else None)
 
     def act(self, obs: Any, deterministic: bool = True) -> Any:
@@ -256,7 +260,7 @@ class MuZero(Agent):
                              f"{agent.buffer.num_actions} actions; this environment has {agent.obs_dim} and "
                              f"{agent.num_actions}")
         agent.history = [EpisodeResult.from_dict(r) for r in state["history"]]
-        agent._env_steps, agent.updates = state["env_steps"], state["updates"]
+        agent._env_steps, agent.updates, agent._frozen = state["env_steps"], state["updates"], None
         agent.search_rng.bit_generator.state = json.loads(json.dumps(state["search_rng"]))
         agent.replay_rng.bit_generator.state = json.loads(json.dumps(state["replay_rng"]))
         return agent

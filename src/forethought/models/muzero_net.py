@@ -3,6 +3,7 @@
     net = MuZeroNet(obs_dim=4, num_actions=2, generator=torch.Generator().manual_seed(0))
     latent, logits, value = net.initial_inference(obs)              # obs [B, o]
     latent, reward, logits, value = net.recurrent_inference(latent, action)   # action [B] (indices)
+    frozen = FrozenMuZero(net)             # a NumPy snapshot the tree search calls one state at a time
 
 * representation ``h``: observation -> latent state ``s`` ``[B, latent_dim]``;
 * dynamics ``g``: ``(s, one-hot a)`` -> next latent state and the reward of that step;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -33,8 +35,9 @@ def scale_value(x: torch.Tensor) -> torch.Tensor:
 
 def unscale_value(y: torch.Tensor) -> torch.Tensor:
     """``phi^-1(y)`` elementwise, the exact inverse of :func:`scale_value`."""
-    eps = TRANSFORM_EPS
-    root = (torch.sqrt(1.0 + 4.0 * eps * (y.abs() + 1.0 + eps)) - 1.0) / (2.0 * eps)
+    # (sqrt(1 + 4 eps c) - 1) / (2 eps) rewritten as 2c / (sqrt(1 + 4 eps c) + 1): no cancellation in float32
+    c = y.abs() + 1.0 + TRANSFORM_EPS
+    root = 2.0 * c / (torch.sqrt(1.0 + 4.0 * TRANSFORM_EPS * c) + 1.0)
     return torch.sign(y) * (root.pow(2) - 1.0)
 
 
@@ -110,6 +113,60 @@ class MuZeroNet(nn.Module):
         next_latent, reward = self.dynamics(latent, action)
         logits, value = self.predict(next_latent)
         return next_latent, unscale_value(reward), logits, unscale_value(value)
+
+
+def _unscale_float(y: float) -> float:
+    """:func:`unscale_value` of one float."""
+    c = abs(y) + 1.0 + TRANSFORM_EPS
+    root = 2.0 * c / (math.sqrt(1.0 + 4.0 * TRANSFORM_EPS * c) + 1.0)
+    return math.copysign(root * root - 1.0, y)
+
+
+class FrozenMuZero:
+    """A NumPy snapshot (float64) of a :class:`MuZeroNet` for the tree search: one state at a time,
+    no autograd and no framework overhead per call, which is what a search of single-state calls
+    spends its time on. Values and rewards in real units; logits ``[A]``; latent ``[d]``."""
+
+    def __init__(self, net: MuZeroNet) -> None:
+        def layers(module: nn.Sequential) -> list[tuple[np.ndarray, np.ndarray]]:
+            return [(m.weight.detach().cpu().double().numpy().T.copy(), m.bias.detach().cpu().double().numpy())
+                    for m in module if isinstance(m, nn.Linear)]
+        self.latent_dim = net.latent_dim
+        self.representation, self.dynamics_net = layers(net.representation), layers(net.dynamics_net)
+        self.prediction_net = layers(net.prediction_net)
+
+    @staticmethod
+    def _mlp(layers: list[tuple[np.ndarray, np.ndarray]], x: np.ndarray, first: np.ndarray | None = None
+             ) -> np.ndarray:
+        """The MLP of ``layers`` on ``x``; ``first`` replaces the first layer's pre-activation."""
+        for i, (weight, bias) in enumerate(layers):
+            x = first if i == 0 and first is not None else x @ weight + bias
+            if i < len(layers) - 1:
+                x = np.where(x > 0, x, np.expm1(np.minimum(x, 0.0)))
+        return x
+
+    @staticmethod
+    def _scale(latent: np.ndarray) -> np.ndarray:
+        low, high = latent.min(), latent.max()
+        return (latent - low) / max(high - low, 1e-5)
+
+    def _predict(self, latent: np.ndarray) -> tuple[np.ndarray, float]:
+        out = self._mlp(self.prediction_net, latent)
+        return out[:-1], _unscale_float(float(out[-1]))
+
+    def initial_inference(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(latent [d], logits [A], value)`` of one flat observation ``[o]``."""
+        latent = self._scale(self._mlp(self.representation, np.asarray(obs, np.float64)))
+        return (latent, *self._predict(latent))
+
+    def recurrent_inference(self, latent: np.ndarray, action: int) -> tuple[np.ndarray, float, np.ndarray, float]:
+        """``(next latent [d], reward, logits [A], value)`` after action index ``action``."""
+        weight, bias = self.dynamics_net[0]
+        # the one-hot action's product is one row of the weight
+        first = latent @ weight[:self.latent_dim] + weight[self.latent_dim + action] + bias
+        out = self._mlp(self.dynamics_net, latent, first=first)
+        next_latent = self._scale(out[:-1])
+        return (next_latent, _unscale_float(float(out[-1])), *self._predict(next_latent))
 
 
 def _scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:

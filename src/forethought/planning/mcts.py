@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 
 class SearchModel(Protocol):
-    """MuZero's inference calls (see :class:`~forethought.models.muzero_net.MuZeroNet`)."""
+    """MuZero's inference calls on one state (see :class:`~forethought.models.muzero_net.FrozenMuZero`);
+    the latent state is whatever the model passes back to itself."""
 
-    def initial_inference(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(latent [B, d], policy logits [B, A], value [B])`` of observations ``[B, o]``."""
+    def initial_inference(self, obs: np.ndarray) -> tuple[Any, np.ndarray, float]:
+        """``(latent, policy logits [A], value)`` of one flat observation ``[o]``."""
 
-    def recurrent_inference(self, latent: torch.Tensor, action: torch.Tensor
-                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(next latent [B, d], reward [B], logits [B, A], value [B])`` after actions ``[B]``."""
+    def recurrent_inference(self, latent: Any, action: int) -> tuple[Any, float, np.ndarray, float]:
+        """``(next latent, reward, logits [A], value)`` after action index ``action``."""
 
 
 @dataclass
@@ -74,13 +73,13 @@ class MinMax:
 @dataclass
 class Node:
     """One state of the tree: its prior (from the parent's policy), the reward of the step into it,
-    visit count and value sum, its latent state ``[1, d]`` and children by action (once expanded)."""
+    visit count and value sum, its latent state and children by action (once expanded)."""
 
     prior: float
     reward: float = 0.0
     visits: int = 0
     value_sum: float = 0.0
-    latent: torch.Tensor | None = None
+    latent: Any = None
     priors: np.ndarray | None = None  # softmax of the policy logits at expansion, [A]
     children: dict[int, "Node"] = field(default_factory=dict)
 
@@ -91,10 +90,11 @@ class Node:
     def value(self) -> float:
         return self.value_sum / self.visits if self.visits else 0.0
 
-    def expand(self, latent: torch.Tensor, reward: float, logits: torch.Tensor) -> None:
-        """Set the state reached and create one child per action with the policy's priors."""
+    def expand(self, latent: Any, reward: float, logits: np.ndarray) -> None:
+        """Set the state reached and create one child per action with the policy's priors (softmax of ``logits [A]``)."""
         self.latent, self.reward = latent, reward
-        self.priors = torch.softmax(logits.double().reshape(-1), 0).cpu().numpy()
+        weights = np.exp(np.asarray(logits, np.float64) - np.max(logits))
+        self.priors = weights / weights.sum()
         self.children = {a: Node(float(p)) for a, p in enumerate(self.priors)}
 
 
@@ -126,11 +126,11 @@ def _ucb(parent: Node, child: Node, settings: MCTSSettings, discount: float, bou
     return exploit + explore
 
 
-def search(model: SearchModel, obs: torch.Tensor, settings: MCTSSettings, discount: float,
+def search(model: SearchModel, obs: np.ndarray, settings: MCTSSettings, discount: float,
            rng: np.random.Generator | None = None) -> SearchResult:
-    """Run ``settings.simulations`` simulations from observation ``obs`` ``[o]`` (on the model's
-    device); ``rng`` adds the Dirichlet noise at the root (None: no noise, no random draws)."""
-    latent, logits, value = model.initial_inference(obs.reshape(1, -1))
+    """Run ``settings.simulations`` simulations from the flat observation ``obs`` ``[o]``; ``rng``
+    adds the Dirichlet noise at the root (None: no noise, no random draws)."""
+    latent, logits, value = model.initial_inference(obs)
     root, bounds = Node(1.0), MinMax()
     root.expand(latent, 0.0, logits)
     if rng is not None and settings.noise_fraction > 0:
@@ -140,12 +140,10 @@ def search(model: SearchModel, obs: torch.Tensor, settings: MCTSSettings, discou
         node, path, action = root, [root], 0
         while node.expanded:
             scores = [_ucb(node, child, settings, discount, bounds) for child in node.children.values()]
-            action = int(np.argmax(scores))
+            action = scores.index(max(scores))  # the first of equal scores
             node = node.children[action]
             path.append(node)
-        parent = path[-2]
-        action_t = torch.tensor([action], device=parent.latent.device)
-        next_latent, reward, logits, leaf_value = model.recurrent_inference(parent.latent, action_t)
+        next_latent, reward, logits, leaf_value = model.recurrent_inference(path[-2].latent, action)
         node.expand(next_latent, float(reward), logits)
         backed_up = float(leaf_value)
         for visited in reversed(path):
