@@ -25,8 +25,8 @@ MATCH_TASK = TaskFunctions(reward=lambda o, a, n: -((a - o) ** 2).sum(-1),
 
 def test_rollout_length_schedule():
     config = MBPOConfig(min_rollout_length=1, max_rollout_length=15, rollout_schedule=(1000, 5000))
-    assert [config.rollout_length(s) for s in (0, 1000, 3000, 4999, 5000, 20000)] == [1, 1, 8, 14, 15, 15]
-    assert MBPOConfig(min_rollout_length=3, max_rollout_length=3).rollout_length(10**6) == 3
+    assert [config.scheduled_rollout_length(s) for s in (0, 1000, 3000, 4999, 5000, 20000)] == [1, 1, 8, 14, 15, 15]
+    assert MBPOConfig(min_rollout_length=3, max_rollout_length=3).scheduled_rollout_length(10**6) == 3
 
 
 def test_mixed_batch_takes_the_real_fraction_from_the_real_buffer():
@@ -78,6 +78,25 @@ def test_save_load_round_trip(tmp_path):
     assert len(loaded.model_buffer) == len(agent.model_buffer) > 0 and loaded.log == agent.log
     torch.testing.assert_close(loaded.model.predict(obs, torch.zeros(8, 1)).mean,
                                agent.model.predict(obs, torch.zeros(8, 1)).mean)
+
+
+def test_auto_rollout_length_is_chosen_before_every_fit_on_the_steps_since_the_last(tmp_path):
+    config = MBPOConfig(sac=SACConfig(hidden_size=16, batch_size=16, learning_starts=40), rollout_starts=20,
+                        model_every=40, rollout_every=40, policy_updates=1, min_rollout_length=2,
+                        max_rollout_length=6, rollout_length="auto", **SMALL_MODEL)
+    agent = MBPO(gym.make("Pendulum-v1"), config)
+    agent.learn(steps=120)  # fits at 40 (no model yet: nothing measured), 80 and 120
+    choices = agent.auto_length.history
+    assert [c.rows for c in choices] == [40, 40] and all(2 <= c.horizon <= 6 for c in choices)
+    assert all(len(c.errors) == 6 for c in choices)  # Pendulum episodes are 200 steps: every h measured
+    assert [entry["rollout_length"] for entry in agent.log] == [2, choices[0].horizon, choices[1].horizon]
+    agent.save(tmp_path / "mbpo")
+    loaded = MBPO.load(tmp_path / "mbpo", gym.make("Pendulum-v1"))
+    assert loaded.auto_length.state() == agent.auto_length.state() and loaded.stored_at_fit == 120
+    with pytest.raises(ValueError, match="rollout_length must be 'schedule' or 'auto', got 'long'"):
+        MBPOConfig(rollout_length="long")
+    with pytest.raises(ValueError, match="rollout_threshold must be a finite number > 0"):
+        MBPOConfig(rollout_threshold=0.0)
 
 
 def test_bad_config():

@@ -27,11 +27,15 @@ def test_defaults_are_the_pets_planner():
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"horizon": 0}, "planner.horizon must be an integer >= 1, got 0"),
+    ({"horizon": 0}, "planner.horizon must be an integer >= 1 or 'auto', got 0"),
+    ({"horizon": "long"}, "planner.horizon must be an integer >= 1 or 'auto', got 'long'"),
+    ({"horizon": "auto", "horizon_bounds": (8, 4)}, r"planner.horizon_bounds must be \[low, high\] with integers 1 <= low <= high"),
+    ({"horizon": "auto", "horizon_threshold": 0}, "planner.horizon_threshold must be a finite number > 0"),
+    ({"horizon": "auto", "replan_every": 6}, r"planner.replan_every must be an integer between 1 and the \(shortest\) horizon 5, got 6"),
     ({"particles": 0}, "planner.particles must be an integer >= 1, got 0"),
     ({"particles": 2.5}, "planner.particles must be an integer >= 1, got 2.5"),
-    ({"horizon": 5, "replan_every": 6}, "planner.replan_every must be an integer between 1 and horizon=5, got 6"),
-    ({"replan_every": 0}, "planner.replan_every must be an integer between 1 and horizon=15, got 0"),
+    ({"horizon": 5, "replan_every": 6}, r"planner.replan_every must be an integer between 1 and the \(shortest\) horizon 5, got 6"),
+    ({"replan_every": 0}, r"planner.replan_every must be an integer between 1 and the \(shortest\) horizon 15, got 0"),
     ({"optimizer": "annealing"}, r"planner.optimizer must be one of \['cem', 'gradient', 'icem', 'ilqr', 'lqr', "
                                  r"'mppi', 'random'\], got 'annealing'"),
     ({"propagation": "ts2"}, r"planner.propagation must be one of \['ts1', 'tsinf', 'expectation', 'all-members'\]"),

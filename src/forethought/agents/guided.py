@@ -46,6 +46,9 @@ class GuidedMPCConfig(MBPOConfig):
         if self.planner.optimizer not in sampling:
             raise ValueError(f"planner.optimizer must be one that takes policy proposals, one of {sampling}, "
                              f"got {self.planner.optimizer!r}")
+        if self.planner.horizon == "auto":
+            raise ValueError("planner.horizon=auto is chosen by PETS; policy-guided MPC needs a fixed planner.horizon "
+                             "(rollout_length=auto chooses MBPO's imagined rollout length)")
         if self.planner.replan_every != 1:
             raise ValueError(f"planner.replan_every must be 1 (policy-guided MPC re-plans every step), "
                              f"got {self.planner.replan_every}")

@@ -40,6 +40,9 @@ class MPCAgent:
     def __init__(self, model: DynamicsModel, task: TaskFunctions, action_space: gym.Space,
                  config: PlannerConfig | None = None, generator: torch.Generator | None = None) -> None:
         self.config = config or PlannerConfig()
+        if self.config.horizon == "auto":
+            raise ValueError("MPCAgent plans over a fixed horizon; horizon=auto is resolved by the agent that "
+                             "owns the model (PETS), which passes the chosen horizon")
         self.action_space = action_space
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         c = self.config

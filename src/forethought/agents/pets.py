@@ -32,13 +32,14 @@ from forethought.envs.coordinates import env_coordinates
 from forethought.envs.task_functions import TaskFunctions, with_state_cost
 from forethought.config import build
 from forethought.device import resolve_device
-from forethought.models.base import DynamicsModel
+from forethought.models.base import DynamicsModel, FitReport
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
 from forethought.models.task_model import (QUALITY_KEYS, TaskModel, TaskModelConfig, check_sources, env_name,
                                             registered_task_functions)
 from forethought.planning.config import PlannerConfig
 from forethought.planning.exploration import annealed_bonus
+from forethought.planning.horizon import AutoHorizon
 from forethought.planning.optimizer import optimizer_class
 from forethought.seeding import derive_seed, episode_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
@@ -119,7 +120,8 @@ class PETS(Agent):
     saved agent is the same whatever it was, and :meth:`load` picks the device anew."""
 
     name = "pets"
-    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", "exploration_bonus", *QUALITY_KEYS)
+    metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", "planning_horizon", "exploration_bonus",
+               *QUALITY_KEYS)
     config_class = PETSConfig
 
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
@@ -150,6 +152,10 @@ class PETS(Agent):
         self.history: list[EpisodeResult] = []
         self.agent: MPCAgent | None = None
         self._exploit: MPCAgent | None = None  # evaluation's planner when learning explores
+        planner = self.config.planner
+        self.auto_horizon = (AutoHorizon(planner.horizon_bounds, planner.horizon_threshold)
+                             if planner.horizon == "auto" else None)
+        self.rows_at_fit = 0  # buffer rows when the model was last fitted: later ones are held out
         self.offline_rows = 0  # logged transitions in the buffer, not this agent's real steps
         self._offline_start()
 
@@ -198,7 +204,7 @@ class PETS(Agent):
         random_trial = index < self.random_trials
         quality = dict.fromkeys(QUALITY_KEYS)
         if not random_trial and not self.config.oracle and len(self.buffer) > 0:
-            fit = self.model.fit(self.buffer, generator=self.generator)
+            fit = self._fit()
             quality = self.task_model.fit(self.buffer, self.task_generator)
         if random_trial or not (self.config.oracle or self._can_plan()):  # nothing to plan in (yet)
             self.env.action_space.seed(seed)
@@ -215,6 +221,7 @@ class PETS(Agent):
                 "model_diverged": None if fit is None else fit.nonfinite or bool(diverged),
                 "model_fitted": None if fit is None else self._can_plan(),
                 "plan_ms_per_step": plan_ms,
+                "planning_horizon": None if self.agent is None else self.agent.config.horizon,
                 "exploration_bonus": None if self.agent is None else self.agent.config.exploration_bonus, **quality}
         result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps + episode.env_steps,
                                time.perf_counter() - start, random_trial, info, episode.frames)
@@ -229,11 +236,24 @@ class PETS(Agent):
         def act(obs: np.ndarray) -> np.ndarray | int:
             nonlocal steps
             if steps and steps % self.config.refit_every == 0:
-                self.model.fit(self.buffer, generator=self.generator)
+                self._fit()
                 self.task_model.fit(self.buffer, self.task_generator)
+                if self.auto_horizon is not None and self.auto_horizon.horizon != self.agent.config.horizon:
+                    plan_ms, self.agent = self.agent.plan_ms, self._mpc(explore=True)
+                    self.agent.reset()
+                    self.agent.plan_ms = plan_ms
             steps += 1
             return self.agent.act(obs)
         return act
+
+    def _fit(self) -> FitReport:
+        """Fit the model on every transition; with ``horizon=auto``, first choose the horizon from
+        the current model's open-loop error on the rows it has not been fitted on."""
+        if self.auto_horizon is not None:
+            new = self.buffer.subset(np.arange(self.rows_at_fit, len(self.buffer)))
+            self.auto_horizon.measure(self.model, new, self.buffer)
+        self.rows_at_fit = len(self.buffer)
+        return self.model.fit(self.buffer, generator=self.generator)
 
     def _mpc(self, explore: bool) -> MPCAgent:
         """A planner in the current model; with the planner's exploration bonus (annealed to the
@@ -242,6 +262,8 @@ class PETS(Agent):
         bonus = annealed_bonus(planner.exploration_bonus, planner.exploration_anneal_steps, self.env_steps)
         if bonus != planner.exploration_bonus or not explore:
             planner = replace(planner, exploration_bonus=bonus if explore else 0.0)
+        if self.auto_horizon is not None:
+            planner = replace(planner, horizon=self.auto_horizon.horizon)
         if self.config.oracle:  # exact deterministic dynamics: one particle says everything
             planner = replace(planner, particles=1, propagation="expectation")
         return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator)
@@ -287,7 +309,8 @@ class PETS(Agent):
         save_generators(path / "generator", self._generators())
         state = {"config": asdict(self.config), "seed": self.seed, "history": [r.to_dict() for r in self.history],
                  "model_fitted": self.model.fitted, "offline_rows": self.offline_rows,
-                 "task_fitted_rows": self.task_model.fitted_rows}
+                 "task_fitted_rows": self.task_model.fitted_rows, "rows_at_fit": self.rows_at_fit,
+                 "auto_horizon": None if self.auto_horizon is None else self.auto_horizon.state()}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     def _generators(self) -> dict[str, torch.Generator]:
@@ -311,6 +334,9 @@ class PETS(Agent):
         if not agent.config.oracle and state["model_fitted"]:
             agent.model = DynamicsModel.load(path / "model", device=agent.device)
         agent.task_model.load(path / "task", state["task_fitted_rows"])
+        agent.rows_at_fit = state["rows_at_fit"]
+        if agent.auto_horizon is not None:
+            agent.auto_horizon.load_state(state["auto_horizon"])
         load_generators(path / "generator", agent._generators())
         agent.history = [EpisodeResult.from_dict(r) for r in state["history"]]
         return agent

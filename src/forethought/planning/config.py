@@ -18,6 +18,7 @@ from typing import Any
 # the optimiser modules register their optimisers (and settings classes) when imported
 from forethought.planning import cem, gradient, icem, ilqr, mppi, random_shooting  # noqa: F401
 from forethought.planning.exploration import check_exploration
+from forethought.planning.horizon import DEFAULT_THRESHOLD, check_auto_horizon
 from forethought.planning.optimizer import optimizer_class, optimizer_names
 from forethought.planning.propagation import PROPAGATIONS
 from forethought.planning.settings import settings_from
@@ -32,7 +33,13 @@ class PlannerConfig:
     Attributes:
         optimizer: the trajectory optimiser, one of ``optimizer_names(include_model_based=True)``
             (``cem``, ``gradient``, ``icem``, ``ilqr``, ``lqr``, ``mppi``, ``random``).
-        horizon: steps per plan, ``>= 1``.
+        horizon: steps per plan, ``>= 1``; or ``"auto"`` (PETS): chosen after every model fit
+            as the longest within ``horizon_bounds`` whose held-out open-loop error stays under
+            ``horizon_threshold`` (see :mod:`forethought.planning.horizon`), 15 (clipped to the
+            bounds) until there is held-out data.
+        horizon_bounds: ``[low, high]``, the horizons ``auto`` chooses among.
+        horizon_threshold: the open-loop error ``auto`` allows, relative to the state's spread
+            (RMS over dimensions), ``> 0``.
         particles: rollouts per candidate (per member in ``all-members`` mode), ``>= 1``.
         propagation: how particles move through an ensemble: ``ts1``, ``tsinf``, ``expectation``
             or ``all-members`` (see :mod:`forethought.planning.rollout`).
@@ -57,7 +64,9 @@ class PlannerConfig:
     """
 
     optimizer: str = "icem"
-    horizon: int = 15
+    horizon: int | str = 15
+    horizon_bounds: tuple[int, int] = (5, 30)
+    horizon_threshold: float = DEFAULT_THRESHOLD
     particles: int = 5
     propagation: str = "tsinf"
     risk_penalty: float = 0.0
@@ -76,14 +85,18 @@ class PlannerConfig:
             raise ValueError(f"planner.propagation must be one of {list(PROPAGATIONS)}, got {self.propagation!r}")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"planner.compute_dtype must be one of {list(COMPUTE_DTYPES)}, got {self.compute_dtype!r}")
-        for name in ("horizon", "particles"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"planner.{name} must be an integer >= 1, got {value!r}")
+        if self.horizon != "auto" and (isinstance(self.horizon, bool) or not isinstance(self.horizon, int)
+                                       or self.horizon < 1):
+            raise ValueError(f"planner.horizon must be an integer >= 1 or 'auto', got {self.horizon!r}")
+        if isinstance(self.particles, bool) or not isinstance(self.particles, int) or self.particles < 1:
+            raise ValueError(f"planner.particles must be an integer >= 1, got {self.particles!r}")
+        check_auto_horizon(self.horizon_bounds, self.horizon_threshold, prefix="planner.")
+        self.horizon_bounds = tuple(self.horizon_bounds)
+        shortest = self.horizon_bounds[0] if self.horizon == "auto" else self.horizon
         if isinstance(self.replan_every, bool) or not isinstance(self.replan_every, int) or \
-                not 1 <= self.replan_every <= self.horizon:
-            raise ValueError(f"planner.replan_every must be an integer between 1 and horizon={self.horizon}, "
-                             f"got {self.replan_every!r}")
+                not 1 <= self.replan_every <= shortest:
+            raise ValueError(f"planner.replan_every must be an integer between 1 and the (shortest) horizon "
+                             f"{shortest}, got {self.replan_every!r}")
         if not _number(self.risk_penalty) or not (math.isfinite(self.risk_penalty) and self.risk_penalty >= 0):
             raise ValueError(f"planner.risk_penalty must be a finite number >= 0, got {self.risk_penalty!r}")
         check_exploration(self.exploration_bonus, self.exploration_anneal_steps, prefix="planner.")
