@@ -218,3 +218,14 @@ def test_mbpo_imagines_with_the_sampled_members(kind):
     assert agent.log[-1]["rows"] == 120 and len(agent.model_buffer) == 120  # Pendulum never terminates
     imagined = agent.model_buffer.arrays()
     assert np.isfinite(imagined["next_obs"]).all() and not np.allclose(imagined["next_obs"], imagined["obs"])
+
+
+def test_ablate_takes_the_new_kinds_and_keeps_the_paper_grid_by_default():
+    from forethought.agents import PETSConfig
+    from forethought.experiments.ablate import AblateConfig, variant_config
+
+    assert AblateConfig().models == ["d", "p", "de", "pe"]
+    assert AblateConfig(models=["pe", "dropout", "laplace"]).models == ["pe", "dropout", "laplace"]
+    assert variant_config(PETSConfig(), "laplace", "tsinf").model.kind == "laplace"
+    with pytest.raises(ValueError, match="models must be a non-empty list drawn from"):
+        AblateConfig(models=["gp"])

@@ -84,7 +84,8 @@ COMMANDS = (
             positional=(("algo", {"choices": RUN_ALGOS, "help": "the agent to run"}),), default_out="runs/<algo>"),
     Command("ablate", "PETS over model types x propagation modes x seeds", texts.ABLATE_HELP, ablate_command,
             (Option("--env", "environment (default cartpole-swingup)", "env"),
-             Option("--models", "comma-separated kinds from d,p,de,pe (default all four)", "models", listed=True),
+             Option("--models", "comma-separated kinds from d,p,de,pe,dropout,laplace (default d,p,de,pe)",
+                    "models", listed=True),
              Option("--propagation", "comma-separated modes from ts1,tsinf,expectation,all-members "
                                      "(default ts1,tsinf,expectation)", "propagations", listed=True),
              Option("--seeds", "seeds per variant (default 3)", "seeds", int),

@@ -32,7 +32,8 @@ from forethought.experiments.run_config import PETSRunConfig
 from forethought.planning import PROPAGATIONS
 from forethought.serialization import atomic_write_text
 
-ABLATION_MODELS = ("d", "p", "de", "pe")
+ABLATION_MODELS = ("d", "p", "de", "pe", "dropout", "laplace")
+PETS_PAPER_MODELS = ("d", "p", "de", "pe")  # the default grid: the PETS paper's four models
 
 
 @dataclass
@@ -42,7 +43,7 @@ class AblateConfig:
 
     env: str = "cartpole-swingup"
     env_kwargs: dict = field(default_factory=dict)
-    models: list[str] = field(default_factory=lambda: list(ABLATION_MODELS))
+    models: list[str] = field(default_factory=lambda: list(PETS_PAPER_MODELS))
     propagations: list[str] = field(default_factory=lambda: ["ts1", "tsinf", "expectation"])
     seeds: int = 3
     trials: int = 10
