@@ -41,6 +41,13 @@ each episode that crosses a multiple of eval_every real steps, and at the end, t
 deterministically is evaluated. Overrides e.g. eval_every=500 target=-200 agent.policy_updates=10
 agent.hybrid.proposals=16 agent.hybrid.fallback_threshold=0.05.
 
+muzero (Discrete actions only; CartPole-v1 by default): every step is a pUCT tree search (25
+simulations, Dirichlet noise at the root) in learned representation, dynamics and prediction
+networks trained on replayed episodes unrolled 5 steps against 10-step returns; evaluated every
+2000 real steps on 3 episodes. A Box action space is refused before anything is written. Overrides
+e.g. agent.search.simulations=50 agent.discount=0.997 agent.temperature="[[0, 1.0], [5000, 0.25]]"
+(docs/muzero.md).
+
 planet, dreamer (--pixels): learn from 64x64 RGB frames (action_repeat=2 by default): a latent world
 model trained on sequences; planet plans with CEM in its latent space, dreamer trains an
 actor-critic in imagination. Adds plots/open_loop.png and videos/open_loop.gif. Overrides e.g.
@@ -87,8 +94,8 @@ per algorithm as overrides, e.g. pets.state_cost="{0: 1.0}" pets.model.kind=line
 mbpo.policy_updates=10 sac.hidden_size=64 eval_every=500. Each algorithm's task preset (as in run;
 --preset none turns them off) lies under its section."""
 
-RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, guided, planet, dreamer) killed at any point
-(SIGKILL included) from its last good checkpoint. The agent (models and their optimisers, replay
+RESUME_HELP = """Continue a run of forethought run (pets, sac, dyna, mbpo, guided, planet, dreamer, muzero)
+killed at any point (SIGKILL included) from its last good checkpoint. The agent (models and their optimisers, replay
 and model buffers, policy and critics, counters, every random generator's state, history) is
 saved atomically with a checksum manifest every checkpoint_every episodes (1 by default, 10 for
 planet and dreamer) and at the end; a damaged checkpoint is passed over for the previous one, with
