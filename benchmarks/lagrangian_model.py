@@ -13,7 +13,7 @@ For each environment, data size and model kind: fit on ``size`` random-action tr
   horizon 15) in the fitted model, over ``--plan-steps`` actions.
 
     OMP_NUM_THREADS=1 python benchmarks/lagrangian_model.py --threads 1
-    OMP_NUM_THREADS=1 python benchmarks/lagrangian_model.py --envs pendulum-swingup --sizes 200 --kinds lagrangian
+    OMP_NUM_THREADS=1 python benchmarks/lagrangian_model.py --kinds lagrangian model.hidden_size=64 model.hidden_layers=2
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 from forethought import envs
 from forethought.agents import PETSConfig
 from forethought.agents.mpc import MPCAgent
+from forethought.config import load_config
 from forethought.data import collect
 from forethought.envs.analytic import analytic_step, env_task_functions
 from forethought.envs.coordinates import env_coordinates
@@ -74,8 +75,9 @@ def plan_ms(model, env, states: torch.Tensor, steps: int) -> float:
 def measure(env_id: str, size: int, kind: str, args, held_out, windows) -> dict:
     env = envs.make(env_id)
     train = collect(env, size, seed=0)
-    config = dataclasses.replace(PETSConfig().model, kind=kind)
-    model = build_model(config, PETSConfig().train, train.obs_dim, train.act_dim, coordinates=env_coordinates(env))
+    config = dataclasses.replace(PETSConfig().model, kind=kind, **(args.lagrangian_model if kind == "lagrangian" else {}))
+    training = dataclasses.replace(PETSConfig().train, **(args.lagrangian_train if kind == "lagrangian" else {}))
+    model = build_model(config, training, train.obs_dim, train.act_dim, coordinates=env_coordinates(env))
     start = time.perf_counter()
     report = model.fit(train, generator=torch.Generator().manual_seed(0))
     fit_s = time.perf_counter() - start
@@ -93,6 +95,13 @@ def measure(env_id: str, size: int, kind: str, args, held_out, windows) -> dict:
             "plan_ms": ms, "note": report.message}
 
 
+def changed(section) -> dict:
+    """The fields of a model or training config that differ from PETS's defaults."""
+    default = PETSConfig().model if dataclasses.is_dataclass(section) and hasattr(section, "kind") else PETSConfig().train
+    return {f.name: getattr(section, f.name) for f in dataclasses.fields(section)
+            if getattr(section, f.name) != getattr(default, f.name)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", default="pendulum-swingup,cartpole-swingup")
@@ -102,7 +111,12 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=100)
     parser.add_argument("--plan-steps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("lagrangian", nargs="*", metavar="model.key=value|train.key=value",
+                        help="settings of the Lagrangian model only (ModelConfig / TrainConfig fields)")
     args = parser.parse_args()
+    settings = load_config(PETSConfig, None, args.lagrangian)
+    args.lagrangian_model, args.lagrangian_train = changed(settings.model), changed(settings.train)
+    args.lagrangian_model.pop("kind", None)
     torch.set_num_threads(args.threads)
     print("| env | transitions | model | epochs | fit s | one-step MSE | MSE at step "
           f"{args.horizon} | energy error after {args.horizon} unforced steps (J) | exact system's own change (J) "
