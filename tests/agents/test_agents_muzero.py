@@ -239,3 +239,13 @@ def test_the_temperature_follows_its_schedule_in_real_steps():
         agent._env_steps = steps
         temperatures[steps] = agent.temperature()
     assert temperatures == {0: 1.0, 9: 1.0, 10: 0.5, 29: 0.5, 30: 0.0, 10_000: 0.0}
+
+
+def test_a_cartpole_run_films_only_where_pygame_can_draw_it():
+    import importlib.util
+
+    from forethought.experiments.run import make_env
+
+    config = load_config(run_config_class("muzero"), None, ["env=CartPole-v1"])
+    env = make_env("muzero", config, render=True)
+    assert env.render_mode == ("rgb_array" if importlib.util.find_spec("pygame") else None)
