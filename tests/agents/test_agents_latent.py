@@ -168,3 +168,28 @@ def test_bad_input_is_named():
         DreamerConfig(actor_init_std=0.0)
     with pytest.raises(ValueError, match="optimizer"):
         PlaNetConfig(optimizer="nope")
+
+
+def test_plan2explore_heads_learn_the_seen_steps_and_their_disagreement_enters_the_imagined_reward(tmp_path):
+    agent = Dreamer(pixel_env(), DreamerConfig(**SHORT, imagination_horizon=3, exploration_bonus=2.0,
+                                               exploration_anneal_steps=10_000, disagreement_heads=3))
+    agent.learn(episodes=1)
+    batch = agent.buffer.sample(4, 6, agent.generator)
+    _, states = agent.model.train_step(batch)
+    features, action = states.features[:, :-1].detach(), batch.action[:, 1:]
+    before = agent.explorer.disagreement(features, action).mean().item()
+    losses = [agent.explorer.train(states, batch.action, batch.is_first)["disagreement_loss"] for _ in range(60)]
+    assert losses[-1] < 0.75 * losses[0]  # the targets are sampled stochastic states: the loss has a floor
+    # trained on these steps, the heads agree on them more than on steps with actions never taken
+    seen = agent.explorer.disagreement(features, action).mean().item()
+    unseen = agent.explorer.disagreement(features, 5.0 * torch.ones_like(action)).mean().item()
+    assert seen < unseen and before > 0
+    parts = agent.train_behaviour(states, batch)
+    assert parts["intrinsic_reward"] > 0 and "disagreement_loss" in parts
+    agent.save(tmp_path / "agent")
+    loaded = Dreamer.load(tmp_path / "agent", pixel_env())
+    assert torch.equal(loaded.explorer.disagreement(features, action), agent.explorer.disagreement(features, action))
+    with pytest.raises(ValueError, match="disagreement_heads must be an integer >= 2, got 1"):
+        DreamerConfig(exploration_bonus=1.0, disagreement_heads=1)
+    with pytest.raises(ValueError, match="exploration_bonus must be a finite number >= 0"):
+        DreamerConfig(exploration_bonus=-1.0)

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 
+from forethought.agents.base import EpisodeResult
 from forethought.agents.latent import LatentAgent, LatentAgentConfig
+from forethought.agents.plan2explore import DisagreementHeads
+from forethought.data.sequences import SequenceBatch
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import Policy, mlp_head, symexp, symlog
+from forethought.planning.exploration import annealed_bonus, check_exploration
 from forethought.seeding import derive_seed, generator, set_state
 from forethought.serialization import load_module_tensors, module_tensors
 
@@ -44,7 +48,12 @@ class DreamerConfig(LatentAgentConfig):
     deviation before the tanh (DreamerV1: 5 and 1e-4). ``actor_gradient``: "dynamics"
     backpropagates the returns through the learned dynamics (DreamerV1); "reinforce" uses the
     score-function gradient with the critic as baseline (DreamerV3), so imagination needs no
-    backward pass through the world model."""
+    backward pass through the world model.
+
+    ``exploration_bonus`` (``beta >= 0``): every imagined step also earns ``beta`` times the
+    disagreement of ``disagreement_heads`` one-step latent predictors (Plan2Explore, see
+    :mod:`~forethought.agents.plan2explore`), annealed linearly to 0 over
+    ``exploration_anneal_steps`` real environment steps (None: kept); 0: no heads are trained."""
 
     imagination_horizon: int = 15
     gamma: float = 0.99
@@ -60,9 +69,16 @@ class DreamerConfig(LatentAgentConfig):
     actor_init_std: float = 5.0
     actor_min_std: float = 1e-4
     actor_gradient: str = "dynamics"
+    exploration_bonus: float = 0.0
+    exploration_anneal_steps: int | None = None
+    disagreement_heads: int = 5
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_exploration(self.exploration_bonus, self.exploration_anneal_steps)
+        if isinstance(self.disagreement_heads, bool) or not isinstance(self.disagreement_heads, int) \
+                or self.disagreement_heads < 2:
+            raise ValueError(f"disagreement_heads must be an integer >= 2, got {self.disagreement_heads!r}")
         if self.imagination_horizon < 1:
             raise ValueError(f"imagination_horizon must be >= 1, got {self.imagination_horizon}")
         for name in ("gamma", "lambda_", "return_scale_decay"):
@@ -191,9 +207,12 @@ class ImaginationActorCritic:
         return (torch.cat([start.features[:, None], future.features], 1), torch.stack(log_probs, 1),
                 torch.stack(pre_tanhs, 1))
 
-    def train(self, world: ImaginedWorld, states: LatentState) -> dict[str, float]:
+    def train(self, world: ImaginedWorld, states: LatentState,
+              intrinsic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
         """One actor and one critic update on rollouts imagined from ``states`` (any leading shape);
-        ``world``'s own weights are left alone. Returns the losses and imagination statistics."""
+        ``world``'s own weights are left alone. ``intrinsic`` (features ``[N, H, F]`` of the states
+        stepped from, actions ``[N, H, a]`` -> ``[N, H]``) is added to the predicted rewards.
+        Returns the losses and imagination statistics."""
         c = self.config
         dynamics = c.actor_gradient == "dynamics"
         world.requires_grad_(False)
@@ -201,6 +220,9 @@ class ImaginationActorCritic:
             with torch.set_grad_enabled(dynamics):
                 features, log_probs, pre_tanh = self.imagine(world, states.reshape(-1).detach())
                 rewards = world.reward(features[:, 1:])
+                if intrinsic is not None:
+                    bonus = intrinsic(features[:, :-1], torch.tanh(pre_tanh))
+                    rewards = rewards + bonus
                 discounts = c.gamma * world.continue_probability(features[:, 1:])
                 values = symexp(self.target_critic(features).squeeze(-1))
                 returns = lambda_returns(rewards, values, discounts, c.lambda_)
@@ -235,9 +257,12 @@ class ImaginationActorCritic:
         with torch.no_grad():
             for target, source in zip(self.target_critic.parameters(), self.critic.parameters()):
                 target.lerp_(source, c.target_tau)
-        return {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(),
-                "imagined_return": returns[:, 0].mean().item(), "entropy": -log_probs.mean().item(),
-                "return_scale": float(self.return_scale)}
+        stats = {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(),
+                 "imagined_return": returns[:, 0].mean().item(), "entropy": -log_probs.mean().item(),
+                 "return_scale": float(self.return_scale)}
+        if intrinsic is not None:
+            stats["intrinsic_reward"] = bonus.mean().item()
+        return stats
 
     def _parts(self) -> tuple[tuple[str, nn.Module, torch.optim.Optimizer | None], ...]:
         return (("actor", self.actor, self.actor_optimizer), ("critic", self.critic, self.critic_optimizer),
@@ -262,7 +287,8 @@ class Dreamer(LatentAgent):
     """Actor-critic in imagination; see the module docstring."""
 
     name = "dreamer"
-    metrics = (*LatentAgent.metrics, "actor_loss", "critic_loss", "imagined_return", "entropy")
+    metrics = (*LatentAgent.metrics, "actor_loss", "critic_loss", "imagined_return", "entropy", "intrinsic_reward",
+               "disagreement_loss")
     config_class = DreamerConfig
 
     def __init__(self, env: gym.Env, config: DreamerConfig | None = None, seed: int = 0,
@@ -271,16 +297,39 @@ class Dreamer(LatentAgent):
         super().__init__(env, config, seed, device)
         self.behaviour = ImaginationActorCritic(self.model.feature_dim, self.action_dim, config, self.seed,
                                                 self.device)
+        self.explorer = (DisagreementHeads(self.model.feature_dim, self.action_dim, self.model.rssm.stoch_dim,
+                                           config.disagreement_heads, config.actor_hidden, config.critic_lr,
+                                           self.seed, self.device) if config.exploration_bonus > 0 else None)
+
+    def advance(self, max_steps: int | None = None, render: bool = False) -> EpisodeResult:
+        """See :meth:`LatentAgent.advance`; without an exploration bonus the Plan2Explore columns
+        are empty."""
+        result = super().advance(max_steps, render)
+        for key in ("intrinsic_reward", "disagreement_loss"):
+            result.info.setdefault(key, None)
+        return result
 
     def act_latent(self, state: LatentState, explore: bool) -> np.ndarray:
         return self.behaviour.act(state.features, explore, self.generator)[0].cpu().numpy().astype(np.float32)
 
-    def train_behaviour(self, states: LatentState) -> dict[str, float]:
-        return self.behaviour.train(self.model, states)
+    def train_behaviour(self, states: LatentState, batch: SequenceBatch | None = None) -> dict[str, float]:
+        """With an exploration bonus, the disagreement heads learn from ``batch`` (when given)
+        first, and the behaviour's imagined rewards carry their annealed disagreement."""
+        if self.explorer is None:
+            return self.behaviour.train(self.model, states)
+        c = self.config
+        parts = {} if batch is None else self.explorer.train(states, batch.action, batch.is_first)
+        beta = annealed_bonus(c.exploration_bonus, c.exploration_anneal_steps, self.env_steps)
+        parts.update(self.behaviour.train(self.model, states,
+                                          lambda features, action: beta * self.explorer.disagreement(features, action)))
+        return parts
 
     # ------------------------------------------------------------------ persistence
     def extra_tensors(self) -> dict[str, torch.Tensor]:
-        return self.behaviour.tensors()
+        explorer = {} if self.explorer is None else self.explorer.tensors()
+        return {**self.behaviour.tensors(), **explorer}
 
     def load_extra_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         self.behaviour.load_tensors(tensors)
+        if self.explorer is not None:
+            self.explorer.load_tensors(tensors)

@@ -24,7 +24,7 @@ import torch
 from forethought.agents.base import Agent, EpisodeResult
 from forethought.config import build
 from forethought.data.env_loop import EnvLoop
-from forethought.data.sequences import SequenceBuffer
+from forethought.data.sequences import SequenceBatch, SequenceBuffer
 from forethought.models.rssm import LatentState
 from forethought.models.world_model import LatentModelConfig, LatentWorldModel
 from forethought.device import resolve_device
@@ -139,8 +139,9 @@ class LatentAgent(Agent):
         return self.to_env_action(self.last_action)
 
     # ------------------------------------------------------------------ learning
-    def train_behaviour(self, states: LatentState) -> dict[str, float]:
-        """Train on imagination from the posterior states of the batch just used (Dreamer)."""
+    def train_behaviour(self, states: LatentState, batch: SequenceBatch | None = None) -> dict[str, float]:
+        """Train on imagination from ``states``: the posterior states ``[B, L, ...]`` of ``batch``,
+        the batch just used (or any start states, without a batch) (Dreamer)."""
         return {}
 
     def train(self, steps: int) -> dict[str, float]:
@@ -149,7 +150,7 @@ class LatentAgent(Agent):
         for _ in range(steps):
             batch = self.buffer.sample(self.config.batch_size, self.config.sequence_length, self.generator)
             parts, states = self.model.train_step(batch)
-            parts.update(self.train_behaviour(states))
+            parts.update(self.train_behaviour(states, batch))
             for key, value in parts.items():
                 sums[key] = sums.get(key, 0.0) + value
         return {key: value / steps for key, value in sums.items()}
