@@ -20,6 +20,7 @@ of means is printed at the end.
 
     OMP_NUM_THREADS=1 python benchmarks/discrete_control.py --envs CartPole-v1,Acrobot-v1 \\
         --algos muzero,dqn,pets --budgets 5000,10000 --seeds 0,1,2 --threads 1
+    OMP_NUM_THREADS=1 python benchmarks/discrete_control.py --search-speed 200   # ms per search
 """
 
 from __future__ import annotations
@@ -102,6 +103,40 @@ def run_dqn(env_id: str, seed: int, budgets: list[int], eval_episodes: int, sett
     model.learn(total_timesteps=budgets[-1], callback=EvaluateAtBudgets())
 
 
+class TorchSearchModel:
+    """The search's single-state calls answered by the PyTorch network itself (for timing against
+    :class:`~forethought.models.muzero_net.FrozenMuZero`)."""
+
+    def __init__(self, net) -> None:
+        self.net = net
+
+    def initial_inference(self, obs: np.ndarray):
+        latent, logits, value = self.net.initial_inference(torch.as_tensor(obs, dtype=torch.float32)[None])
+        return latent, logits[0].numpy(), float(value)
+
+    def recurrent_inference(self, latent, action: int):
+        nxt, reward, logits, value = self.net.recurrent_inference(latent, torch.tensor([action]))
+        return nxt, float(reward), logits[0].numpy(), float(value)
+
+
+def search_speed(searches: int, simulations: int) -> None:
+    """Milliseconds per search of MuZero's default CartPole-sized networks: the NumPy snapshot the
+    agent searches against the PyTorch network called once per simulation."""
+    from forethought.models.muzero_net import FrozenMuZero, MuZeroNet
+    from forethought.planning.mcts import MCTSSettings, search
+
+    net = MuZeroNet(4, 2, torch.Generator().manual_seed(0))
+    settings, obs = MCTSSettings(simulations=simulations), np.zeros(4)
+    for name, model in (("numpy snapshot", FrozenMuZero(net)), ("torch network", TorchSearchModel(net))):
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            search(model, obs, settings, 0.99, rng)
+        start = time.perf_counter()
+        for _ in range(searches):
+            search(model, obs, settings, 0.99, rng)
+        print(f"{name}: {1000 * (time.perf_counter() - start) / searches:.2f} ms per {simulations}-simulation search")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", default="CartPole-v1,Acrobot-v1")
@@ -114,8 +149,13 @@ def main() -> None:
     parser.add_argument("--out", default="discrete_control.jsonl", help="JSON lines, appended")
     parser.add_argument("--set", action="append", default=[], metavar="ALGO:KEY=VALUE",
                         help="an override of one algorithm's run config, e.g. muzero:agent.search.simulations=50")
+    parser.add_argument("--search-speed", type=int, default=0, metavar="N",
+                        help="only time N searches (25 simulations) with the NumPy snapshot and the torch network")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.search_speed:
+        search_speed(args.search_speed, 25)
+        return
     budgets = [int(b) for b in args.budgets.split(",")]
     if budgets != sorted(set(budgets)):
         parser.error(f"--budgets must increase, got {budgets}")
