@@ -185,7 +185,8 @@ def main() -> None:
     for row in results:
         groups[(row["env"], row["algo"], row["budget"])].append(row["eval_return"])
     for (env_id, algo, budget), scores in groups.items():
-        print(f"| {env_id} | {algo} | {budget} | {statistics.mean(scores):.1f} ({', '.join(f'{s:.1f}' for s in scores)}) |")
+        per_seed = ", ".join(f"{s:.1f}" for s in scores)
+        print(f"| {env_id} | {algo} | {budget} | {statistics.mean(scores):.1f} ({per_seed}) |")
 
 
 if __name__ == "__main__":

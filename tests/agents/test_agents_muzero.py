@@ -12,8 +12,9 @@ from forethought.config import ConfigError, load_config
 from forethought.data.env_loop import episode_returns, random_policy
 from forethought.data.trajectories import TrajectoryBuffer, n_step_targets
 from forethought.experiments.run_config import run_config_class
-from forethought.models.muzero_net import FrozenMuZero, MuZeroNet, min_max_scale, scale_value, unroll_loss, unscale_value
-from forethought.planning.mcts import MCTSSettings, Node, search, select_action
+from forethought.models.muzero_net import (FrozenMuZero, MuZeroNet, min_max_scale, scale_value, unroll_loss,
+                                           unscale_value)
+from forethought.planning.mcts import MCTSSettings, search, select_action
 
 
 class TableModel:

@@ -222,8 +222,8 @@ class MuZero(Agent):
         with torch.no_grad():
             boot = self.net.initial_inference(tensor(sample.bootstrap_obs.reshape(-1, self.obs_dim)))[2]
         targets = sample.value_targets(boot.reshape(sample.bootstrap_scale.shape).cpu().numpy())
-        loss, parts = unroll_loss(self.net, tensor(sample.obs), tensor(sample.actions), tensor(targets.astype(np.float32)),
-                                  tensor(sample.value_mask), tensor(sample.rewards), tensor(sample.reward_mask),
+        loss, parts = unroll_loss(self.net, tensor(sample.obs), tensor(sample.actions),
+                                  tensor(targets.astype(np.float32)), tensor(sample.value_mask), tensor(sample.rewards), tensor(sample.reward_mask),
                                   tensor(sample.policies), tensor(sample.policy_mask), c.value_weight)
         self.optimizer.zero_grad()
         loss.backward()

@@ -133,7 +133,8 @@ class TrajectoryBuffer:
         obs = np.zeros((batch_size, width, self.obs_dim), np.float32)
         for b, episode in enumerate(chosen):
             n = len(episode["actions"])
-            rewards[b, :n], policies[b, :n], actions[b, :n] = episode["rewards"], episode["policies"], episode["actions"]
+            rewards[b, :n], policies[b, :n] = episode["rewards"], episode["policies"]
+            actions[b, :n] = episode["actions"]
             obs[b, :n + 1] = episode["obs"]
         positions = starts[:, None] + np.arange(unroll + 1)
         partial, index, scale, value_mask = n_step_targets(rewards, length, terminated, positions, td_steps, gamma)

@@ -91,7 +91,8 @@ class Node:
         return self.value_sum / self.visits if self.visits else 0.0
 
     def expand(self, latent: Any, reward: float, logits: np.ndarray) -> None:
-        """Set the state reached and create one child per action with the policy's priors (softmax of ``logits [A]``)."""
+        """Set the state reached and create one child per action, its prior from the softmax of
+        ``logits [A]``."""
         self.latent, self.reward = latent, reward
         weights = np.exp(np.asarray(logits, np.float64) - np.max(logits))
         self.priors = weights / weights.sum()
