@@ -33,6 +33,18 @@ def learned_reward(history: list) -> str:
         f"{mse:.3g}/{'-' if r2 is None else f'{r2:.2f}'}" for mse, r2 in figures)
 
 
+def planner_choices(history: list, config: PETSConfig) -> str:
+    """The horizon of every planned trial with ``horizon=auto``, and the exploration bonus in force
+    with one (nothing otherwise)."""
+    planned = [r for r in history if not r.random]
+    parts = []
+    if config.planner.horizon == "auto":
+        parts.append("horizons " + ",".join(str(r.info["planning_horizon"]) for r in planned))
+    if config.planner.exploration_bonus > 0:
+        parts.append("exploration bonus " + ",".join(f"{r.info['exploration_bonus']:.2g}" for r in planned))
+    return "".join(f"; {part}" for part in parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="cartpole-swingup")
@@ -68,7 +80,7 @@ def main() -> None:
               + (f"target reached at trial {hit.episode} after {hit.env_steps} env steps" if hit else "target not reached")
               + f"; mean of the last 5 trials {np.mean(returns[-5:]):.1f}"
               + f"; plan {plan_ms:.0f} ms/step; {time.perf_counter() - start:.0f} s"
-              + learned_reward(history), flush=True)
+              + learned_reward(history) + planner_choices(history, config), flush=True)
     print(f"{sum(reached)} of {len(reached)} seeds reached the target within {args.trials} trials")
 
 
