@@ -76,3 +76,5 @@ def test_auto_is_refused_where_the_horizon_cannot_change():
     from forethought.agents.guided import GuidedMPCConfig
     with pytest.raises(ValueError, match="planner.horizon=auto is chosen by PETS"):
         GuidedMPCConfig(planner=PlannerConfig(horizon="auto"))
+    with pytest.raises(ValueError, match="planner.exploration_bonus is PETS's"):
+        GuidedMPCConfig(planner=PlannerConfig(exploration_bonus=1.0))

@@ -46,6 +46,9 @@ class GuidedMPCConfig(MBPOConfig):
         if self.planner.optimizer not in sampling:
             raise ValueError(f"planner.optimizer must be one that takes policy proposals, one of {sampling}, "
                              f"got {self.planner.optimizer!r}")
+        if self.planner.exploration_bonus > 0:
+            raise ValueError("planner.exploration_bonus is PETS's; policy-guided MPC explores through MBPO's "
+                             "exploration_bonus on imagined rewards (agent.exploration_bonus)")
         if self.planner.horizon == "auto":
             raise ValueError("planner.horizon=auto is chosen by PETS; policy-guided MPC needs a fixed planner.horizon "
                              "(rollout_length=auto chooses MBPO's imagined rollout length)")
