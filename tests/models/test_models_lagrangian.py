@@ -238,3 +238,21 @@ def test_the_cli_refuses_what_a_lagrangian_model_cannot_read_before_writing_anyt
     out = tmp_path / "run"
     assert main(["run", "pets", "--env", env, "--out", str(out), "agent.model.kind=lagrangian", *settings]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_mbpo_rolls_out_a_lagrangian_model_of_gymnasiums_pendulum():
+    import gymnasium as gym
+
+    from forethought.agents.mbpo import MBPO, MBPOConfig
+    from forethought.agents.sac import SACConfig
+    from forethought.models import ModelConfig, TrainConfig
+
+    agent = MBPO(gym.make("Pendulum-v1"), MBPOConfig(
+        sac=SACConfig(hidden_size=16), rollout_starts=50, min_rollout_length=3, max_rollout_length=3,
+        model=ModelConfig(kind="lagrangian", ensemble_size=2, hidden_size=16, hidden_layers=1),
+        train=TrainConfig(max_epochs=2)))
+    assert isinstance(agent.model, LagrangianDynamics) and agent.model.layout.text() == PENDULUM
+    agent.sac.learn(steps=60)
+    agent.model.fit(agent.sac.buffer)
+    agent._rollouts(agent.sac.env_steps)
+    assert agent.log[-1]["rows"] == 150 and agent.log[-1]["non_finite_rows"] == 0
