@@ -144,6 +144,10 @@ def test_run_pets_films_the_last_trial(tmp_path):
 @pytest.mark.parametrize("setting, message", [
     ("agent.planner.propagation=sideways", "propagation"),
     ("agent.planner.horizon=0", "planner.horizon must be"),
+    ("agent.planner.exploration_bonus=-1", "planner.exploration_bonus must be a finite number >= 0"),
+    ("agent.planner.exploration_anneal_steps=0", "planner.exploration_anneal_steps must be None"),
+    ("agent.planner.horizon_threshold=0", "planner.horizon_threshold must be a finite number > 0"),
+    ("agent.planner.horizon_bounds=[9,3]", "planner.horizon_bounds must be [low, high]"),
     ("agent.planner.particles=0", "particles"),
     ("seed=-1", "seed must be an integer >= 0"),
     ("episodes=0", "episodes must be >= 1"),
