@@ -43,10 +43,11 @@ PUBLISHED_100K = {  # task: (TD-MPC2, SAC)
 }
 
 
-def run_one(task: str, algo: str, seed: int, budgets: list[int], eval_episodes: int, out: Path,
+def run_one(env: str, algo: str, seed: int, budgets: list[int], eval_episodes: int, out: Path,
             extra: list[str]) -> dict:
-    """One run to the largest budget, evaluated at every budget; its returns, quality and cost."""
-    env = f"dm_control/{task}-v0"
+    """One run of ``forethought run ALGO --env ENV`` (its preset applied) to the largest budget,
+    evaluated at every budget; its returns, quality and cost, and ``training``: the training
+    episodes' ``(env_steps, return)``."""
     overrides = [f"env={env}", f"seed={seed}", f"steps={max(budgets)}", f"eval_every={min(budgets)}",
                  f"eval_episodes={eval_episodes}", "video=false", f"out={out}", "episodes=null", *extra]
     config, preset = resolve_run_config(algo, None, overrides, "auto")
@@ -57,7 +58,7 @@ def run_one(task: str, algo: str, seed: int, budgets: list[int], eval_episodes: 
     at_budget = {b: next((v for s, v in sorted(evaluations.items()) if s >= b), None) for b in budgets}
     return {"preset": describe(preset), "returns": at_budget, "quality": summary.get("task_quality", {}),
             "s_per_1000": 1000 * (time.perf_counter() - start) / max(summary["env_steps"], 1),
-            "best": summary["best_return"]}
+            "best": summary["best_return"], "training": [(r["env_steps"], r["return"]) for r in rows]}
 
 
 def random_play(task: str, episodes: int) -> str:
@@ -91,7 +92,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             for algo in args.algos.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    result = run_one(task, algo, seed, budgets, args.eval_episodes,
+                    result = run_one(f"dm_control/{task}-v0", algo, seed, budgets, args.eval_episodes,
                                      Path(scratch) / f"{task}-{algo}-{seed}", args.overrides)
                     returns = ", ".join(f"{b}: {'-' if v is None else f'{v:.1f}'}" for b, v in result["returns"].items())
                     quality = result["quality"]
