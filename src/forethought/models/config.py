@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 
 from forethought.envs.coordinates import ROLES_HELP, parse_layout
 from forethought.models.base import DynamicsModel
+from forethought.models.schedules import LR_SCHEDULES, schedule_errors
 
 MODEL_KINDS = ("linear", "d", "p", "de", "pe", "dropout", "laplace", "lagrangian")
 
@@ -99,6 +100,16 @@ class TrainConfig:
             train on every row for ``max_epochs`` and keep the last weights (the reported
             validation losses are then in-sample), for data too small or too imbalanced for a
             held-out split to say anything (a few rare rewards or terminations).
+        lr_schedule: ``constant`` (``lr`` at every step); ``warmup_cosine`` (every fit: a linear
+            warm-up over ``warmup_steps`` minibatches, then a half cosine down to
+            ``min_lr_fraction * lr`` at the fit's last possible step, ``max_epochs`` epochs);
+            ``plateau`` (across fits of one model: the rate is multiplied by ``plateau_factor``
+            after ``plateau_patience`` fits in a row whose validation loss did not beat the best
+            earlier fit, never below ``min_lr_fraction * lr``). See :mod:`forethought.models.schedules`.
+        warmup_steps: minibatches of linear warm-up (``warmup_cosine``).
+        min_lr_fraction: the floor of both schedules, a share of ``lr``.
+        plateau_factor: multiplier of the rate at each reduction (``plateau``).
+        plateau_patience: fits without improvement before a reduction (``plateau``).
     """
 
     max_epochs: int = 50
@@ -114,8 +125,17 @@ class TrainConfig:
     frozen_layers: int = 0
     progress: bool = False
     early_stopping: bool = True
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    min_lr_fraction: float = 0.0
+    plateau_factor: float = 0.5
+    plateau_patience: int = 1
 
     def __post_init__(self) -> None:
+        errors = schedule_errors("train", self.lr_schedule, self.warmup_steps, None, self.min_lr_fraction,
+                                 LR_SCHEDULES, ("lr_schedule", "warmup_steps", "", "min_lr_fraction"))
+        if errors:
+            raise ValueError(errors[0])
         rules = {
             "max_epochs": ("an integer >= 1", _is_int(self.max_epochs, 1)),
             "patience": ("an integer >= 1", _is_int(self.patience, 1)),
@@ -131,6 +151,8 @@ class TrainConfig:
             "bootstrap": ("true or false", isinstance(self.bootstrap, bool)),
             "progress": ("true or false", isinstance(self.progress, bool)),
             "early_stopping": ("true or false", isinstance(self.early_stopping, bool)),
+            "plateau_factor": ("a number in (0, 1)", _is_number(self.plateau_factor) and 0 < self.plateau_factor < 1),
+            "plateau_patience": ("an integer >= 1", _is_int(self.plateau_patience, 1)),
         }
         for name, (allowed, ok) in rules.items():
             if not ok:

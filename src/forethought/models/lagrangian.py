@@ -137,4 +137,5 @@ class LagrangianDynamics(MLPDynamics):
         for prefix, norm in model._normalizers().items():
             norm.load_state_dict(tensors, prefix)
         model.elites = [int(k) for k in elites]
+        model.lr_plateau.load_tensors(tensors)
         return model

@@ -22,7 +22,9 @@ default 5-member ensemble, 5 of 7 as in MBPO).
 Refitting: the first ``fit`` initialises the weights from its generator. A later ``fit`` (e.g.
 with more data) continues from the current weights when ``warm_start=True`` (the default, as in
 PETS/MBPO loops) and re-initialises from its generator when ``warm_start=False``. A fit that
-diverges in its first epoch keeps the weights and normalisers the model had before it.
+diverges in its first epoch keeps the weights and normalisers the model had before it. With
+``train.lr_schedule="plateau"`` the model keeps the learning-rate multiplier across fits (and in
+its checkpoint), lowering it when fits stop improving the validation loss.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from forethought.models.dropout import MCDropoutDynamics
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.frozen import FrozenEnsemble
 from forethought.models.laplace import LastLayerLaplaceDynamics
+from forethought.models.schedules import PlateauScale
 from forethought.models.training import train_ensemble
 
 DEFAULT_MAX_ELITES = 5
@@ -82,6 +85,8 @@ class MLPDynamics(DynamicsModel):
         self.obs_norm, self.act_norm = Normalizer(self.obs_dim), Normalizer(self.act_dim)
         self.delta_norm = Normalizer(self.obs_dim)
         self.elites: list[int] = list(range(self.elite_count))
+        t = self.train_config
+        self.lr_plateau = PlateauScale(t.plateau_factor, t.plateau_patience, t.min_lr_fraction)
         self._elite_copy: tuple[tuple[int, ...], EnsembleDynamicsNetwork] | None = None
 
     # ------------------------------------------------------------------ fit
@@ -110,7 +115,8 @@ class MLPDynamics(DynamicsModel):
         first epoch)."""
         delta = next_obs - obs
         inputs = torch.cat([self.obs_norm.normalize(obs), self.act_norm.normalize(action)], dim=-1)
-        report = train_ensemble(self.network, inputs, self.delta_norm.normalize(delta), train, generator)
+        report = train_ensemble(self.network, inputs, self.delta_norm.normalize(delta), train, generator,
+                                plateau=self.lr_plateau)
         if report.produced_model:
             ranking = sorted(range(self.ensemble_size), key=lambda k: report.member_val_loss[k])
             self.elites = sorted(ranking[:self.elite_count])
@@ -248,6 +254,7 @@ class MLPDynamics(DynamicsModel):
         tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
         for prefix, norm in self._normalizers().items():
             tensors.update(norm.state_dict(prefix))
+        tensors.update(self.lr_plateau.tensors())
         return tensors, {**self._config(), "elites": list(self.elites)}
 
     @classmethod
@@ -262,6 +269,7 @@ class MLPDynamics(DynamicsModel):
         for prefix, norm in model._normalizers().items():
             norm.load_state_dict(tensors, prefix)
         model.elites = [int(k) for k in elites]
+        model.lr_plateau.load_tensors(tensors)
         return model
 
 

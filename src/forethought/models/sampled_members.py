@@ -32,6 +32,7 @@ from forethought.models.base import DynamicsModel, FitReport, MemberPredictor, P
 from forethought.models.config import ModelConfig, TrainConfig, train_config
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.frozen import FrozenEnsemble, compute_dtype
+from forethought.models.schedules import PlateauScale
 from forethought.models.training import train_ensemble
 
 
@@ -68,6 +69,8 @@ class SampledMemberDynamics(DynamicsModel):
         self.obs_norm, self.act_norm = Normalizer(self.obs_dim), Normalizer(self.act_dim)
         self.delta_norm = Normalizer(self.obs_dim)
         self._frozen: dict[tuple[torch.dtype, torch.device], MemberPredictor] = {}
+        t = self.train_config
+        self.lr_plateau = PlateauScale(t.plateau_factor, t.plateau_patience, t.min_lr_fraction)
 
     @property
     def mc_samples(self) -> int:
@@ -89,7 +92,7 @@ class SampledMemberDynamics(DynamicsModel):
 
     def _train(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> FitReport:
         """Train the network on normalised inputs ``[N, o + a]`` and targets ``[N, o]``."""
-        return train_ensemble(self.network, inputs, targets, self.train_config, generator)
+        return train_ensemble(self.network, inputs, targets, self.train_config, generator, plateau=self.lr_plateau)
 
     # ------------------------------------------------------------------ fit
     def _fit(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor,
@@ -222,6 +225,7 @@ class SampledMemberDynamics(DynamicsModel):
         for prefix, norm in self._normalizers().items():
             tensors.update(norm.state_dict(prefix))
         tensors.update(self._member_tensors())
+        tensors.update(self.lr_plateau.tensors())
         return tensors, self._config()
 
     @classmethod
@@ -234,5 +238,6 @@ class SampledMemberDynamics(DynamicsModel):
         for prefix, norm in model._normalizers().items():
             norm.load_state_dict(tensors, prefix)
         model._load_member_tensors(tensors)
+        model.lr_plateau.load_tensors(tensors)
         model._members_changed()
         return model

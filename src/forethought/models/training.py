@@ -28,6 +28,7 @@ from forethought.data.buffer import bootstrap_indices
 from forethought.models.base import FitReport
 from forethought.models.config import TrainConfig
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
+from forethought.models.schedules import PlateauScale, lambda_scheduler
 from forethought.progress import ProgressBar
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -145,31 +146,49 @@ def _freeze(network: EnsembleDynamicsNetwork, layers: int) -> None:
         bias.requires_grad_(False)
 
 
-def _adam(network: EnsembleDynamicsNetwork, train: TrainConfig) -> torch.optim.Adam:
+def _adam(network: EnsembleDynamicsNetwork, train: TrainConfig, lr_scale: float = 1.0) -> torch.optim.Adam:
     # weight decay on the weight matrices only: biases and log-std bounds are not shrunk
     decayed = [w for w in network.body.weights if w.requires_grad]
     others = [p for p in network.parameters() if p.requires_grad and all(p is not w for w in decayed)]
     return torch.optim.Adam([{"params": decayed, "weight_decay": train.weight_decay},
-                             {"params": others, "weight_decay": 0.0}], lr=train.lr)
+                             {"params": others, "weight_decay": 0.0}], lr=train.lr * lr_scale)
+
+
+def epoch_rows(n: int, train: TrainConfig) -> int:
+    """Rows each member visits per epoch when it has ``n`` training rows: ``n``, or
+    ``train.min_epoch_batches`` full minibatches when one pass makes fewer minibatches than that."""
+    return n if math.ceil(n / train.batch_size) >= train.min_epoch_batches else \
+        train.min_epoch_batches * train.batch_size
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, n: int, train: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The within-fit schedule (``warmup_cosine``: over ``max_epochs`` epochs of ``n`` training
+    rows), or None for the schedules that hold the rate fixed during a fit."""
+    if train.lr_schedule != "warmup_cosine":
+        return None
+    total = train.max_epochs * math.ceil(epoch_rows(n, train) / train.batch_size)
+    return lambda_scheduler(optimizer, train.warmup_steps, total, train.min_lr_fraction)
 
 
 def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                  y: torch.Tensor, member_rows: torch.Tensor, train: TrainConfig, loss: TrainingLoss,
-                 generator: torch.Generator) -> tuple[float | None, int, list[int]]:
+                 generator: torch.Generator, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+                 ) -> tuple[float | None, int, list[int]]:
     """One epoch: member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random order.
     When one pass makes fewer than ``train.min_epoch_batches`` minibatches, the epoch is instead
     that many full minibatches, drawn from as many freshly shuffled passes as they need.
-    Returns ``(mean training loss, batches, [])``, or ``(None, index of the bad batch, members
+    ``scheduler`` (if any) steps after every minibatch. Returns ``(mean training loss, batches, [])``, or ``(None, index of the bad batch, members
     whose loss was not finite)`` at the first non-finite loss."""
     k, n = member_rows.shape
-    epoch_rows = n if math.ceil(n / train.batch_size) >= train.min_epoch_batches else \
-        train.min_epoch_batches * train.batch_size
+    rows_per_epoch = epoch_rows(n, train)
     shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator, device=generator.device).to(member_rows.device), dim=1))
-                          for _ in range(math.ceil(epoch_rows / n))], dim=1)[:, :epoch_rows]
+                          for _ in range(math.ceil(rows_per_epoch / n))], dim=1)[:, :rows_per_epoch]
     losses = []
-    for batch, start in enumerate(range(0, epoch_rows, train.batch_size)):
+    for batch, start in enumerate(range(0, rows_per_epoch, train.batch_size)):
         rows = shuffled[:, start:start + train.batch_size]
         member_losses = train_step(network, optimizer, x[rows], y[rows], loss, train.grad_clip)
+        if scheduler is not None:
+            scheduler.step()
         if not torch.isfinite(member_losses).all():
             return None, batch, (~torch.isfinite(member_losses)).nonzero()[:, 0].tolist()
         losses.append(member_losses.mean())
@@ -177,9 +196,14 @@ def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimi
 
 
 def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targets: torch.Tensor,
-                   train: TrainConfig, generator: torch.Generator, loss: TrainingLoss | None = None) -> FitReport:
+                   train: TrainConfig, generator: torch.Generator, loss: TrainingLoss | None = None,
+                   plateau: PlateauScale | None = None) -> FitReport:
     """Train ``network`` in place on normalised inputs ``[N, in]`` and targets ``[N, out]``,
     minimising ``loss`` (default :class:`GaussianLoss` with ``train.bound_penalty``).
+
+    The learning rate follows ``train.lr_schedule``. For ``plateau``, ``plateau`` is the model's
+    multiplier across fits: this fit trains at ``train.lr * plateau.scale`` and then records its
+    mean member validation loss in it (without one, ``plateau`` trains at ``train.lr``).
 
     Returns a :class:`FitReport`: ``train_loss`` is the training loss (averaged over members and
     minibatches), ``val_loss`` the validation loss averaged over members, per epoch;
@@ -208,11 +232,13 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
 
     network.requires_grad_(True)
     _freeze(network, train.frozen_layers)
-    optimizer, best, report = _adam(network, train), _BestWeights(network), FitReport()
+    plateau = plateau if train.lr_schedule == "plateau" else None
+    optimizer = _adam(network, train, plateau.scale if plateau is not None else 1.0)
+    scheduler, best, report = _scheduler(optimizer, n - n_val, train), _BestWeights(network), FitReport()
     with ProgressBar(train.progress, train.max_epochs, "fitting") as bar:
         try:
-            _run_epochs(network, optimizer, best, report, (x_train, y_train, x_val, y_val), member_rows, train,
-                        loss, generator, bar)
+            _run_epochs(network, (optimizer, scheduler), best, report, (x_train, y_train, x_val, y_val), member_rows,
+                        train, loss, generator, bar)
         finally:
             if train.early_stopping or report.nonfinite:
                 best.restore()
@@ -221,19 +247,23 @@ def train_ensemble(network: EnsembleDynamicsNetwork, inputs: torch.Tensor, targe
         report.best_epoch = min(range(len(report.val_loss)), key=report.val_loss.__getitem__)
     with torch.no_grad():
         report.member_val_loss = loss.validation(network, x_val, y_val).tolist()
+    if plateau is not None and report.produced_model:
+        plateau.update(sum(report.member_val_loss) / len(report.member_val_loss))
     return report
 
 
-def _run_epochs(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimizer, best: _BestWeights,
+def _run_epochs(network: EnsembleDynamicsNetwork, optimizers: tuple, best: _BestWeights,
                 report: FitReport, data: tuple[torch.Tensor, ...], member_rows: torch.Tensor, train: TrainConfig,
                 loss: TrainingLoss, generator: torch.Generator, bar: ProgressBar) -> None:
     """The epoch loop: train, validate, keep each member's best weights, stop early or on a
-    non-finite loss. ``data`` is ``(x_train, y_train, x_val, y_val)``."""
+    non-finite loss. ``data`` is ``(x_train, y_train, x_val, y_val)``, ``optimizers`` is
+    ``(optimizer, scheduler or None)``."""
     x_train, y_train, x_val, y_val = data
+    optimizer, scheduler = optimizers
     since_improvement = 0
     for epoch in range(train.max_epochs):
         train_loss, batches, bad = _train_epoch(network, optimizer, x_train, y_train, member_rows, train, loss,
-                                                generator)
+                                                generator, scheduler)
         val = None
         if train_loss is not None:
             with torch.no_grad():
