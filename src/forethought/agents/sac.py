@@ -37,6 +37,7 @@ from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.data.env_loop import EnvLoop, ReplayRecorder
 from forethought.data.offline import load_npz
+from forethought.models.schedules import schedule_errors, schedule_factor
 from forethought.seeding import derive_seed, episode_seed, set_state
 from forethought.serialization import (atomic_write_text, load_checkpoint, load_module_tensors, load_optimizer_tensors,
                                        module_tensors, optimizer_tensors, read_agent_state, save_checkpoint)
@@ -53,7 +54,10 @@ class SACConfig:
     ``target_entropy`` defaults to ``-action_dim``. ``offline_data`` (an ``.npz`` of logged
     transitions, see :func:`~forethought.data.load_npz`) fills the replay buffer before the first
     step; its rows count towards ``learning_starts``, so with enough of them the agent learns and
-    acts with its policy from the first step."""
+    acts with its policy from the first step. ``lr_schedule="warmup_cosine"`` sets every
+    optimizer's rate at update ``u`` to ``learning_rate`` times
+    :func:`~forethought.models.schedules.schedule_factor` ``(u, lr_warmup_updates,
+    lr_decay_updates, lr_min_fraction)``: a linear warm-up, then a cosine down to the floor."""
 
     hidden_size: int = 256
     hidden_layers: int = 2
@@ -67,8 +71,17 @@ class SACConfig:
     initial_alpha: float = 1.0
     target_entropy: float | None = None
     offline_data: str | None = None
+    lr_schedule: str = "constant"
+    lr_warmup_updates: int = 0
+    lr_decay_updates: int = 100_000
+    lr_min_fraction: float = 0.0
 
     def __post_init__(self) -> None:
+        errors = schedule_errors("sac", self.lr_schedule, self.lr_warmup_updates, self.lr_decay_updates,
+                                 self.lr_min_fraction, ("constant", "warmup_cosine"),
+                                 ("lr_schedule", "lr_warmup_updates", "lr_decay_updates", "lr_min_fraction"))
+        if errors:
+            raise ValueError(errors[0])
         for name in ("hidden_size", "hidden_layers", "batch_size", "buffer_capacity"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sac.{name} must be >= 1, got {getattr(self, name)}")
@@ -224,6 +237,12 @@ class SAC(Agent):
         actions; ``terminated`` ends bootstrapping, ``truncated`` does not), then a Polyak step of
         the target critics. Returns the losses. The batch is moved to the agent's device."""
         c, batch = self.config, batch.to(self.device)
+        if c.lr_schedule == "warmup_cosine":  # a function of the saved update count: resumes exactly
+            lr = c.learning_rate * schedule_factor(self.updates, c.lr_warmup_updates, c.lr_decay_updates,
+                                                   c.lr_min_fraction)
+            for group in (g for o in (self.actor_optimizer, self.critic_optimizer, self.alpha_optimizer)
+                          for g in o.param_groups):
+                group["lr"] = lr
         action, log_prob = self.actor(batch.obs, self.generator)
         alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
         self.alpha_optimizer.zero_grad()
