@@ -111,3 +111,23 @@ def test_imagined_rewards_carry_the_bonus_times_each_transitions_spread():
     spread = transition_spread(model, plain.obs, plain.action)
     assert torch.allclose(spread, torch.full_like(spread, math.sqrt(1.25) / 2), atol=1e-5)
     assert torch.allclose(curious.reward, plain.reward + 2.0 * spread)
+
+
+def test_pets_explores_while_learning_with_the_annealed_bonus_and_evaluates_without_it():
+    from forethought import envs
+    from forethought.agents import PETS, PETSConfig
+    from forethought.models.config import ModelConfig, TrainConfig
+
+    config = PETSConfig(model=ModelConfig(kind="pe", ensemble_size=3, hidden_size=32, hidden_layers=2),
+                        train=TrainConfig(max_epochs=10, patience=5),
+                        planner=PlannerConfig(horizon=4, particles=2, exploration_bonus=2.0, exploration_anneal_steps=200,
+                                              settings={"population": 30, "elites": 5, "iterations": 2}))
+    agent = PETS(envs.make("linear"), config)
+    history = agent.learn(episodes=3)  # 50-step episodes
+    assert [r.info["exploration_bonus"] for r in history] == [None, 1.5, 1.0]  # 2 * (1 - steps / 200)
+    assert agent.agent.evaluator.exploration_bonus == 1.0 and agent.agent.evaluator.measure_disagreement
+    obs, _ = agent.env.reset(seed=5)
+    agent.act(obs, deterministic=True)
+    assert agent._exploit.evaluator.exploration_bonus == 0.0 and agent._exploit is not agent.agent
+    agent.act(obs, deterministic=False)
+    assert agent.agent.evaluator.exploration_bonus == 1.0
