@@ -190,10 +190,19 @@ class CartPoleSwingUpEnv(gym.Env):
         return np.array([x, x_dot, math.cos(theta), math.sin(theta), theta_dot])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
-        """Start near hanging down, ``(0, 0, pi, 0)`` plus Gaussian noise."""
+        """Start near hanging down, ``(0, 0, pi, 0)`` plus Gaussian noise; ``options`` with any of
+        ``x`` (m), ``x_dot`` (m/s), ``theta`` (rad), ``theta_dot`` (rad/s) move the start, noise
+        still added."""
         super().reset(seed=seed)
+        start = {"x": 0.0, "x_dot": 0.0, "theta": math.pi, "theta_dot": 0.0}
+        unknown = sorted(set(options or {}) - set(start))
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; expected some of {sorted(start)}")
+        start.update({key: float(value) for key, value in (options or {}).items()})
+        if not all(math.isfinite(value) for value in start.values()):
+            raise ValueError(f"reset options must be finite numbers, got {options}")
         noise = self.init_noise_std * self.np_random.standard_normal(4)
-        self._state = tuple(float(v) for v in np.array([0.0, 0.0, math.pi, 0.0]) + noise)
+        self._state = tuple(float(v) for v in np.array(list(start.values())) + noise)
         self._steps = 0
         return self._obs(), {}
 

@@ -36,6 +36,7 @@ from forethought.config import config_to_dict, load_config
 from forethought.data.env_loop import NonFiniteOutputError, episode_returns
 from forethought.device import device_name
 from forethought.envs.analytic import analytic_step
+from forethought.envs.curriculum import StartCurriculum, with_curriculum
 from forethought.envs.flatten import observation_layout
 from forethought.envs.make import frame_size_kwargs
 from forethought.envs.pixels import make_pixel_env
@@ -138,7 +139,7 @@ class _Run:
     def __init__(self, algo: str, config: RunConfig, on_row: Callable[[dict], None] | None, warn) -> None:
         self.algo, self.config, self.on_row, self.warn = algo, config, on_row, warn
         self.spec = algorithm(algo)
-        self.env = make_env(algo, config, render=config.video)
+        self.env = with_curriculum(make_env(algo, config, render=config.video), config.curriculum)
         self.film = config.video and (self.spec.pixels or self.env.render_mode == "rgb_array")
         self.eval_env = make_env(algo, config) if config.eval_every is not None else None
         self.agent_dir = Path(config.out) / "checkpoints" / "agent"
@@ -159,6 +160,8 @@ class _Run:
         agent = self.spec.agent.load(checkpoint, self.env, device=self.config.device)
         self.hooks = self.spec.hooks(self.config, agent, self.eval_env or self.env)
         self.hooks.load(checkpoint)
+        if isinstance(self.env, StartCurriculum):
+            self.env.replay([r.total_reward for r in agent.history])
         self.oracle, self.evaluations = state["oracle_return"], state["evaluations"]
         return agent
 
@@ -202,6 +205,10 @@ class _Run:
                                "eval_return": eval_return, "wall_s": self.wall_s()}
         for key in self.spec.agent.metrics:
             row[key] = None if result is None else result.info.get(key)
+        if isinstance(self.env, StartCurriculum):  # the half-width this episode started from (None: the task's)
+            row["start_spread"] = None if result is None else self.env.spread
+            if result is not None:
+                self.env.record(result.total_reward)
         self.rows.append(row)
         run.log(row, step=agent.env_steps)
         if self.on_row is not None:

@@ -21,6 +21,7 @@ from forethought.agents.pets import PETSConfig
 from forethought.agents.planet import PlaNetConfig
 from forethought.agents.sac import SACConfig
 from forethought.device import check_device
+from forethought.envs.curriculum import CurriculumConfig
 
 
 @dataclass
@@ -42,7 +43,10 @@ class RunConfig:
     where the agent's networks, models, planner candidates, generators and sampled batches live,
     ``cpu`` (bit-reproducible), ``cuda`` or ``auto`` (cuda where available, else cpu); it is a
     setting of the run rather than of the algorithm, like ``seed``: the agent's saved config
-    does not hold it, so a saved agent loads onto whichever device the next run names."""
+    does not hold it, so a saved agent loads onto whichever device the next run names.
+    ``curriculum``: a start-state curriculum for the training episodes of the swing-up tasks
+    (:class:`~forethought.envs.curriculum.CurriculumConfig`; off by default); evaluations start as
+    the task does, so a run with one needs ``eval_every``."""
 
     env: str = "Pendulum-v1"
     env_kwargs: dict = field(default_factory=dict)
@@ -60,6 +64,7 @@ class RunConfig:
     video: bool = True
     continue_untrained: bool = False
     device: str = "cpu"
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
@@ -82,6 +87,9 @@ class RunConfig:
         if isinstance(self.action_repeat, bool) or not isinstance(self.action_repeat, int) or self.action_repeat < 1:
             raise ValueError(f"action_repeat must be an integer >= 1, got {self.action_repeat!r}")
         check_device(self.device)
+        if self.curriculum.enabled and self.eval_every is None:
+            raise ValueError(f"curriculum.start_spread={self.curriculum.start_spread} needs eval_every (steps between "
+                             f"evaluations): training episodes start off the task, so only evaluations measure it")
 
 
 @dataclass
