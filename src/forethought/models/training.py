@@ -161,7 +161,8 @@ def epoch_rows(n: int, train: TrainConfig) -> int:
         train.min_epoch_batches * train.batch_size
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, n: int, train: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
+def _scheduler(optimizer: torch.optim.Optimizer, n: int,
+               train: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The within-fit schedule (``warmup_cosine``: over ``max_epochs`` epochs of ``n`` training
     rows), or None for the schedules that hold the rate fixed during a fit."""
     if train.lr_schedule != "warmup_cosine":
@@ -177,8 +178,9 @@ def _train_epoch(network: EnsembleDynamicsNetwork, optimizer: torch.optim.Optimi
     """One epoch: member k visits its rows ``member_rows[k]`` (``[K, n]``) in its own random order.
     When one pass makes fewer than ``train.min_epoch_batches`` minibatches, the epoch is instead
     that many full minibatches, drawn from as many freshly shuffled passes as they need.
-    ``scheduler`` (if any) steps after every minibatch. Returns ``(mean training loss, batches, [])``, or ``(None, index of the bad batch, members
-    whose loss was not finite)`` at the first non-finite loss."""
+    ``scheduler`` (if any) steps after every minibatch. Returns ``(mean training loss, batches,
+    [])``, or ``(None, index of the bad batch, members whose loss was not finite)`` at the first
+    non-finite loss."""
     k, n = member_rows.shape
     rows_per_epoch = epoch_rows(n, train)
     shuffled = torch.cat([member_rows.gather(1, torch.argsort(torch.rand(k, n, generator=generator, device=generator.device).to(member_rows.device), dim=1))
