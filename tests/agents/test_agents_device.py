@@ -62,6 +62,11 @@ def placed(agent) -> dict[str, torch.device]:
         params("actor", agent.behaviour.actor), params("critic", agent.behaviour.critic)
         where.update({"imagine_generator": agent.behaviour.imagine_generator.device,
                       "return_scale": agent.behaviour.return_scale.device})
+    if agent.name == "muzero":
+        params("net", agent.net)
+        latent, _, value = agent.net.initial_inference(torch.zeros(1, agent.obs_dim, device=agent.device))
+        where.update({"latent": latent.device, "value": value.device,
+                      **{f"adam.{i}": state["exp_avg"].device for i, state in enumerate(agent.optimizer.state.values())}})
     return where
 
 
