@@ -7,6 +7,7 @@ environments) unless ``--target`` gives an absolute return (Gymnasium tasks).
     python benchmarks/pets_learning.py --env InvertedPendulum-v5 --trials 5 --target 950
     python benchmarks/pets_learning.py --env Pendulum-v1 --trials 10 --target -200
     python benchmarks/pets_learning.py --env cartpole-swingup --seeds 0,1,2 reward=learned termination=learned
+    python benchmarks/pets_learning.py --env cartpole-swingup --trials 6 --target 78 train.lr_schedule=plateau
 """
 
 from __future__ import annotations
@@ -45,6 +46,14 @@ def planner_choices(history: list, config: PETSConfig) -> str:
     return "".join(f"; {part}" for part in parts)
 
 
+def lr_multiplier(agent: PETS, config: PETSConfig) -> str:
+    """With ``train.lr_schedule=plateau``: the model's learning-rate multiplier after its last fit."""
+    plateau = getattr(agent.model, "lr_plateau", None)
+    if config.train.lr_schedule != "plateau" or plateau is None:
+        return ""
+    return f"; model lr multiplier after the last fit {plateau.scale:g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="cartpole-swingup")
@@ -80,7 +89,7 @@ def main() -> None:
               + (f"target reached at trial {hit.episode} after {hit.env_steps} env steps" if hit else "target not reached")
               + f"; mean of the last 5 trials {np.mean(returns[-5:]):.1f}"
               + f"; plan {plan_ms:.0f} ms/step; {time.perf_counter() - start:.0f} s"
-              + learned_reward(history) + planner_choices(history, config), flush=True)
+              + learned_reward(history) + planner_choices(history, config) + lr_multiplier(agent, config), flush=True)
     print(f"{sum(reached)} of {len(reached)} seeds reached the target within {args.trials} trials")
 
 
