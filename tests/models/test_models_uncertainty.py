@@ -121,7 +121,9 @@ def test_dropout_masks_are_drawn_at_each_fit_and_fits_repeat_exactly():
         model.fit(*data, generator=torch.Generator().manual_seed(5))
     assert torch.equal(first.masks, second.masks) and first.masks.shape == (2, 6, 1, 32)
     kept = first.masks[first.masks > 0]
-    assert torch.allclose(kept, torch.full_like(kept, 1 / 0.9))  # inverted dropout: kept units scaled up
+    rate = ModelConfig.dropout_rate
+    assert torch.allclose(kept, torch.full_like(kept, 1 / (1 - rate)))  # inverted dropout: kept units scaled up
+    assert abs(1 - kept.numel() / first.masks.numel() - rate) < 0.05  # 384 units, each dropped with p = rate
     masks, frozen = first.masks.clone(), first.frozen_member_predictor()
     first.fit(*data, generator=torch.Generator().manual_seed(6))
     assert not torch.equal(first.masks, masks)

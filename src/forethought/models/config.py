@@ -45,7 +45,7 @@ class ModelConfig:
     coordinates: str | None = None
     substeps: int = 4
     dt: float | None = None
-    dropout_rate: float = 0.1
+    dropout_rate: float = 0.05
     mc_samples: int = 10
     prior_precision: float = 1.0
 
