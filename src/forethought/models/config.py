@@ -26,7 +26,7 @@ class ModelConfig:
 
     ``dropout`` (MC dropout) and ``laplace`` (last-layer Laplace) are one network each whose
     ``mc_samples`` sampled versions (dropout masks, or posterior draws of the last layer) are
-    its members; ``ensemble_size`` applies to ``de`` and ``pe`` only. ``dropout_rate`` is the
+    its members; ``ensemble_size`` applies to ``de``, ``pe`` and ``lagrangian`` only. ``dropout_rate`` is the
     share of hidden units ``dropout`` drops, ``prior_precision`` the precision of ``laplace``'s
     Gaussian prior on its last layer.
 
