@@ -148,6 +148,7 @@ def test_run_pets_films_the_last_trial(tmp_path):
     ("agent.planner.exploration_anneal_steps=0", "planner.exploration_anneal_steps must be None"),
     ("agent.planner.horizon_threshold=0", "planner.horizon_threshold must be a finite number > 0"),
     ("agent.planner.horizon_bounds=[9,3]", "planner.horizon_bounds must be [low, high]"),
+    ("agent.planner.disagreement_dims=[5]", "agent.planner.disagreement_dims must be None"),
     ("agent.planner.particles=0", "particles"),
     ("seed=-1", "seed must be an integer >= 0"),
     ("episodes=0", "episodes must be >= 1"),

@@ -131,3 +131,17 @@ def test_pets_explores_while_learning_with_the_annealed_bonus_and_evaluates_with
     assert agent._exploit.evaluator.exploration_bonus == 0.0 and agent._exploit is not agent.agent
     agent.act(obs, deterministic=False)
     assert agent.agent.evaluator.exploration_bonus == 1.0
+
+
+def test_disagreement_can_be_measured_on_chosen_dimensions_only():
+    only_y = TrajectoryEvaluator(risky_members(), x_reward, particles=2, exploration_bonus=1.0,
+                                 disagreement_dims=[1]).evaluate(torch.zeros(2), RISK_ACTIONS)
+    assert torch.allclose(only_y.disagreement, torch.tensor([0.0, 1.0, 0.5]) * math.sqrt(1.25), atol=1e-5)
+    only_x = TrajectoryEvaluator(risky_members(), x_reward, particles=2, exploration_bonus=1.0,
+                                 disagreement_dims=[0]).evaluate(torch.zeros(2), RISK_ACTIONS)
+    assert torch.equal(only_x.disagreement, torch.zeros(3)) and torch.allclose(only_x.score, only_x.mean_return)
+    with pytest.raises(ValueError, match=r"disagreement_dims must be None \(every dimension\) or a non-empty list of "
+                                         r"distinct observation indices >= 0 below the observation size 2, got \[2\]"):
+        TrajectoryEvaluator(risky_members(), x_reward, disagreement_dims=[2])
+    with pytest.raises(ValueError, match="planner.disagreement_dims must be None"):
+        PlannerConfig(disagreement_dims=[1, 1])

@@ -49,6 +49,7 @@ class MPCAgent:
         self.evaluator = TrajectoryEvaluator(model, task.reward, task.termination, particles=c.particles,
                                              propagation=c.propagation, risk_penalty=c.risk_penalty,
                                              exploration_bonus=c.exploration_bonus,
+                                             disagreement_dims=c.disagreement_dims,
                                              veto_threshold=c.veto_threshold, generator=self.generator,
                                              differentiable=optimizer_class(c.optimizer).needs_gradients,
                                              compute_dtype=c.compute_dtype)

@@ -38,7 +38,7 @@ from forethought.models.known import KnownDynamics
 from forethought.models.task_model import (QUALITY_KEYS, TaskModel, TaskModelConfig, check_sources, env_name,
                                             registered_task_functions)
 from forethought.planning.config import PlannerConfig
-from forethought.planning.exploration import annealed_bonus
+from forethought.planning.exploration import annealed_bonus, check_dims
 from forethought.planning.horizon import AutoHorizon
 from forethought.planning.optimizer import optimizer_class
 from forethought.seeding import derive_seed, episode_seed, generator, load_generators, save_generators
@@ -137,6 +137,7 @@ class PETS(Agent):
         if outside:
             raise ValueError(f"agent.state_cost names observation indices {outside}; "
                              f"{type(env.unwrapped).__name__}'s observations have indices 0 to {self.obs_dim - 1}")
+        check_dims(self.config.planner.disagreement_dims, self.obs_dim, "agent.planner.disagreement_dims")
         c = self.config
         known = task if task is not None else registered_task_functions(env)
         if c.oracle and known is None:

@@ -17,7 +17,7 @@ from typing import Any
 
 # the optimiser modules register their optimisers (and settings classes) when imported
 from forethought.planning import cem, gradient, icem, ilqr, mppi, random_shooting  # noqa: F401
-from forethought.planning.exploration import check_exploration
+from forethought.planning.exploration import check_dims, check_exploration
 from forethought.planning.horizon import DEFAULT_THRESHOLD, check_auto_horizon
 from forethought.planning.optimizer import optimizer_class, optimizer_names
 from forethought.planning.propagation import PROPAGATIONS
@@ -50,6 +50,10 @@ class PlannerConfig:
             episodes plan without it.
         exploration_anneal_steps: the bonus falls linearly to 0 over this many real environment
             steps (None: kept).
+        disagreement_dims: the observation indices the members' disagreement is measured on, for
+            the exploration bonus, ``risk_penalty`` and ``veto_threshold`` (None: all). Leave out
+            dimensions that grow without bound (a cart's position), where novelty is cheap and
+            says nothing about the task.
         veto_threshold: candidates whose disagreement exceeds it are never chosen (None: no veto).
         replan_every: the plan is recomputed every this many steps, ``1 <= replan_every <= horizon``.
         compute_dtype: ``float32``, or ``bfloat16`` to run an ensemble's forward passes in
@@ -72,6 +76,7 @@ class PlannerConfig:
     risk_penalty: float = 0.0
     exploration_bonus: float = 0.0
     exploration_anneal_steps: int | None = None
+    disagreement_dims: list[int] | None = None
     veto_threshold: float | None = None
     replan_every: int = 1
     compute_dtype: str = "float32"
@@ -100,6 +105,7 @@ class PlannerConfig:
         if not _number(self.risk_penalty) or not (math.isfinite(self.risk_penalty) and self.risk_penalty >= 0):
             raise ValueError(f"planner.risk_penalty must be a finite number >= 0, got {self.risk_penalty!r}")
         check_exploration(self.exploration_bonus, self.exploration_anneal_steps, prefix="planner.")
+        check_dims(self.disagreement_dims, None, "planner.disagreement_dims")
         if self.veto_threshold is not None and not (
                 _number(self.veto_threshold) and math.isfinite(self.veto_threshold) and self.veto_threshold >= 0):
             raise ValueError(f"planner.veto_threshold must be None or a finite number >= 0, got {self.veto_threshold!r}")

@@ -23,7 +23,7 @@ import torch
 
 from forethought.models.base import DynamicsModel
 
-__all__ = ["annealed_bonus", "check_exploration", "transition_spread"]
+__all__ = ["annealed_bonus", "check_dims", "check_exploration", "transition_spread"]
 
 
 def check_exploration(bonus: float, anneal_steps: int | None, prefix: str = "") -> None:
@@ -36,6 +36,20 @@ def check_exploration(bonus: float, anneal_steps: int | None, prefix: str = "") 
                                      or anneal_steps < 1):
         raise ValueError(f"{prefix}exploration_anneal_steps must be None (keep the bonus) or an integer >= 1 "
                          f"(real environment steps over which it falls to 0), got {anneal_steps!r}")
+
+
+def check_dims(dims: list[int] | None, obs_dim: int | None, name: str) -> list[int] | None:
+    """``dims`` unless it is not None and not a non-empty list of distinct observation indices
+    (``0 <= i < obs_dim``, unchecked when ``obs_dim`` is None): a ValueError naming ``name``."""
+    if dims is None:
+        return None
+    ok = (isinstance(dims, (list, tuple)) and len(dims) > 0 and len(set(dims)) == len(dims)
+          and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in dims))
+    if not ok or (obs_dim is not None and max(dims) >= obs_dim):
+        limit = "" if obs_dim is None else f" below the observation size {obs_dim}"
+        raise ValueError(f"{name} must be None (every dimension) or a non-empty list of distinct observation "
+                         f"indices >= 0{limit}, got {dims!r}")
+    return list(dims)
 
 
 def annealed_bonus(bonus: float, anneal_steps: int | None, env_steps: int) -> float:

@@ -59,7 +59,7 @@ def fixed_slots(candidates: int, particles: int, members: int, generator: torch.
 class RolloutSettings:
     """What a rollout needs to know: the propagation mode, particles per candidate, the generator,
     whether to follow the reference trajectory (``measure``), the per-dimension disagreement
-    ``scale [o]``, whether to log member indices (``record``), whether it must keep the autograd
+    ``scale [o]`` and the dimensions it averages over (``dims``, long ``[k]``; None: all), whether to log member indices (``record``), whether it must keep the autograd
     graph (``differentiable``), and the dtype an ensemble's frozen members compute in
     (``compute_dtype``; differentiable rollouts compute in float32)."""
 
@@ -71,6 +71,7 @@ class RolloutSettings:
     record: bool = False
     differentiable: bool = False
     compute_dtype: torch.dtype | str = torch.float32
+    dims: torch.Tensor | None = None
 
 
 def start_rollout(model: DynamicsModel, obs: torch.Tensor, actions: torch.Tensor,
@@ -99,6 +100,7 @@ class Rollout:
 
     def __init__(self, obs: torch.Tensor, actions: torch.Tensor, settings: RolloutSettings, particles: int) -> None:
         self.generator, self.scale, self.record = settings.generator, settings.scale, settings.record
+        self.dims = settings.dims
         self.measure = settings.measure
         self.candidates, self.particles = actions.shape[0], particles
         self.rows = self.groups * self.candidates * particles
@@ -119,7 +121,8 @@ class Rollout:
         """Step disagreement ``[P]`` from a per-dimension std ``[P, o]`` (None: zeros)."""
         if std is None:
             return torch.zeros(self.candidates, device=self.step_actions.device)
-        return (std / self.scale).mean(dim=-1)
+        ratio = std / self.scale
+        return (ratio if self.dims is None else ratio.index_select(-1, self.dims)).mean(dim=-1)
 
 
 class SingleModelRollout(Rollout):

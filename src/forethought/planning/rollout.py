@@ -64,7 +64,7 @@ import torch
 from forethought.models.base import DynamicsModel, require_model
 from forethought.models.frozen import compute_dtype as ensemble_compute_dtype
 from forethought.planning.config import PlannerConfig
-from forethought.planning.exploration import check_exploration
+from forethought.planning.exploration import check_dims, check_exploration
 from forethought.planning.optimizer import RolloutObjective
 from forethought.planning.propagation import PROPAGATIONS, Rollout, RolloutSettings, start_rollout
 
@@ -119,6 +119,8 @@ class TrajectoryEvaluator:
         risk_penalty: weight of the disagreement subtracted from the mean return (>= 0).
         exploration_bonus: every step of a candidate also earns this times its spread (>= 0;
             see :mod:`forethought.planning.exploration`).
+        disagreement_dims: the observation dimensions the disagreement averages over (None:
+            all), e.g. a pendulum's angle and velocity but not a cart's unbounded position.
         veto_threshold: candidates whose disagreement exceeds it score ``-inf`` (None: no veto).
         discount: per-step discount in ``(0, 1]``.
         generator: drives member assignment and sampling (a fixed seed when omitted).
@@ -143,6 +145,7 @@ class TrajectoryEvaluator:
                  particles: int = PlannerConfig.particles, propagation: str = PlannerConfig.propagation,
                  risk_penalty: float = PlannerConfig.risk_penalty,
                  exploration_bonus: float = PlannerConfig.exploration_bonus,
+                 disagreement_dims: list[int] | None = PlannerConfig.disagreement_dims,
                  veto_threshold: float | None = PlannerConfig.veto_threshold, discount: float = 1.0,
                  generator: torch.Generator | None = None, differentiable: bool = False,
                  measure_disagreement: bool | None = None,
@@ -171,6 +174,8 @@ class TrajectoryEvaluator:
         self.particles, self.propagation = int(particles), propagation
         self.risk_penalty, self.veto_threshold = float(risk_penalty), veto_threshold
         self.exploration_bonus = float(exploration_bonus)
+        self.disagreement_dims = None if disagreement_dims is None else torch.as_tensor(
+            check_dims(disagreement_dims, model.obs_dim, "disagreement_dims"), dtype=torch.long, device=model.device)
         self.discount, self.differentiable = float(discount), bool(differentiable)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         if measure_disagreement is None:
@@ -263,7 +268,8 @@ class TrajectoryEvaluator:
     # ------------------------------------------------------------------ rollout
     def _rollout(self, obs: torch.Tensor, actions: torch.Tensor, record: bool) -> Rollout:
         settings = RolloutSettings(self.propagation, self.particles, self.generator, self.measure_disagreement,
-                                   self.model.delta_scale(), record, self.differentiable, self.compute_dtype)
+                                   self.model.delta_scale(), record, self.differentiable, self.compute_dtype,
+                                   self.disagreement_dims)
         return start_rollout(self.model, obs, actions, settings)
 
     def _run(self, rollout: Rollout, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
