@@ -173,6 +173,21 @@ def test_fitting_a_pendulum_beats_predicting_no_change(pendulum_data, fitted):
     assert torch.allclose(predicted[:, 0] ** 2 + predicted[:, 1] ** 2, torch.ones(5), atol=1e-5)  # on the circle
 
 
+def test_rollouts_far_from_the_data_stay_finite(fitted):
+    """Accelerations are bounded by 10x the largest in the data, so a planner's rollout from a
+    state the model never saw (spinning at 100 rad/s) stays finite over 60 steps."""
+    model, _ = fitted
+    limit = model.network.acc_limit
+    assert limit.shape == (1,) and 10.0 < float(limit[0]) / float(model.network.acc_scale[0])
+    obs = torch.tensor([[1.0, 0.0, 100.0], [0.0, 1.0, -100.0]])
+    with torch.no_grad():
+        for _ in range(60):
+            speed = obs[:, 2]
+            obs = model.predict(obs, torch.full((2, 1), 2.0)).mean
+            assert torch.isfinite(obs).all()
+            assert ((obs[:, 2] - speed).abs() <= 0.0502 * float(limit[0]) + 1e-3).all()
+
+
 def test_save_and_load_give_identical_predictions(fitted, pendulum_data, tmp_path):
     model, _ = fitted
     obs = torch.as_tensor(pendulum_data[1].all().obs[:50])

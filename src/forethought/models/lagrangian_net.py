@@ -36,6 +36,11 @@ from forethought.models.ensemble_mlp import EnsembleMLP
 MIN_DIAGONAL = 1e-3
 """Smallest diagonal entry of ``L`` (before the scale ``S``): keeps ``M`` away from singular."""
 
+ACCELERATION_LIMIT = 10.0
+"""Accelerations are clipped to this many times the largest one in the data, per coordinate: far
+from the data a learned mass matrix can be nearly singular, and velocity-squared terms integrated
+over many substeps would otherwise overflow a planner's rollout."""
+
 INITIAL_DAMPING = -5.0
 """Raw damping before softplus: a rate of 0.0067 per second at initialisation."""
 
@@ -102,9 +107,11 @@ class LagrangianNetwork(nn.Module):
         self.body = EnsembleMLP(self.features, len(self.tri_rows) + 1 + n * self.act_dim, k, hidden_size,
                                 hidden_layers)
         self.damping = nn.Parameter(torch.full((k, 1, n), INITIAL_DAMPING))
-        for name, size in (("position_mean", n), ("position_std", n), ("acc_scale", n), ("action_scale", act_dim),
+        for name, size in (("position_mean", n), ("position_std", n), ("acc_scale", n), ("acc_limit", n),
+                           ("action_scale", act_dim),
                            ("delta_mean", self.obs_dim), ("delta_std", self.obs_dim)):
             self.register_buffer(name, torch.zeros(size) if name.endswith("mean") else torch.ones(size))
+        self.acc_limit.fill_(math.inf)  # no bound before the data gives one
         self.register_buffer("dt", torch.tensor(1.0))
 
     @property
@@ -147,6 +154,7 @@ class LagrangianNetwork(nn.Module):
         self.position_mean.copy_(torch.where(angles, 0.0, q.mean(0)).float())
         self.position_std.copy_(torch.where(angles, 1.0, _spread(q)).float())
         self.acc_scale.copy_(_spread(acc).float())
+        self.acc_limit.copy_((ACCELERATION_LIMIT * acc.abs().amax(0)).clamp_min(1e-6).float())
         self.action_scale.copy_(_spread(action.double(), centred=False).float())
         return {"dt": dt, "dt_r2": 1.0 - float(residual)}
 
@@ -169,11 +177,13 @@ class LagrangianNetwork(nn.Module):
         return chol, chol_grad, potential, potential_grad, input_map
 
     def acceleration(self, q: torch.Tensor, velocity: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """``ddq [K, B, n]`` at ``q``, ``dq`` ``[K, B, n]`` under raw actions ``[K, B, a]``."""
+        """``ddq [K, B, n]`` at ``q``, ``dq`` ``[K, B, n]`` under raw actions ``[K, B, a]``, within
+        ``+-acc_limit`` (:data:`ACCELERATION_LIMIT`)."""
         chol, chol_grad, _, potential_grad, input_map = self.terms(q)
         damping = F.softplus(self.damping) / self.acc_scale  # S^2 diag(rate): a rate in 1/s after M^-1
         tau = (input_map @ (action / self.action_scale).unsqueeze(-1)).squeeze(-1) - damping * velocity
-        return euler_lagrange(chol, chol_grad, tau - potential_grad, velocity)
+        acc = euler_lagrange(chol, chol_grad, tau - potential_grad, velocity)
+        return torch.maximum(torch.minimum(acc, self.acc_limit), -self.acc_limit)
 
     def energy(self, obs: torch.Tensor) -> torch.Tensor:
         """The model's own energy ``T + V`` ``[K, B]`` of observations ``[K, B, o]`` or ``[B, o]``."""
