@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from forethought.models.base import FitReport
 from forethought.models.config import ModelConfig
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork, soft_bound
 from forethought.models.sampled_members import SampledMemberDynamics
@@ -89,7 +90,8 @@ class MCDropoutDynamics(SampledMemberDynamics):
         return DropoutNetwork(self.obs_dim + self.act_dim, self.obs_dim, self.hidden_size, self.hidden_layers,
                               self.dropout_rate)
 
-    def _train(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator):
+    def _train(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> FitReport:
+        """Train with fresh dropout masks drawn from ``generator`` at every step."""
         self.network.generator = generator
         try:
             return super()._train(inputs, targets, generator)
