@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from forethought.agents.base import Agent, EpisodeResult
+from forethought.models.seeded_mlp import seeded_mlp
 from forethought.config import build
 from forethought.device import resolve_device
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
@@ -97,30 +98,13 @@ class SACConfig:
                              f"got {self.learning_rate} and {self.initial_alpha}")
 
 
-def mlp(in_dim: int, out_dim: int, hidden_size: int, hidden_layers: int, generator: torch.Generator) -> nn.Sequential:
-    """ReLU MLP on ``generator``'s device, initialised from it (PyTorch's default uniform
-    ``1/sqrt(fan_in)`` bounds)."""
-    sizes, device = [in_dim] + [hidden_size] * hidden_layers, generator.device
-    layers: list[nn.Module] = []
-    for i, o in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(i, o, device=device), nn.ReLU()]
-    layers.append(nn.Linear(sizes[-1], out_dim, device=device))
-    with torch.no_grad():
-        for layer in layers:
-            if isinstance(layer, nn.Linear):
-                bound = 1.0 / math.sqrt(layer.in_features)
-                layer.weight.uniform_(-bound, bound, generator=generator)
-                layer.bias.uniform_(-bound, bound, generator=generator)
-    return nn.Sequential(*layers)
-
-
 class SquashedGaussianActor(nn.Module):
     """Policy ``a = tanh(u)``, ``u ~ N(mean(obs), std(obs))``, actions in ``[-1, 1]^act_dim``."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden_size: int, hidden_layers: int,
                  generator: torch.Generator) -> None:
         super().__init__()
-        self.net = mlp(obs_dim, 2 * act_dim, hidden_size, hidden_layers, generator)
+        self.net = seeded_mlp(obs_dim, 2 * act_dim, hidden_size, hidden_layers, generator)
 
     def forward(self, obs: torch.Tensor, generator: torch.Generator | None, deterministic: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,8 +127,8 @@ class TwinQ(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, hidden_size: int, hidden_layers: int,
                  generator: torch.Generator) -> None:
         super().__init__()
-        self.q1 = mlp(obs_dim + act_dim, 1, hidden_size, hidden_layers, generator)
-        self.q2 = mlp(obs_dim + act_dim, 1, hidden_size, hidden_layers, generator)
+        self.q1 = seeded_mlp(obs_dim + act_dim, 1, hidden_size, hidden_layers, generator)
+        self.q2 = seeded_mlp(obs_dim + act_dim, 1, hidden_size, hidden_layers, generator)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([obs, action], dim=-1)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forethought.models.seeded_mlp import seeded_mlp
+
 TRANSFORM_EPS = 1e-3
 
 
@@ -48,21 +50,6 @@ def min_max_scale(latent: torch.Tensor) -> torch.Tensor:
     return (latent - low) / (high - low).clamp_min(1e-5)
 
 
-def _mlp(in_dim: int, out_dim: int, hidden_size: int, hidden_layers: int, generator: torch.Generator) -> nn.Sequential:
-    """ELU MLP initialised from ``generator`` (PyTorch's default ``1/sqrt(fan_in)`` bounds), on its device."""
-    sizes, layers = [in_dim] + [hidden_size] * hidden_layers, []
-    for i, o in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(i, o, device=generator.device), nn.ELU()]
-    layers.append(nn.Linear(sizes[-1], out_dim, device=generator.device))
-    with torch.no_grad():
-        for layer in layers:
-            if isinstance(layer, nn.Linear):
-                bound = 1.0 / math.sqrt(layer.in_features)
-                layer.weight.uniform_(-bound, bound, generator=generator)
-                layer.bias.uniform_(-bound, bound, generator=generator)
-    return nn.Sequential(*layers)
-
-
 class MuZeroNet(nn.Module):
     """Representation, dynamics and prediction networks over a ``latent_dim`` latent state.
 
@@ -77,9 +64,12 @@ class MuZeroNet(nn.Module):
                  hidden_size: int = 64, hidden_layers: int = 2) -> None:
         super().__init__()
         self.obs_dim, self.num_actions, self.latent_dim = obs_dim, num_actions, latent_dim
-        self.representation = _mlp(obs_dim, latent_dim, hidden_size, hidden_layers, generator)
-        self.dynamics_net = _mlp(latent_dim + num_actions, latent_dim + 1, hidden_size, hidden_layers, generator)
-        self.prediction_net = _mlp(latent_dim, num_actions + 1, hidden_size, hidden_layers, generator)
+        self.representation = seeded_mlp(obs_dim, latent_dim, hidden_size, hidden_layers, generator,
+                                         activation=nn.ELU)
+        self.dynamics_net = seeded_mlp(latent_dim + num_actions, latent_dim + 1, hidden_size, hidden_layers, generator,
+                                       activation=nn.ELU)
+        self.prediction_net = seeded_mlp(latent_dim, num_actions + 1, hidden_size, hidden_layers, generator,
+                                         activation=nn.ELU)
 
     # ------------------------------------------------------------------ the three functions
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
