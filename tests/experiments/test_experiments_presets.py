@@ -64,7 +64,7 @@ def test_a_preset_with_an_unknown_key_or_a_bad_value_names_the_preset_and_the_ke
                                           r"agent.model.kindd"):
         preset_values(bad, "pets")
     wrong = Preset("Pendulum-v1", "Pendulum-v1.yaml", {"pets": {"agent": {"planner": {"horizon": "long"}}}})
-    with pytest.raises(ConfigError, match="preset Pendulum-v1.*agent.planner.horizon must be an integer"):
+    with pytest.raises(ConfigError, match="preset Pendulum-v1.*planner.horizon must be an integer >= 1 or 'auto', got 'long'"):
         preset_values(wrong, "pets")
 
 

@@ -83,7 +83,7 @@ def test_grid_random_and_seeds_expand_into_named_reproducible_runs(tmp_path):
     ({"seeds": []}, "seeds must be a non-empty list"),
     ({"grid": {"agent.planner.horizon": []}}, "grid.agent.planner.horizon must be a non-empty list"),
     ({"grid": {"agent.planner.horizn": [3]}}, "unknown config key agent.planner.horizn"),
-    ({"grid": {"agent.planner.horizon": [0, 5]}}, "horizon=0,seed=0 of the sweep: .*horizon must be an integer >= 1, got 0"),
+    ({"grid": {"agent.planner.horizon": [0, 5]}}, "horizon=0,seed=0 of the sweep: .*horizon must be an integer >= 1 or 'auto', got 0"),
     ({"base": {**TINY_PETS, "episodes": "many"}}, "episodes must be an integer"),
     ({"base": {**TINY_PETS, "seed": 3}}, "base.seed is set by the sweep: use seeds"),
     ({"base": {**TINY_PETS, "agent.planner.horizon": 4}}, "agent.planner.horizon is in both base and grid"),

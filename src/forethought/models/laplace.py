@@ -96,7 +96,7 @@ class LastLayerLaplaceDynamics(SampledMemberDynamics):
             noise = torch.randn((self.ensemble_size, self.obs_dim, phi.shape[1]), generator=generator,
                                 dtype=torch.float64, device=generator.device).to(phi.device)
             draws = mean_head.T.double() + torch.einsum("dhk,tdk->tdh", scale, noise)  # [T, o, h + 1]
-        self.posterior_scale = scale.float()
+        self.posterior_scale = scale.float().contiguous()  # as saved: einsum sums in memory order
         self.head_samples = draws.transpose(1, 2).float().contiguous()
 
     def _member_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
