@@ -1,7 +1,10 @@
-"""Boundary check shared by our environments: an action must have the right shape, be finite and
-lie inside the action space, or ``step`` refuses it with a message that names the offending value."""
+"""Boundary checks shared by our environments: an action must have the right shape, be finite and
+lie inside the action space, or ``step`` refuses it with a message that names the offending value;
+``reset`` options must name start values the environment has and be finite."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from gymnasium import spaces
@@ -47,3 +50,18 @@ def check_episode_running(started: bool, steps: int, max_episode_steps: int) -> 
         raise RuntimeError("call reset() before step()")
     if steps >= max_episode_steps:
         raise RuntimeError(f"the episode ended after {max_episode_steps} steps; call reset()")
+
+
+def start_from_options(defaults: dict[str, float], options: dict | None) -> dict[str, float]:
+    """``defaults`` (start value by name) with ``options`` applied, as floats.
+
+    Raises:
+        ValueError: an option names no start value, or a value is not finite.
+    """
+    unknown = sorted(set(options or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; expected some of {sorted(defaults)}")
+    start = {**defaults, **{key: float(value) for key, value in (options or {}).items()}}
+    if not all(math.isfinite(value) for value in start.values()):
+        raise ValueError(f"reset options must be finite numbers, got {options}")
+    return start

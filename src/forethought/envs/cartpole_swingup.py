@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from forethought.envs import _raster
-from forethought.envs._checks import check_episode_running, validate_action
+from forethought.envs._checks import check_episode_running, start_from_options, validate_action
 
 REWARD_WIDTH = 0.25  # m, standard deviation of the Gaussian tip-distance reward
 ACTION_COST = 0.01  # per unit of squared normalised action
@@ -194,13 +194,7 @@ class CartPoleSwingUpEnv(gym.Env):
         ``x`` (m), ``x_dot`` (m/s), ``theta`` (rad), ``theta_dot`` (rad/s) move the start, noise
         still added."""
         super().reset(seed=seed)
-        start = {"x": 0.0, "x_dot": 0.0, "theta": math.pi, "theta_dot": 0.0}
-        unknown = sorted(set(options or {}) - set(start))
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; expected some of {sorted(start)}")
-        start.update({key: float(value) for key, value in (options or {}).items()})
-        if not all(math.isfinite(value) for value in start.values()):
-            raise ValueError(f"reset options must be finite numbers, got {options}")
+        start = start_from_options({"x": 0.0, "x_dot": 0.0, "theta": math.pi, "theta_dot": 0.0}, options)
         noise = self.init_noise_std * self.np_random.standard_normal(4)
         self._state = tuple(float(v) for v in np.array(list(start.values())) + noise)
         self._steps = 0

@@ -17,7 +17,7 @@ import torch
 from gymnasium import spaces
 
 from forethought.envs import _raster
-from forethought.envs._checks import check_episode_running, validate_action
+from forethought.envs._checks import check_episode_running, start_from_options, validate_action
 
 
 ROD_WIDTH = 0.25
@@ -146,13 +146,7 @@ class PendulumSwingUpEnv(gym.Env):
         """Start near hanging down: ``theta = pi + noise``, ``theta_dot = noise``; ``options``
         ``{"theta": rad, "theta_dot": rad/s}`` (either or both) move the start, noise still added."""
         super().reset(seed=seed)
-        start = {"theta": math.pi, "theta_dot": 0.0}
-        unknown = sorted(set(options or {}) - set(start))
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; expected some of {sorted(start)}")
-        start.update({key: float(value) for key, value in (options or {}).items()})
-        if not all(math.isfinite(value) for value in start.values()):
-            raise ValueError(f"reset options must be finite numbers, got {options}")
+        start = start_from_options({"theta": math.pi, "theta_dot": 0.0}, options)
         noise = self.np_random.uniform(-self.init_noise, self.init_noise, size=2)
         self._theta, self._theta_dot = start["theta"] + float(noise[0]), start["theta_dot"] + float(noise[1])
         self._steps = 0
