@@ -15,7 +15,6 @@ batches that are ``real_fraction`` real and the rest imagined. h grows linearly 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from forethought.envs.task_functions import TaskFunctions
 from forethought.models.config import ModelConfig, TrainConfig
 from forethought.models.task_model import QUALITY_KEYS, TaskModelConfig, check_sources
 from forethought.planning.exploration import check_exploration
-from forethought.planning.horizon import DEFAULT_THRESHOLD, AutoHorizon
+from forethought.planning.horizon import DEFAULT_THRESHOLD, AutoHorizon, check_threshold
 
 
 @dataclass
@@ -73,10 +72,7 @@ class MBPOConfig:
         check_exploration(self.exploration_bonus, self.exploration_anneal_steps)
         if self.rollout_length not in ("schedule", "auto"):
             raise ValueError(f"rollout_length must be 'schedule' or 'auto', got {self.rollout_length!r}")
-        threshold = self.rollout_threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < math.inf:
-            raise ValueError(f"rollout_threshold must be a finite number > 0 (the open-loop error allowed, relative "
-                             f"to the state's spread), got {threshold!r}")
+        check_threshold(self.rollout_threshold, "rollout_threshold")
         for name in ("model_every", "rollout_every", "rollout_starts", "min_rollout_length", "model_retain"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

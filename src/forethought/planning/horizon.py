@@ -27,7 +27,8 @@ from forethought.data.buffer import ReplayBuffer
 from forethought.evaluation.compounding import open_loop_rollout, trajectory_windows
 from forethought.models.base import DynamicsModel
 
-__all__ = ["AutoHorizon", "HorizonChoice", "check_auto_horizon", "choose_horizon", "relative_rollout_error"]
+__all__ = ["AutoHorizon", "HorizonChoice", "check_auto_horizon", "check_threshold", "choose_horizon",
+           "relative_rollout_error"]
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -39,10 +40,15 @@ def check_auto_horizon(bounds: tuple[int, int] | list[int], threshold: float, pr
           and all(isinstance(b, int) and not isinstance(b, bool) for b in bounds) and 1 <= bounds[0] <= bounds[1])
     if not ok:
         raise ValueError(f"{prefix}horizon_bounds must be [low, high] with integers 1 <= low <= high, got {bounds!r}")
+    check_threshold(threshold, f"{prefix}horizon_threshold")
+
+
+def check_threshold(threshold: float, key: str) -> None:
+    """ValueError naming ``key`` unless ``threshold`` is a finite number > 0."""
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
             or threshold <= 0:
-        raise ValueError(f"{prefix}horizon_threshold must be a finite number > 0 (the open-loop error allowed, "
-                         f"relative to the state's spread), got {threshold!r}")
+        raise ValueError(f"{key} must be a finite number > 0 (the open-loop error allowed, relative to the "
+                         f"state's spread), got {threshold!r}")
 
 
 def choose_horizon(errors: list[float], threshold: float, low: int, high: int) -> int:
