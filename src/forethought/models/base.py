@@ -309,6 +309,15 @@ class DynamicsModel(CheckpointedModel):
         return A, B, c
 
     # ------------------------------------------------------------------ for subclasses
+    def _member_inputs(self, obs: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_inputs` for an ensemble's ``predict_members``: obs ``[B, o]`` (the same rows for
+        every member) or ``[ensemble_size, B, o]`` (one block per member), else a ValueError."""
+        obs_t, act_t = self._inputs(obs, action)
+        if obs_t.ndim not in (2, 3) or (obs_t.ndim == 3 and obs_t.shape[0] != self.ensemble_size):
+            raise ValueError(f"predict_members expects obs of shape (B, {self.obs_dim}) or "
+                             f"({self.ensemble_size}, B, {self.obs_dim}), got {tuple(obs_t.shape)}")
+        return obs_t, act_t
+
     def _inputs(self, obs: Any, action: Any) -> tuple[torch.Tensor, torch.Tensor]:
         obs_t = as_tensor(obs, "obs", self.obs_dim).to(self.device)
         act_t = as_tensor(action, "action", self.act_dim).to(self.device)

@@ -148,11 +148,7 @@ class MLPDynamics(DynamicsModel):
         and the matching actions give ``(means [K, B, obs_dim], variances [K, B, obs_dim] or
         None)``, the predicted aleatoric variances (``None`` for deterministic models). All K
         members are returned; ``self.elites`` lists the elite ones."""
-        obs_t, act_t = self._inputs(obs, action)
-        if obs_t.ndim not in (2, 3) or (obs_t.ndim == 3 and obs_t.shape[0] != self.ensemble_size):
-            raise ValueError(f"predict_members expects obs of shape (B, {self.obs_dim}) or "
-                             f"({self.ensemble_size}, B, {self.obs_dim}), got {tuple(obs_t.shape)}")
-        return self._members(obs_t, act_t)
+        return self._members(*self._member_inputs(obs, action))
 
     def sample(self, obs: Any, action: Any, generator: torch.Generator) -> torch.Tensor:
         """One draw of the next observation ``[..., obs_dim]``: each row picks an elite member

@@ -135,11 +135,7 @@ class SampledMemberDynamics(DynamicsModel):
         """Every member's prediction in raw units: obs ``[B, obs_dim]`` (the same rows for every
         member) or ``[T, B, obs_dim]`` (member t predicts for block t) and the matching actions
         give ``(means [T, B, obs_dim], aleatoric variances [T, B, obs_dim])``."""
-        obs_t, act_t = self._inputs(obs, action)
-        if obs_t.ndim not in (2, 3) or (obs_t.ndim == 3 and obs_t.shape[0] != self.ensemble_size):
-            raise ValueError(f"predict_members expects obs of shape (B, {self.obs_dim}) or "
-                             f"({self.ensemble_size}, B, {self.obs_dim}), got {tuple(obs_t.shape)}")
-        return self._members(obs_t, act_t)
+        return self._members(*self._member_inputs(obs, action))
 
     def sample(self, obs: Any, action: Any, generator: torch.Generator) -> torch.Tensor:
         """One draw of the next observation ``[..., obs_dim]``: each row picks a member uniformly
