@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from forethought.serialization import CheckpointError, load_checkpoint, save_checkpoint
+
+if TYPE_CHECKING:
+    from forethought.data.normalizer import Normalizer
 
 _MODEL_CLASSES: dict[str, type["CheckpointedModel"]] = {}
 
@@ -24,6 +27,23 @@ def model_class(kind: str, path: str | os.PathLike = "") -> type["CheckpointedMo
     if target is None:
         raise CheckpointError(f"checkpoint {path} holds model kind {kind!r}; known kinds: {sorted(_MODEL_CLASSES)}")
     return target
+
+
+def network_tensors(network: torch.nn.Module, normalizers: dict[str, "Normalizer"]) -> dict[str, torch.Tensor]:
+    """``network``'s state as ``network.NAME`` and each normaliser's tensors under its prefix: the
+    checkpoint tensors of a model made of one network and its normalisers."""
+    tensors = {f"network.{name}": t for name, t in network.state_dict().items()}
+    for prefix, norm in normalizers.items():
+        tensors.update(norm.state_dict(prefix))
+    return tensors
+
+
+def load_network_tensors(network: torch.nn.Module, normalizers: dict[str, "Normalizer"],
+                         tensors: dict[str, torch.Tensor]) -> None:
+    """Load what :func:`network_tensors` wrote into ``network`` and ``normalizers``."""
+    network.load_state_dict({name[len("network."):]: t for name, t in tensors.items() if name.startswith("network.")})
+    for prefix, norm in normalizers.items():
+        norm.load_state_dict(tensors, prefix)
 
 
 class CheckpointedModel(ABC):

@@ -34,6 +34,7 @@ import torch
 from forethought.envs.coordinates import CoordinateLayout, parse_layout
 from forethought.models.base import FitReport, MemberPredictor, as_tensor
 from forethought.models.config import ModelConfig, TrainConfig
+from forethought.models.checkpointed import load_network_tensors
 from forethought.models.lagrangian_net import LagrangianNetwork
 from forethought.models.neural import MLPDynamics
 
@@ -132,10 +133,7 @@ class LagrangianDynamics(MLPDynamics):
         config = dict(config)
         elites, train = config.pop("elites"), TrainConfig(**config.pop("train"))
         model = cls(obs_dim, act_dim, train=train, **config)
-        model.network.load_state_dict({name[len("network."):]: t for name, t in tensors.items()
-                                       if name.startswith("network.")})
-        for prefix, norm in model._normalizers().items():
-            norm.load_state_dict(tensors, prefix)
+        load_network_tensors(model.network, model._normalizers(), tensors)
         model.elites = [int(k) for k in elites]
         model.lr_plateau.load_tensors(tensors)
         return model

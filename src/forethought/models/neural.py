@@ -36,6 +36,7 @@ import torch
 
 from forethought.data.normalizer import Normalizer
 from forethought.models.base import DynamicsModel, FitReport, MemberFn, MemberPredictor, Prediction
+from forethought.models.checkpointed import load_network_tensors, network_tensors
 from forethought.models.config import ModelConfig, TrainConfig, train_config
 from forethought.models.dropout import MCDropoutDynamics
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
@@ -247,9 +248,7 @@ class MLPDynamics(DynamicsModel):
         return {"obs_norm": self.obs_norm, "act_norm": self.act_norm, "delta_norm": self.delta_norm}
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
-        for prefix, norm in self._normalizers().items():
-            tensors.update(norm.state_dict(prefix))
+        tensors = network_tensors(self.network, self._normalizers())
         tensors.update(self.lr_plateau.tensors())
         return tensors, {**self._config(), "elites": list(self.elites)}
 
@@ -260,10 +259,7 @@ class MLPDynamics(DynamicsModel):
         elites, train = config.pop("elites"), TrainConfig(**config.pop("train"))
         model = cls.__new__(cls)
         MLPDynamics.__init__(model, obs_dim, act_dim, train=train, **config)
-        network = {name[len("network."):]: t for name, t in tensors.items() if name.startswith("network.")}
-        model.network.load_state_dict(network)
-        for prefix, norm in model._normalizers().items():
-            norm.load_state_dict(tensors, prefix)
+        load_network_tensors(model.network, model._normalizers(), tensors)
         model.elites = [int(k) for k in elites]
         model.lr_plateau.load_tensors(tensors)
         return model

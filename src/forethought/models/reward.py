@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
 from forethought.data.normalizer import Normalizer
 from forethought.models.base import FitReport, as_tensor, transition_tensors
-from forethought.models.checkpointed import CheckpointedModel
+from forethought.models.checkpointed import CheckpointedModel, load_network_tensors, network_tensors
 from forethought.models.config import TrainConfig, train_config
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.training import TrainingLoss, train_ensemble
@@ -126,20 +126,14 @@ class _TransitionMLP(CheckpointedModel):
         return {"input_norm": self.input_norm}
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
-        for prefix, norm in self._normalizers().items():
-            tensors.update(norm.state_dict(prefix))
-        return tensors, self._config()
+        return network_tensors(self.network, self._normalizers()), self._config()
 
     @classmethod
     def _from_state(cls, tensors: dict[str, torch.Tensor], config: dict[str, Any], obs_dim: int,
                     act_dim: int, **kwargs: Any) -> "_TransitionMLP":
         config = dict(config)
         model = cls(obs_dim, act_dim, train=TrainConfig(**config.pop("train")), **config)
-        model.network.load_state_dict({name[len("network."):]: t for name, t in tensors.items()
-                                       if name.startswith("network.")})
-        for prefix, norm in model._normalizers().items():
-            norm.load_state_dict(tensors, prefix)
+        load_network_tensors(model.network, model._normalizers(), tensors)
         return model
 
 

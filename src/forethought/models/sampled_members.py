@@ -29,6 +29,7 @@ import torch
 
 from forethought.data.normalizer import Normalizer
 from forethought.models.base import DynamicsModel, FitReport, MemberPredictor, Prediction
+from forethought.models.checkpointed import load_network_tensors, network_tensors
 from forethought.models.config import ModelConfig, TrainConfig, train_config
 from forethought.models.ensemble_mlp import EnsembleDynamicsNetwork
 from forethought.models.frozen import FrozenEnsemble, compute_dtype
@@ -217,9 +218,7 @@ class SampledMemberDynamics(DynamicsModel):
         return {"obs_norm": self.obs_norm, "act_norm": self.act_norm, "delta_norm": self.delta_norm}
 
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
-        for prefix, norm in self._normalizers().items():
-            tensors.update(norm.state_dict(prefix))
+        tensors = network_tensors(self.network, self._normalizers())
         tensors.update(self._member_tensors())
         tensors.update(self.lr_plateau.tensors())
         return tensors, self._config()
@@ -229,10 +228,7 @@ class SampledMemberDynamics(DynamicsModel):
                     act_dim: int, **kwargs: Any) -> "SampledMemberDynamics":
         config = dict(config)
         model = cls(obs_dim, act_dim, train=TrainConfig(**config.pop("train")), **config)
-        model.network.load_state_dict({name[len("network."):]: t for name, t in tensors.items()
-                                       if name.startswith("network.")})
-        for prefix, norm in model._normalizers().items():
-            norm.load_state_dict(tensors, prefix)
+        load_network_tensors(model.network, model._normalizers(), tensors)
         model._load_member_tensors(tensors)
         model.lr_plateau.load_tensors(tensors)
         model._members_changed()
