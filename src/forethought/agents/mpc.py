@@ -19,6 +19,7 @@ import torch
 
 from forethought.envs.task_functions import TaskFunctions
 from forethought.models.base import DynamicsModel
+from forethought.models.value import StateValue
 from forethought.planning import TrajectoryEvaluator, make_optimizer, optimizer_class
 from forethought.planning.config import PlannerConfig
 from forethought.planning.rollout import Evaluation
@@ -32,13 +33,16 @@ class MPCAgent:
     ``evaluator`` scores candidate sequences (a :class:`~forethought.planning.TrajectoryEvaluator`
     set up from the config; differentiable when the optimiser needs gradients), ``optimizer`` is
     the config's trajectory optimiser; candidates are drawn on ``generator``'s device, which must
-    be the model's. ``plan_ms`` holds the wall-clock milliseconds of every
+    be the model's. With a ``value`` (a :class:`~forethought.models.value.StateValue`), every
+    candidate also scores the discounted value of the state it ends in, and its imagined rewards
+    are discounted by the value's discount. ``plan_ms`` holds the wall-clock milliseconds of every
     planning call; ``last_evaluation`` the evaluator's scoring of the latest candidates
     (disagreement and vetoes included).
     """
 
     def __init__(self, model: DynamicsModel, task: TaskFunctions, action_space: gym.Space,
-                 config: PlannerConfig | None = None, generator: torch.Generator | None = None) -> None:
+                 config: PlannerConfig | None = None, generator: torch.Generator | None = None,
+                 value: StateValue | None = None) -> None:
         self.config = config or PlannerConfig()
         if self.config.horizon == "auto":
             raise ValueError("MPCAgent plans over a fixed horizon; horizon=auto is resolved by the agent that "
@@ -51,6 +55,8 @@ class MPCAgent:
                                              exploration_bonus=c.exploration_bonus,
                                              disagreement_dims=c.disagreement_dims,
                                              veto_threshold=c.veto_threshold, generator=self.generator,
+                                             terminal_value=value,
+                                             discount=1.0 if value is None else value.discount,
                                              differentiable=optimizer_class(c.optimizer).needs_gradients,
                                              compute_dtype=c.compute_dtype)
         self.optimizer = make_optimizer(c.optimizer, action_space, c.horizon, generator=self.generator,

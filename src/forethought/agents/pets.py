@@ -35,6 +35,7 @@ from forethought.device import resolve_device
 from forethought.models.base import DynamicsModel, FitReport
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
+from forethought.models.value import StateValue, ValueConfig
 from forethought.models.task_model import (QUALITY_KEYS, TaskModel, TaskModelConfig, check_sources, env_name,
                                             registered_task_functions)
 from forethought.planning.config import PlannerConfig
@@ -81,6 +82,12 @@ class PETSConfig:
     ``learned`` (refitted on all real transitions before every planned trial, with the dynamics
     model; ``task_model`` sizes and trains them) or, for the termination, ``never`` (see
     :class:`~forethought.models.task_model.TaskModel`).
+
+    ``terminal_value`` plans past the horizon: a state value (``value`` sizes and fits it, see
+    :mod:`forethought.models.value`) is fitted by temporal differences on the real transitions and
+    rewards at every model fit, and every candidate scores its imagined rewards discounted by
+    ``value.discount`` plus the discounted value of the state it ends in. For sparse rewards that
+    lie further away than the horizon reaches (a swing-up that takes several pumps).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -96,6 +103,8 @@ class PETSConfig:
     reward: str = "auto"
     termination: str = "auto"
     task_model: TaskModelConfig = field(default_factory=TaskModelConfig)
+    terminal_value: bool = False
+    value: ValueConfig = field(default_factory=ValueConfig)
 
     def __post_init__(self) -> None:
         check_sources(self.reward, self.termination)
@@ -121,7 +130,7 @@ class PETS(Agent):
 
     name = "pets"
     metrics = ("model_val_loss", "model_diverged", "plan_ms_per_step", "planning_horizon", "exploration_bonus",
-               *QUALITY_KEYS)
+               "value_loss", *QUALITY_KEYS)
     config_class = PETSConfig
 
     def __init__(self, env: gym.Env, config: PETSConfig | None = None, task: TaskFunctions | None = None,
@@ -147,6 +156,9 @@ class PETS(Agent):
                                     self.obs_dim, self.act_dim, c.task_model, env_name(env), self.device)
         self.task = with_state_cost(self.task_model.functions, c.state_cost)
         self.task_generator = generator(self.seed, "task", device=self.device)
+        self.value_generator = generator(self.seed, "value", device=self.device)
+        self.value = (StateValue(self.obs_dim, self.act_dim, c.value, self.value_generator)
+                      if c.terminal_value else None)
         self.buffer = ReplayBuffer(self.obs_dim, self.act_dim)
         self.generator = torch.Generator(self.device).manual_seed(self.seed)
         self.model = self._make_model()
@@ -200,13 +212,14 @@ class PETS(Agent):
         model on all data (unless there is none yet: an offline model alone) and act with MPC.
         A trial always runs to its end (``max_steps`` does not cut it)."""
         start = time.perf_counter()
-        index, fit, self._exploit = len(self.history), None, None
+        index, fit, self._exploit, value_loss = len(self.history), None, None, None
         seed = episode_seed(self.seed, index)
         random_trial = index < self.random_trials
         quality = dict.fromkeys(QUALITY_KEYS)
         if not random_trial and not self.config.oracle and len(self.buffer) > 0:
             fit = self._fit()
             quality = self.task_model.fit(self.buffer, self.task_generator)
+            value_loss = self._fit_value()
         if random_trial or not (self.config.oracle or self._can_plan()):  # nothing to plan in (yet)
             self.env.action_space.seed(seed)
             policy, self.agent = random_policy(self.env.action_space), None
@@ -223,7 +236,8 @@ class PETS(Agent):
                 "model_fitted": None if fit is None else self._can_plan(),
                 "plan_ms_per_step": plan_ms,
                 "planning_horizon": None if self.agent is None else self.agent.config.horizon,
-                "exploration_bonus": None if self.agent is None else self.agent.config.exploration_bonus, **quality}
+                "exploration_bonus": None if self.agent is None else self.agent.config.exploration_bonus,
+                "value_loss": value_loss, **quality}
         result = EpisodeResult(index, episode.total_reward, episode.steps, self.env_steps + episode.env_steps,
                                time.perf_counter() - start, random_trial, info, episode.frames)
         self.history.append(result)
@@ -239,6 +253,7 @@ class PETS(Agent):
             if steps and steps % self.config.refit_every == 0:
                 self._fit()
                 self.task_model.fit(self.buffer, self.task_generator)
+                self._fit_value()
                 if self.auto_horizon is not None and self.auto_horizon.horizon != self.agent.config.horizon:
                     plan_ms, self.agent = self.agent.plan_ms, self._mpc(explore=True)
                     self.agent.reset()
@@ -256,6 +271,10 @@ class PETS(Agent):
         self.rows_at_fit = len(self.buffer)
         return self.model.fit(self.buffer, generator=self.generator)
 
+    def _fit_value(self) -> float | None:
+        """Fit the terminal value (if planning uses one) on every real transition; its TD loss."""
+        return None if self.value is None else self.value.fit(self.buffer, self.value_generator)
+
     def _mpc(self, explore: bool) -> MPCAgent:
         """A planner in the current model; with the planner's exploration bonus (annealed to the
         real steps so far) when ``explore``, else without."""
@@ -267,7 +286,8 @@ class PETS(Agent):
             planner = replace(planner, horizon=self.auto_horizon.horizon)
         if self.config.oracle:  # exact deterministic dynamics: one particle says everything
             planner = replace(planner, particles=1, propagation="expectation")
-        return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator)
+        value = self.value if self.value is not None and self.value.fitted else None
+        return MPCAgent(self.model, self.task, self.env.action_space, planner, self.generator, value)
 
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray | int:
         """Plan with MPC in the current model; planning draws its candidates from the agent's
@@ -306,16 +326,20 @@ class PETS(Agent):
         if not self.config.oracle:
             self.model.save(path / "model")
         self.task_model.save(path / "task")
+        if self.value is not None:
+            self.value.save(path / "value")
         self.buffer.save(path / "buffer.npz")
         save_generators(path / "generator", self._generators())
         state = {"config": asdict(self.config), "seed": self.seed, "history": [r.to_dict() for r in self.history],
                  "model_fitted": self.model.fitted, "offline_rows": self.offline_rows,
                  "task_fitted_rows": self.task_model.fitted_rows, "rows_at_fit": self.rows_at_fit,
-                 "auto_horizon": None if self.auto_horizon is None else self.auto_horizon.state()}
+                 "auto_horizon": None if self.auto_horizon is None else self.auto_horizon.state(),
+                 "value_fitted": self.value is not None and self.value.fitted}
         atomic_write_text(path / "state.json", json.dumps(state, indent=2))
 
     def _generators(self) -> dict[str, torch.Generator]:
-        return {"generator": self.generator, "task": self.task_generator}
+        generators = {"generator": self.generator, "task": self.task_generator}
+        return generators if self.value is None else {**generators, "value": self.value_generator}
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: gym.Env, task: TaskFunctions | None = None,
@@ -336,6 +360,8 @@ class PETS(Agent):
             agent.model = DynamicsModel.load(path / "model", device=agent.device)
         agent.task_model.load(path / "task", state["task_fitted_rows"])
         agent.rows_at_fit = state["rows_at_fit"]
+        if state.get("value_fitted"):
+            agent.value = StateValue.load(path / "value", device=agent.device)
         if agent.auto_horizon is not None:
             agent.auto_horizon.load_state(state["auto_horizon"])
         load_generators(path / "generator", agent._generators())

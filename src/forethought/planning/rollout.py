@@ -123,6 +123,9 @@ class TrajectoryEvaluator:
             all), e.g. a pendulum's angle and velocity but not a cart's unbounded position.
         veto_threshold: candidates whose disagreement exceeds it score ``-inf`` (None: no veto).
         discount: per-step discount in ``(0, 1]``.
+        terminal_value: ``obs [B, o] -> [B]``, the value of the state each rollout ends in,
+            added discounted by ``discount ** H`` (zero for a rollout that terminated), e.g. a
+            :class:`~forethought.models.value.StateValue`; None: the score ends at the horizon.
         generator: drives member assignment and sampling (a fixed seed when omitted).
         differentiable: keep the autograd graph so scores can be differentiated w.r.t. actions
             (for gradient-based planners); otherwise rollouts run under ``torch.no_grad()``.
@@ -147,6 +150,7 @@ class TrajectoryEvaluator:
                  exploration_bonus: float = PlannerConfig.exploration_bonus,
                  disagreement_dims: list[int] | None = PlannerConfig.disagreement_dims,
                  veto_threshold: float | None = PlannerConfig.veto_threshold, discount: float = 1.0,
+                 terminal_value: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  generator: torch.Generator | None = None, differentiable: bool = False,
                  measure_disagreement: bool | None = None,
                  compute_dtype: torch.dtype | str = PlannerConfig.compute_dtype) -> None:
@@ -167,6 +171,8 @@ class TrajectoryEvaluator:
             raise ValueError(f"veto_threshold must be None or finite and >= 0, got {veto_threshold!r}")
         if not 0.0 < discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {discount!r}")
+        if terminal_value is not None and not callable(terminal_value):
+            raise TypeError(f"terminal_value must be callable obs [B, o] -> [B] or None, got {terminal_value!r}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.compute_dtype = ensemble_compute_dtype(compute_dtype)
@@ -177,6 +183,7 @@ class TrajectoryEvaluator:
         self.disagreement_dims = None if disagreement_dims is None else torch.as_tensor(
             check_dims(disagreement_dims, model.obs_dim, "disagreement_dims"), dtype=torch.long, device=model.device)
         self.discount, self.differentiable = float(discount), bool(differentiable)
+        self.terminal_value = terminal_value
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         if measure_disagreement is None:
             measure_disagreement = (risk_penalty > 0 or exploration_bonus > 0 or veto_threshold is not None
@@ -255,6 +262,19 @@ class TrajectoryEvaluator:
         raise ValueError(f"reward function {_name(self.reward_fn)} returned non-finite rewards for {bad} of "
                          f"{reward.shape[0]} transitions{why}")
 
+    def _value(self, final_obs: torch.Tensor, alive: torch.Tensor | None) -> torch.Tensor:
+        """The terminal value ``[B]`` of the rollouts' final observations, zero where terminated."""
+        value = self.terminal_value(final_obs)
+        rows = final_obs.shape[0]
+        if not isinstance(value, torch.Tensor) or value.shape != (rows,):
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"terminal value {_name(self.terminal_value)} returned {got}, expected shape ({rows},)")
+        if not torch.isfinite(value).all():
+            raise ValueError(f"terminal value {_name(self.terminal_value)} returned non-finite values for "
+                             f"{int((~torch.isfinite(value)).sum())} of {rows} final states")
+        value = value.float()
+        return value if alive is None else torch.where(alive, value, torch.zeros((), device=value.device))
+
     def _terminated(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         done = self.termination_fn(obs, action, next_obs)
         rows = obs.shape[0]
@@ -293,6 +313,8 @@ class TrajectoryEvaluator:
                 alive = ~done if alive is None else alive & ~done
             if disagreement is not None:
                 disagreement = disagreement + step_disagreement
+        if self.terminal_value is not None:
+            total = total + self.discount ** horizon * self._value(rollout.visible(), alive)
         mean_return = total.view(rollout.groups, population, rollout.particles).mean(dim=(0, 2))
         if disagreement is None:
             return mean_return, torch.full((population,), math.nan, device=device)
