@@ -12,6 +12,10 @@ raw environment steps (action repeats included). One line per run:
     python benchmarks/dmc_learned_reward.py --tasks pendulum-swingup --budgets 10000,20000
     python benchmarks/dmc_learned_reward.py --tasks pendulum-swingup,cartpole-swingup --random-episodes 5
 
+``--true-reward`` registers the task's exact reward, written by hand from the observation (where
+one is written below: pendulum-swingup), so the planner plans with it instead of a learned one:
+what the learned reward costs.
+
 ``--random-episodes N`` only plays N episodes of uniform random actions per task (at the preset's
 action repeat) and prints what they earn: how sparse the reward is before any learning.
 
@@ -22,6 +26,7 @@ Published 100k-step returns (TD-MPC2 and SAC as reported in the TD-MPC2 paper, H
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +46,16 @@ PUBLISHED_100K = {  # task: (TD-MPC2, SAC)
     "cheetah-run": (519, 310),
     "walker-walk": (962, 708),
 }
+
+
+def pendulum_swingup_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """DeepMind Control pendulum-swingup's reward of one raw step: 1 where the pole's vertical
+    component (observation 0, ``orientation`` first) is within 8 degrees of upright, else 0. Under
+    an action repeat the planner scores one agent step by its end state alone."""
+    return (next_obs[:, 0] >= math.cos(math.radians(8))).to(next_obs.dtype)
+
+
+TRUE_REWARDS = {"pendulum-swingup": pendulum_swingup_reward}
 
 
 def run_one(env: str, algo: str, seed: int, budgets: list[int], eval_episodes: int, out: Path,
@@ -79,6 +94,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="10000,20000", help="raw environment steps at which to report")
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--true-reward", action="store_true", help="plan with the task's exact reward (see above)")
     parser.add_argument("--random-episodes", type=int, default=0, help="only measure random play, N episodes")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="run config overrides for every run")
     args = parser.parse_args()
@@ -88,6 +104,11 @@ def main() -> None:
         for task in args.tasks.split(","):
             print(random_play(task, args.random_episodes), flush=True)
         return
+    if args.true_reward:
+        for task in args.tasks.split(","):
+            if task not in TRUE_REWARDS:
+                parser.error(f"--true-reward: no exact reward written for {task}; written for {sorted(TRUE_REWARDS)}")
+            envs.register_task_functions(f"dm_control/{task}-v0", TRUE_REWARDS[task])
     with tempfile.TemporaryDirectory() as scratch:
         for task in args.tasks.split(","):
             for algo in args.algos.split(","):
@@ -103,6 +124,8 @@ def main() -> None:
                           f"learned reward held-out MSE {mse if mse is None else f'{mse:.4g}'}, "
                           f"R^2 {r2 if r2 is None else f'{r2:.3f}'}; {result['s_per_1000']:.0f} s per 1000 env steps; "
                           f"published at 100k: TD-MPC2 {tdmpc2}, SAC {sac}", flush=True)
+                    print("  training returns (env steps: return): " + ", ".join(
+                        f"{steps}: {ret:.0f}" for steps, ret in result["training"]), flush=True)
 
 
 if __name__ == "__main__":
