@@ -57,7 +57,7 @@ def chain_buffer(repeats: int = 50) -> ReplayBuffer:
 
 
 def test_the_value_learns_a_chain_by_temporal_differences():
-    config = ValueConfig(discount=0.9, updates=2000, batch_size=32, target_rate=0.05)
+    config = ValueConfig(discount=0.9, backup="data", rounds=10, updates=2000, batch_size=32)
     value = StateValue(1, 1, config, torch.Generator().manual_seed(0))
     assert value(torch.tensor([[0.0], [1.0]])).tolist() == [0.0, 0.0]  # zero until rewards are seen
     value.fit(chain_buffer(), torch.Generator().manual_seed(1))
@@ -66,7 +66,7 @@ def test_the_value_learns_a_chain_by_temporal_differences():
 
 
 def test_a_saved_value_predicts_and_fits_on_exactly(tmp_path):
-    config = ValueConfig(updates=50, batch_size=16)
+    config = ValueConfig(backup="data", rounds=2, updates=50, batch_size=16)
     value = StateValue(1, 1, config, torch.Generator().manual_seed(0))
     value.fit(chain_buffer(5), torch.Generator().manual_seed(1))
     value.save(tmp_path / "value")
@@ -79,12 +79,35 @@ def test_a_saved_value_predicts_and_fits_on_exactly(tmp_path):
 
 
 @pytest.mark.parametrize("changes, message", [({"discount": 1.0}, "value.discount must be in"),
-                                              ({"updates": 0}, "value.updates must be an integer >= 1"),
-                                              ({"target_rate": 0.0}, "value.target_rate must be in"),
+                                              ({"updates": 0}, "value.updates must be an integer >= 20"),
+                                              ({"rounds": 10, "updates": 5}, "value.updates must be an integer >= 10"),
+                                              ({"backup": "mc"}, "value.backup must be one of"),
+                                              ({"candidate_actions": 1}, "value.candidate_actions must be"),
                                               ({"lr": -1.0}, "value.lr must be finite and > 0")])
 def test_bad_value_settings_are_named(changes, message):
     with pytest.raises(ValueError, match=message):
         ValueConfig(**changes)
+
+
+def step_to_two(obs, generator):
+    """s' = s + a for a in {-1, -0.5, 0, 0.5, 1}; reward 1 and done on reaching s' >= 2."""
+    actions = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0])
+    next_obs = obs[:, None, :] + actions[None, :, None]
+    done = next_obs[..., 0] >= 2.0
+    return done.float(), next_obs, done
+
+
+def test_the_model_backup_is_value_iteration():
+    buffer = ReplayBuffer(1, 1)
+    for s in (-1.0, 0.0, 1.0):  # only the states matter: the lookahead gives the rest
+        buffer.add([s], [0.0], 0.0, [s])
+    value = StateValue(1, 1, ValueConfig(discount=0.9, rounds=20, updates=2000, batch_size=3),
+                       torch.Generator().manual_seed(0))
+    value.fit(buffer, torch.Generator().manual_seed(1), step_to_two)
+    # the best action is +1 everywhere: V(1) = 1, V(0) = 0.9, V(-1) = 0.81
+    assert value(torch.tensor([[1.0], [0.0], [-1.0]])).tolist() == pytest.approx([1.0, 0.9, 0.81], abs=0.03)
+    with pytest.raises(ValueError, match="needs a lookahead"):
+        value.fit(buffer, torch.Generator())
 
 
 def test_the_mpc_agent_discounts_by_the_value_and_adds_it():

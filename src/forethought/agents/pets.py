@@ -84,8 +84,8 @@ class PETSConfig:
     :class:`~forethought.models.task_model.TaskModel`).
 
     ``terminal_value`` plans past the horizon: a state value (``value`` sizes and fits it, see
-    :mod:`forethought.models.value`) is fitted by temporal differences on the real transitions and
-    rewards at every model fit, and every candidate scores its imagined rewards discounted by
+    :mod:`forethought.models.value`) is fitted at every model fit, by value iteration in the model
+    over the real transitions' states (or by temporal differences on them), and every candidate scores its imagined rewards discounted by
     ``value.discount`` plus the discounted value of the state it ends in. For sparse rewards that
     lie further away than the horizon reaches (a swing-up that takes several pumps).
     """
@@ -147,6 +147,10 @@ class PETS(Agent):
             raise ValueError(f"agent.state_cost names observation indices {outside}; "
                              f"{type(env.unwrapped).__name__}'s observations have indices 0 to {self.obs_dim - 1}")
         check_dims(self.config.planner.disagreement_dims, self.obs_dim, "agent.planner.disagreement_dims")
+        if (self.config.terminal_value and self.config.value.backup == "model" and isinstance(env.action_space, gym.spaces.Box)
+                and not (np.isfinite(env.action_space.low).all() and np.isfinite(env.action_space.high).all())):
+            raise ValueError(f"agent.value.backup=model draws actions within the action bounds; {env.action_space} "
+                             f"is unbounded: bound it or set agent.value.backup=data")
         c = self.config
         known = task if task is not None else registered_task_functions(env)
         if c.oracle and known is None:
@@ -272,8 +276,29 @@ class PETS(Agent):
         return self.model.fit(self.buffer, generator=self.generator)
 
     def _fit_value(self) -> float | None:
-        """Fit the terminal value (if planning uses one) on every real transition; its TD loss."""
-        return None if self.value is None else self.value.fit(self.buffer, self.value_generator)
+        """Fit the terminal value (if planning uses one) over every real transition's state; its loss."""
+        return None if self.value is None else self.value.fit(self.buffer, self.value_generator, self._lookahead)
+
+    def _lookahead(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        """One step of the task in the current model for ``value.candidate_actions`` actions per
+        state of ``obs [B, o]`` (the action bounds, then uniform draws): rewards ``[B, K]``, mean
+        next observations ``[B, K, o]`` and terminations ``[B, K]``, as the planner scores them."""
+        rows, k, space = obs.shape[0], self.config.value.candidate_actions, self.env.action_space
+        if isinstance(space, gym.spaces.Discrete):
+            actions = torch.randint(int(space.n), (rows, k, 1), generator=generator, device=obs.device).float()
+        else:
+            low = torch.as_tensor(space.low, dtype=torch.float32, device=obs.device).reshape(-1)
+            high = torch.as_tensor(space.high, dtype=torch.float32, device=obs.device).reshape(-1)
+            fraction = torch.rand(rows, k, self.act_dim, generator=generator, device=obs.device)
+            fraction[:, 0], fraction[:, 1] = 0.0, 1.0
+            actions = low + (high - low) * fraction
+        flat_obs = obs[:, None].expand(rows, k, self.obs_dim).reshape(-1, self.obs_dim)
+        flat_actions = actions.reshape(-1, self.act_dim)
+        next_obs = self.model.predict(flat_obs, flat_actions).mean
+        reward = self.task.reward(flat_obs, flat_actions, next_obs)
+        done = (torch.zeros_like(reward, dtype=torch.bool) if self.task.termination is None
+                else self.task.termination(flat_obs, flat_actions, next_obs))
+        return reward.view(rows, k), next_obs.view(rows, k, self.obs_dim), done.view(rows, k)
 
     def _mpc(self, explore: bool) -> MPCAgent:
         """A planner in the current model; with the planner's exploration bonus (annealed to the
