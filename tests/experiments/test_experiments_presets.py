@@ -55,7 +55,10 @@ def test_dmc_presets_set_action_repeat_from_planet_and_the_issue():
     expected = {"cartpole-swingup": 8, "pendulum-swingup": 4, "reacher-easy": 4, "cheetah-run": 4, "walker-walk": 2}
     for task, repeat in expected.items():
         for algo in ("pets", "mbpo"):
-            assert all_presets()[f"dm_control/{task}-v0"].section(algo) == {"action_repeat": repeat}
+            section = dict(all_presets()[f"dm_control/{task}-v0"].section(algo))
+            if task == "pendulum-swingup" and algo == "pets":  # its sparse reward needs a terminal value
+                assert section.pop("agent") == {"terminal_value": True}
+            assert section == {"action_repeat": repeat}
 
 
 def test_a_preset_with_an_unknown_key_or_a_bad_value_names_the_preset_and_the_key():
