@@ -35,13 +35,13 @@ from forethought.device import resolve_device
 from forethought.models.base import DynamicsModel, FitReport
 from forethought.models.config import ModelConfig, TrainConfig, build_model
 from forethought.models.known import KnownDynamics
-from forethought.models.value import StateValue, ValueConfig
 from forethought.models.task_model import (QUALITY_KEYS, TaskModel, TaskModelConfig, check_sources, env_name,
                                             registered_task_functions)
+from forethought.models.value import StateValue, ValueConfig
 from forethought.planning.config import PlannerConfig
 from forethought.planning.exploration import annealed_bonus, check_dims
 from forethought.planning.horizon import AutoHorizon
-from forethought.planning.optimizer import optimizer_class
+from forethought.planning.optimizer import action_bounds, optimizer_class
 from forethought.seeding import derive_seed, episode_seed, generator, load_generators, save_generators
 from forethought.serialization import atomic_write_text, read_agent_state
 
@@ -85,9 +85,10 @@ class PETSConfig:
 
     ``terminal_value`` plans past the horizon: a state value (``value`` sizes and fits it, see
     :mod:`forethought.models.value`) is fitted at every model fit, by value iteration in the model
-    over the real transitions' states (or by temporal differences on them), and every candidate scores its imagined rewards discounted by
-    ``value.discount`` plus the discounted value of the state it ends in. For sparse rewards that
-    lie further away than the horizon reaches (a swing-up that takes several pumps).
+    over the real transitions' states (or by temporal differences on them), and every candidate
+    scores its imagined rewards discounted by ``value.discount`` plus the discounted value of the
+    state it ends in. For sparse rewards that lie further away than the horizon reaches (a
+    swing-up that takes several pumps).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -283,15 +284,10 @@ class PETS(Agent):
         """One step of the task in the current model for ``value.candidate_actions`` actions per
         state of ``obs [B, o]`` (the action bounds, then uniform draws): rewards ``[B, K]``, mean
         next observations ``[B, K, o]`` and terminations ``[B, K]``, as the planner scores them."""
-        rows, k, space = obs.shape[0], self.config.value.candidate_actions, self.env.action_space
-        if isinstance(space, gym.spaces.Discrete):
-            actions = torch.randint(int(space.n), (rows, k, 1), generator=generator, device=obs.device).float()
-        else:
-            low = torch.as_tensor(space.low, dtype=torch.float32, device=obs.device).reshape(-1)
-            high = torch.as_tensor(space.high, dtype=torch.float32, device=obs.device).reshape(-1)
-            fraction = torch.rand(rows, k, self.act_dim, generator=generator, device=obs.device)
-            fraction[:, 0], fraction[:, 1] = 0.0, 1.0
-            actions = low + (high - low) * fraction
+        rows, k = obs.shape[0], self.config.value.candidate_actions
+        bounds = action_bounds(self.env.action_space, obs.device)
+        actions = bounds.uniform((rows, k), generator)
+        actions[:, 0], actions[:, 1] = bounds.low, bounds.high
         flat_obs = obs[:, None].expand(rows, k, self.obs_dim).reshape(-1, self.obs_dim)
         flat_actions = actions.reshape(-1, self.act_dim)
         next_obs = self.model.predict(flat_obs, flat_actions).mean

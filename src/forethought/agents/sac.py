@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from forethought.agents.base import Agent, EpisodeResult
-from forethought.models.seeded_mlp import seeded_mlp
 from forethought.config import build
 from forethought.device import resolve_device
 from forethought.data.buffer import ReplayBuffer, TransitionBatch
@@ -39,6 +38,7 @@ from forethought.data.collect import check_env_sizes, flat_dim
 from forethought.data.env_loop import EnvLoop, ReplayRecorder
 from forethought.data.offline import load_npz
 from forethought.models.schedules import schedule_errors, schedule_factor
+from forethought.models.seeded_mlp import seeded_mlp
 from forethought.seeding import derive_seed, episode_seed, set_state
 from forethought.serialization import (atomic_write_text, load_checkpoint, load_module_tensors, load_optimizer_tensors,
                                        module_tensors, optimizer_tensors, read_agent_state, save_checkpoint)

@@ -33,8 +33,8 @@ import torch
 
 from forethought.envs.coordinates import CoordinateLayout, parse_layout
 from forethought.models.base import FitReport, MemberPredictor, as_tensor
-from forethought.models.config import ModelConfig, TrainConfig
 from forethought.models.checkpointed import load_network_tensors
+from forethought.models.config import ModelConfig, TrainConfig
 from forethought.models.lagrangian_net import LagrangianNetwork
 from forethought.models.neural import MLPDynamics
 

@@ -92,8 +92,9 @@ class ValueConfig:
 
 
 class StateValue(CheckpointedModel):
-    """``V(obs) -> [B]``: the discounted return of the agent's behaviour from ``obs [B, o]``,
-    learned by fitted value iteration (see the module docstring). ``act_dim`` is kept only so
+    """``V(obs) -> [B]``: the discounted return from ``obs [B, o]`` (of acting well with the
+    ``"model"`` backup, of the agent's past behaviour with ``"data"``), learned by fitted value
+    iteration (see the module docstring). ``act_dim`` is kept only so
     checkpoints name the sizes of the task they belong to."""
 
     kind = "state_value"
@@ -117,7 +118,6 @@ class StateValue(CheckpointedModel):
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         """Values ``[B]`` (return units) of observations ``[B, o]``; differentiable w.r.t. ``obs``."""
         return self._scaled(obs) / (1.0 - self.config.discount)
-
 
     def fit(self, buffer: ReplayBuffer, generator: torch.Generator, lookahead: Lookahead | None = None) -> float:
         """``rounds`` rounds of fitted value iteration over the states of ``buffer``, from the
