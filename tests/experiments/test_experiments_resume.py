@@ -220,3 +220,45 @@ def test_a_crashed_dreamer_run_resumes_exactly(tmp_path):
     reference = json.loads((tmp_path / "reference" / "summary.json").read_text())
     resumed = json.loads((tmp_path / "crashed" / "summary.json").read_text())
     assert resumed["held_out_reward_abs_error_by_horizon"] == reference["held_out_reward_abs_error_by_horizon"]
+
+
+def test_a_finished_pets_run_goes_on_to_a_larger_budget_as_one_started_with_it(tmp_path):
+    import yaml
+
+    short, full = tmp_path / "short", tmp_path / "full"
+    args = [arg for arg in PETS_ARGS if arg not in ("--trials", "6")]
+    assert main([*args, "--trials", "3", "--out", str(short)]) == 0
+    assert main([*args, "--trials", "5", "--out", str(full)]) == 0
+    assert main(["resume", str(short), "--trials", "5"]) == 0
+    assert metrics(short) == metrics(full) and len(metrics(full)) == 5  # no evaluations: digit for digit
+    assert yaml.safe_load((short / "config.yaml").read_text())["episodes"] == 5  # a later resume keeps it
+    assert json.loads((short / "summary.json").read_text())["episodes"] == 5
+
+
+def test_a_finished_sac_run_goes_on_to_more_steps(tmp_path):
+    from forethought.config import load_config
+    from forethought.experiments.run import resume_run, start_run
+    from forethought.experiments.run_config import run_config_class
+
+    overrides = ["env=Pendulum-v1", "eval_every=150", "eval_episodes=1", "seed=1", "agent.hidden_size=32",
+                 "agent.batch_size=32", "agent.learning_starts=100"]
+    config = load_config(run_config_class("sac"), None, [*overrides, "steps=200"])
+    start_run("sac", dataclasses.replace(config, out=str(tmp_path / "short")))
+    start_run("sac", dataclasses.replace(config, steps=400, out=str(tmp_path / "full")))
+    summary = resume_run(tmp_path / "short", budget=["steps=400"])
+    # the evaluation at the old end (200 steps) is one the full run makes too (it crosses 150)
+    assert [r["env_steps"] for r in metrics(tmp_path / "full")] == ["200", "400"]
+    assert metrics(tmp_path / "short") == metrics(tmp_path / "full")
+    assert summary["env_steps"] == 400
+
+
+def test_resume_refuses_a_budget_already_met_and_any_other_key_before_writing(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [arg for arg in PETS_ARGS if arg not in ("--trials", "6")]
+    assert main([*args, "--trials", "2", "--out", str(out)]) == 0
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert main(["resume", str(out), "--trials", "1"]) == 2
+    assert "already taken 100 environment steps in 2 episodes, which episodes=1 does not go beyond" in capsys.readouterr().err
+    assert main(["resume", str(out), "seed=4"]) == 2
+    assert "resume only moves a run's budget (steps=N, episodes=N); 'seed=4'" in capsys.readouterr().err
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == before

@@ -101,7 +101,10 @@ COMMANDS = (
              BACKEND, WORKERS, PRESET), default_out="runs/compare"),
     Command("resume", "continue a run that was stopped or killed", texts.RESUME_HELP, resume_command,
             (Option("--env", "the run's environment id, required to allow a module:Id id read back from the "
-                             "run directory (its module is imported)", None),),
+                             "run directory (its module is imported)", None),
+             Option("--steps", "continue to this many real environment steps (a finished run goes on)", "steps", int),
+             Option("--episodes", "continue to this many episodes (PETS: trials)", "episodes", int),
+             Option("--trials", "pets: the same as --episodes", "episodes", int)),
             positional=(("run_dir", {"metavar": "RUN_DIR", "help": "the run directory to continue"}),),
             run_options=False),
     Command("report", "one Markdown/HTML report from many run directories", texts.REPORT_HELP, report_command,

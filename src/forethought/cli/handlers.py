@@ -77,12 +77,10 @@ def summary_out(config: Any, algo: str) -> str:
 def resume_command(args: argparse.Namespace, overrides: list[str]) -> int:
     from forethought.experiments.run import resume_run
 
-    if overrides:
-        raise ValueError(f"resume takes no config overrides (got {' '.join(overrides)}): the run continues with "
-                         f"the config it was started with")
     console = make_console()
     summary = resume_run(args.run_dir, callback=lambda row: console.print(row_line(row)),
-                         warn=lambda message: print(f"forethought resume: {message}", file=sys.stderr), env=args.env)
+                         warn=lambda message: print(f"forethought resume: {message}", file=sys.stderr), env=args.env,
+                         budget=overrides)
     console.print(summary_line(summary))
     console.print(f"run directory: {args.run_dir}")
     return 0

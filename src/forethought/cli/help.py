@@ -101,7 +101,12 @@ saved atomically with a checksum manifest every checkpoint_every episodes (1 by 
 planet and dreamer) and at the end; a damaged checkpoint is passed over for the previous one, with
 a message. The episodes after the checkpoint are run again, so metrics.csv ends up as that of an
 uninterrupted run (bit for bit on CPU, timings aside); a run killed before its first checkpoint
-starts over. A config.yaml edited since the run started is refused, naming the changed keys."""
+starts over. A config.yaml edited since the run started is refused, naming the changed keys.
+
+--steps N / --episodes N (or steps=N, episodes=N) move the run's end: a finished run goes on to the
+larger budget from its final checkpoint (config.yaml is updated, so a later resume keeps it). It
+continues as a run started with that budget would, apart from the evaluation at its old end. A
+budget the run has already met, or any other key, is refused before anything is written."""
 
 REPORT_HELP = """Read run directories (of run, fit-model, compare-models; for a compare OUT, give the runs
 under OUT/runs/, or OUT itself) and write OUT/report.md and OUT/report.html: final and best return

@@ -32,7 +32,7 @@ import torch
 
 from forethought import envs
 from forethought.agents import AGENTS, PETS, Agent, EpisodeResult
-from forethought.config import config_to_dict, load_config
+from forethought.config import config_to_dict, load_config, save_config
 from forethought.data.env_loop import NonFiniteOutputError, episode_returns
 from forethought.device import device_name
 from forethought.envs.analytic import analytic_step
@@ -46,7 +46,7 @@ from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
 from forethought.experiments.resume_checks import check_env_id_from_run, check_resume_config
 from forethought.experiments.run_dir import RunDir, read_run_info
-from forethought.experiments.run_lock import RunLock
+from forethought.experiments.run_lock import RunDirError, RunLock
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
 from forethought.seeding import derive_seed
 from forethought.serialization import CheckpointError, atomic_write_text, read_json
@@ -315,10 +315,17 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         checkpoint = _checkpoint_to_resume(job.agent_dir, warn, job.spec.agent.__name__) if resume else None
         if checkpoint is not None:
             state = read_json(checkpoint / RUN_STATE, "run state")
-            check_resume_config(config.out, config, saved=state["config"])
+            changes = check_resume_config(config.out, config, saved=state["config"])
             agent = job.restore(checkpoint, state)
+            if changes.keys() & set(BUDGET_KEYS) and job.done(agent):
+                limits = ", ".join(f"{key}={getattr(config, key)}" for key in BUDGET_KEYS if getattr(config, key))
+                raise RunDirError(f"{config.out} has already taken {agent.env_steps} environment steps in "
+                                  f"{len(agent.history)} episodes, which {limits} does not go beyond: give a "
+                                  f"larger budget to continue it")
             run = RunDir(config.out, config, resume_rows=len(agent.history), purge_step=agent.env_steps + 1,
                          lock=lock)
+            if changes:  # a longer budget (or a moved folder): a later resume continues with it
+                save_config(config, run.path / "config.yaml")
             job.rows = [_typed(row) for row in run.kept_rows]
             job.wall_offset = job.rows[-1]["wall_s"] if job.rows else 0.0
         else:
@@ -341,6 +348,10 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         run.write_summary(summary)
     job.close()
     return summary
+
+
+# The config keys ``forethought resume`` may change: where the run ends.
+BUDGET_KEYS = ("steps", "episodes")
 
 
 def _checkpoint_to_resume(folder: Path, warn, agent: str) -> Path | None:
@@ -373,12 +384,21 @@ def run_algo(path: str | os.PathLike) -> str:
 
 
 def resume_run(path: str | os.PathLike, callback: Callable[[dict], None] | None = None,
-               warn: Callable[[str], None] | None = None, env: str | None = None) -> dict[str, Any]:
+               warn: Callable[[str], None] | None = None, env: str | None = None,
+               budget: list[str] | None = None) -> dict[str, Any]:
     """Continue the run in ``path`` from its last good checkpoint with the config it was started
-    with. An environment id in Gymnasium's ``module:Id`` form (whose module would be imported) is
-    only accepted when ``env`` repeats it: reading a run directory runs no code by itself."""
+    with. ``budget``: ``steps=N`` / ``episodes=N`` overrides that move its end, so a finished run
+    goes on to a larger budget (its ``config.yaml`` is updated; a budget the run has already met
+    is refused before anything is written). An environment id in Gymnasium's ``module:Id`` form
+    (whose module would be imported) is only accepted when ``env`` repeats it: reading a run
+    directory runs no code by itself."""
     algo = run_algo(path)
-    config = load_config(run_config_class(algo), Path(path) / "config.yaml")
+    for override in budget or []:
+        key = override.partition("=")[0].strip()
+        if key not in BUDGET_KEYS:
+            raise ValueError(f"resume only moves a run's budget ({', '.join(f'{k}=N' for k in BUDGET_KEYS)}); "
+                             f"{override!r} would change how it runs: start a new run with another --out instead")
+    config = load_config(run_config_class(algo), Path(path) / "config.yaml", budget)
     check_env_id_from_run(config.env, env, path)
     config = dataclasses.replace(config, out=str(path))
     return start_run(algo, config, callback=callback, resume=True, warn=warn)
