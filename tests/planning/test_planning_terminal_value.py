@@ -83,6 +83,7 @@ def test_a_saved_value_predicts_and_fits_on_exactly(tmp_path):
                                               ({"rounds": 10, "updates": 5}, "value.updates must be an integer >= 10"),
                                               ({"backup": "mc"}, "value.backup must be one of"),
                                               ({"candidate_actions": 1}, "value.candidate_actions must be"),
+                                              ({"states_per_round": 0}, "value.states_per_round must be"),
                                               ({"lr": -1.0}, "value.lr must be finite and > 0")])
 def test_bad_value_settings_are_named(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -108,6 +109,23 @@ def test_the_model_backup_is_value_iteration():
     assert value(torch.tensor([[1.0], [0.0], [-1.0]])).tolist() == pytest.approx([1.0, 0.9, 0.81], abs=0.03)
     with pytest.raises(ValueError, match="needs a lookahead"):
         value.fit(buffer, torch.Generator())
+
+
+def test_past_states_per_round_each_round_backs_up_a_random_draw_of_that_many_states():
+    buffer = ReplayBuffer(1, 1)
+    for s in (-1.0, 0.0, 1.0) * 20:
+        buffer.add([s], [0.0], 0.0, [s])
+    seen = []
+
+    def counting(obs, generator):
+        seen.append(obs.shape[0])
+        return step_to_two(obs, generator)
+
+    value = StateValue(1, 1, ValueConfig(discount=0.9, rounds=20, states_per_round=16, updates=2000, batch_size=8),
+                       torch.Generator().manual_seed(0))
+    value.fit(buffer, torch.Generator().manual_seed(1), counting)
+    assert seen == [16] * 20  # 60 states, 16 drawn per round
+    assert value(torch.tensor([[1.0], [0.0], [-1.0]])).tolist() == pytest.approx([1.0, 0.9, 0.81], abs=0.03)
 
 
 def test_the_mpc_agent_discounts_by_the_value_and_adds_it():
