@@ -74,9 +74,8 @@ class ValueConfig:
 
     hidden_size: int = 128
     hidden_layers: int = 2
-    # 0.95 (a value horizon of about 20 agent steps): at 0.99 the value on DMC pendulum-swingup
-    # rates a pendulum spinning through the top almost as highly as one balanced (595 against 995)
-    # and the planner keeps it spinning; at 0.95 the same agent balances (BENCHMARKS.md L14).
+    # 0.95 (a value horizon of about 20 agent steps) rather than 0.99: the DMC pendulum-swingup
+    # preset's runs with each are BENCHMARKS.md L15 and L13.
     discount: float = 0.95
     backup: str = "model"
     candidate_actions: int = 32
