@@ -14,8 +14,11 @@ import yaml
 from forethought.config import config_to_dict
 from forethought.experiments.run_lock import RunDirError
 
-# Config keys a resumed run may change: its budget, and where the run directory now lies.
-RESUME_SAFE_KEYS = ("trials", "steps", "episodes", "out")
+# The budget keys of a run config: where ``forethought run`` ends (``resume`` may move them).
+RUN_BUDGET_KEYS = ("steps", "episodes")
+# Config keys a resumed run may change: its budget (``trials``: ablate's), and where the run
+# directory now lies.
+RESUME_SAFE_KEYS = ("trials", *RUN_BUDGET_KEYS, "out")
 
 _ABSENT = "<absent>"
 
@@ -80,6 +83,15 @@ def check_resume_config(path: str | os.PathLike, config: Any, safe: Iterable[str
         raise RunDirError(f"cannot resume {path} with a different config ({listed}); only "
                           f"{', '.join(safe)} may change on resume: put the config back or start a new run with another --out")
     return changes
+
+
+def check_budget_overrides(overrides: Iterable[str]) -> None:
+    """Refuse any ``key=value`` override of a resumed run other than its budget (ValueError)."""
+    for override in overrides:
+        if override.partition("=")[0].strip() not in RUN_BUDGET_KEYS:
+            allowed = ", ".join(f"{key}=N" for key in RUN_BUDGET_KEYS)
+            raise ValueError(f"resume only moves a run's budget ({allowed}); {override!r} would change how it runs: "
+                             f"start a new run with another --out instead")
 
 
 def check_env_id_from_run(saved_id: str, given_id: str | None = None, path: str | os.PathLike | None = None) -> str:

@@ -44,7 +44,8 @@ from forethought.models.task_model import QUALITY_KEYS, registered_task_function
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
-from forethought.experiments.resume_checks import check_env_id_from_run, check_resume_config
+from forethought.experiments.resume_checks import (RUN_BUDGET_KEYS, check_budget_overrides, check_env_id_from_run,
+                                                    check_resume_config)
 from forethought.experiments.run_dir import RunDir, read_run_info
 from forethought.experiments.run_lock import RunDirError, RunLock
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
@@ -317,8 +318,8 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
             state = read_json(checkpoint / RUN_STATE, "run state")
             changes = check_resume_config(config.out, config, saved=state["config"])
             agent = job.restore(checkpoint, state)
-            if changes.keys() & set(BUDGET_KEYS) and job.done(agent):
-                limits = ", ".join(f"{key}={getattr(config, key)}" for key in BUDGET_KEYS if getattr(config, key))
+            if changes.keys() & set(RUN_BUDGET_KEYS) and job.done(agent):
+                limits = ", ".join(f"{key}={getattr(config, key)}" for key in RUN_BUDGET_KEYS if getattr(config, key))
                 raise RunDirError(f"{config.out} has already taken {agent.env_steps} environment steps in "
                                   f"{len(agent.history)} episodes, which {limits} does not go beyond: give a "
                                   f"larger budget to continue it")
@@ -348,10 +349,6 @@ def start_run(algo: str, config: RunConfig, callback: Callable[[dict], None] | N
         run.write_summary(summary)
     job.close()
     return summary
-
-
-# The config keys ``forethought resume`` may change: where the run ends.
-BUDGET_KEYS = ("steps", "episodes")
 
 
 def _checkpoint_to_resume(folder: Path, warn, agent: str) -> Path | None:
@@ -393,11 +390,7 @@ def resume_run(path: str | os.PathLike, callback: Callable[[dict], None] | None 
     (whose module would be imported) is only accepted when ``env`` repeats it: reading a run
     directory runs no code by itself."""
     algo = run_algo(path)
-    for override in budget or []:
-        key = override.partition("=")[0].strip()
-        if key not in BUDGET_KEYS:
-            raise ValueError(f"resume only moves a run's budget ({', '.join(f'{k}=N' for k in BUDGET_KEYS)}); "
-                             f"{override!r} would change how it runs: start a new run with another --out instead")
+    check_budget_overrides(budget or [])
     config = load_config(run_config_class(algo), Path(path) / "config.yaml", budget)
     check_env_id_from_run(config.env, env, path)
     config = dataclasses.replace(config, out=str(path))

@@ -88,7 +88,8 @@ class ValueConfig:
 
     def __post_init__(self) -> None:
         for name, low in (("hidden_size", 1), ("hidden_layers", 0), ("candidate_actions", 2), ("rounds", 1),
-                          ("states_per_round", 1), ("updates", self.rounds if isinstance(self.rounds, int) else 1), ("batch_size", 1)):
+                          ("states_per_round", 1), ("updates", self.rounds if isinstance(self.rounds, int) else 1),
+                          ("batch_size", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"value.{name} must be an integer >= {low}, got {value!r}")
