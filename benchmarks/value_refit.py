@@ -29,7 +29,8 @@ from forethought.agents.pets import PETS
 from forethought.config import load_config
 from forethought.data.env_loop import episode_returns
 from forethought.experiments.resume_checks import check_env_id_from_run
-from forethought.experiments.run import make_env, run_algo
+from forethought.experiments.resume import run_algo
+from forethought.experiments.run import make_env
 from forethought.experiments.run_config import run_config_class
 from forethought.models.value import StateValue, ValueConfig
 from forethought.seeding import derive_seed, generator

@@ -10,7 +10,8 @@ import pytest
 from forethought import envs
 from forethought.agents import AGENTS, Agent, EpisodeResult
 from forethought.config import load_config
-from forethought.experiments.run import make_env, resume_run, start_run
+from forethought.experiments.resume import resume_run
+from forethought.experiments.run import make_env, start_run
 from forethought.experiments.run_config import run_config_class
 
 SMALL_MODEL = ["agent.model.ensemble_size=2", "agent.model.hidden_size=16", "agent.model.hidden_layers=1",

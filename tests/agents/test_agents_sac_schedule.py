@@ -8,7 +8,8 @@ from test_agent_contract import Crash, crash_after, metrics, small_config
 
 from forethought import envs
 from forethought.agents.sac import SAC, SACConfig
-from forethought.experiments.run import resume_run, start_run
+from forethought.experiments.resume import resume_run
+from forethought.experiments.run import start_run
 
 SCHEDULE = ["lr_schedule=warmup_cosine", "lr_warmup_updates=20", "lr_decay_updates=120", "lr_min_fraction=0.1"]
 

@@ -172,7 +172,8 @@ def _crash_after(rows: int):
 @pytest.mark.parametrize("algo", ["sac", "dyna"])
 def test_sac_and_dyna_runs_resume_exactly_after_a_crash(tmp_path, algo):
     from forethought.config import load_config
-    from forethought.experiments.run import resume_run, start_run
+    from forethought.experiments.resume import resume_run
+    from forethought.experiments.run import start_run
     from forethought.experiments.run_config import run_config_class
 
     overrides = ["env=Pendulum-v1", "steps=400", "eval_every=150", "eval_episodes=1", "seed=1",
@@ -196,7 +197,8 @@ def test_sac_and_dyna_runs_resume_exactly_after_a_crash(tmp_path, algo):
 
 def test_a_crashed_dreamer_run_resumes_exactly(tmp_path):
     from forethought.config import load_config
-    from forethought.experiments.run import resume_run, start_run
+    from forethought.experiments.resume import resume_run
+    from forethought.experiments.run import start_run
     from forethought.experiments.run_config import run_config_class
 
     # 20 raw steps (10 decisions at action repeat 2) per episode, evaluated every 50 raw steps: after
@@ -237,7 +239,8 @@ def test_a_finished_pets_run_goes_on_to_a_larger_budget_as_one_started_with_it(t
 
 def test_a_finished_sac_run_goes_on_to_more_steps(tmp_path):
     from forethought.config import load_config
-    from forethought.experiments.run import resume_run, start_run
+    from forethought.experiments.resume import resume_run
+    from forethought.experiments.run import start_run
     from forethought.experiments.run_config import run_config_class
 
     overrides = ["env=Pendulum-v1", "eval_every=150", "eval_episodes=1", "seed=1", "agent.hidden_size=32",

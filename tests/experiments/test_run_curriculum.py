@@ -9,7 +9,8 @@ import pytest
 from forethought.cli import main
 from forethought.config import load_config
 from forethought.envs.cartpole_swingup import CartPoleSwingUpEnv
-from forethought.experiments.run import resume_run, start_run
+from forethought.experiments.resume import resume_run
+from forethought.experiments.run import start_run
 from forethought.experiments.run_config import run_config_class
 from forethought.seeding import derive_seed, episode_seed
 

@@ -75,7 +75,7 @@ def summary_out(config: Any, algo: str) -> str:
 
 
 def resume_command(args: argparse.Namespace, overrides: list[str]) -> int:
-    from forethought.experiments.run import resume_run
+    from forethought.experiments.resume import resume_run
 
     console = make_console()
     summary = resume_run(args.run_dir, callback=lambda row: console.print(row_line(row)),

@@ -1,7 +1,6 @@
 """``forethought run ALGO``: the one run loop every algorithm goes through.
 
     summary = start_run("pets", config)          # config: a RUN_CONFIGS["pets"] instance
-    summary = resume_run("runs/pets")            # after a crash: continues from the last checkpoint
 
 Writes to the run directory: ``metrics.csv`` (one row per training episode: ``episode, env_steps,
 return, eval_return, wall_s`` then the agent's own :attr:`~forethought.agents.Agent.metrics`;
@@ -20,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +30,7 @@ import torch
 
 from forethought import envs
 from forethought.agents import AGENTS, PETS, Agent, EpisodeResult
-from forethought.config import config_to_dict, load_config, save_config
+from forethought.config import config_to_dict, save_config
 from forethought.data.env_loop import NonFiniteOutputError, episode_returns
 from forethought.device import device_name
 from forethought.envs.analytic import analytic_step
@@ -44,9 +42,8 @@ from forethought.models.task_model import QUALITY_KEYS, registered_task_function
 from forethought.experiments.checkpoints import latest_agent_checkpoint, save_agent_checkpoint
 from forethought.experiments.media import plot_learning_curve, write_gif
 from forethought.experiments.run_config import RUN_ALGOS, RunConfig, run_config_class
-from forethought.experiments.resume_checks import (RUN_BUDGET_KEYS, check_budget_overrides, check_env_id_from_run,
-                                                    check_resume_config)
-from forethought.experiments.run_dir import RunDir, read_run_info
+from forethought.experiments.resume_checks import RUN_BUDGET_KEYS, check_resume_config
+from forethought.experiments.run_dir import RunDir
 from forethought.experiments.run_lock import RunDirError, RunLock
 from forethought.experiments.run_hooks import PETSHooks, PixelHooks, RunHooks
 from forethought.seeding import derive_seed
@@ -370,32 +367,4 @@ def _typed(row: dict[str, str]) -> dict[str, Any]:
     return {key: value(key, text) for key, text in row.items()}
 
 
-def run_algo(path: str | os.PathLike) -> str:
-    """Which ``forethought run <algo>`` wrote the run directory ``path`` (ValueError if none did)."""
-    command = str(read_run_info(path).get("command"))
-    algo = command.removeprefix("run ")
-    if not command.startswith("run ") or algo not in RUN_ALGOS:
-        raise ValueError(f"{path} was written by {command!r}; resume continues runs of "
-                         + ", ".join(f"'run {a}'" for a in RUN_ALGOS))
-    return algo
-
-
-def resume_run(path: str | os.PathLike, callback: Callable[[dict], None] | None = None,
-               warn: Callable[[str], None] | None = None, env: str | None = None,
-               budget: list[str] | None = None) -> dict[str, Any]:
-    """Continue the run in ``path`` from its last good checkpoint with the config it was started
-    with. ``budget``: ``steps=N`` / ``episodes=N`` overrides that move its end, so a finished run
-    goes on to a larger budget (its ``config.yaml`` is updated; a budget the run has already met
-    is refused before anything is written). An environment id in Gymnasium's ``module:Id`` form
-    (whose module would be imported) is only accepted when ``env`` repeats it: reading a run
-    directory runs no code by itself."""
-    algo = run_algo(path)
-    check_budget_overrides(budget or [])
-    config = load_config(run_config_class(algo), Path(path) / "config.yaml", budget)
-    check_env_id_from_run(config.env, env, path)
-    config = dataclasses.replace(config, out=str(path))
-    return start_run(algo, config, callback=callback, resume=True, warn=warn)
-
-
-__all__ = ["ALGORITHMS", "CheckpointError", "fraction_of", "make_env", "oracle_return", "resume_run", "run_algo",
-           "start_run"]
+__all__ = ["ALGORITHMS", "CheckpointError", "fraction_of", "make_env", "oracle_return", "start_run"]
