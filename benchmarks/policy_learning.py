@@ -39,6 +39,18 @@ class Ours:
     def act(self, obs: np.ndarray) -> np.ndarray:
         return self.agent.act(obs, deterministic=True)
 
+    def rollout_lengths(self) -> str:
+        """MBPO's imagined rollout length in each training episode, run-length coded ("1x12, 3x4":
+        12 episodes at 1, then 4 at 3); empty for agents without one."""
+        lengths = [r.info.get("rollout_length") for r in self.agent.history]
+        runs: list[list] = []
+        for length in lengths:
+            if runs and runs[-1][0] == length:
+                runs[-1][1] += 1
+            else:
+                runs.append([length, 1])
+        return ", ".join(f"{length}x{count}" for length, count in runs) if any(lengths) else ""
+
 
 class StableBaselinesSAC:
     def __init__(self, env_id: str, seed: int) -> None:
@@ -53,8 +65,9 @@ class StableBaselinesSAC:
         return self.model.predict(obs, deterministic=True)[0]
 
 
-def run(algo: str, args: argparse.Namespace, seed: int) -> tuple[int | None, list[float], float]:
-    """``(steps at the first evaluation reaching the target or None, evaluation returns, wall s of learning)``."""
+def run(algo: str, args: argparse.Namespace, seed: int) -> tuple[int | None, list[float], float, str]:
+    """``(steps at the first evaluation reaching the target or None, evaluation returns, wall s of
+    learning, rollout lengths per training episode)``."""
     learner = StableBaselinesSAC(args.env, seed) if algo == "sb3-sac" else Ours(algo, args.env, seed, args.overrides.get(algo, []))
     returns, learning_s, reached, eval_env = [], 0.0, None, gym.make(args.env)
     for steps in range(args.eval_every, args.steps + 1, args.eval_every):
@@ -67,7 +80,7 @@ def run(algo: str, args: argparse.Namespace, seed: int) -> tuple[int | None, lis
             reached = steps
             if not args.full:
                 break
-    return reached, returns, learning_s
+    return reached, returns, learning_s, learner.rollout_lengths() if isinstance(learner, Ours) else ""
 
 
 def main() -> None:
@@ -93,13 +106,14 @@ def main() -> None:
     for algo in args.algos.split(","):
         reached_steps, per_1000 = [], []
         for seed in seeds:
-            reached, returns, learning_s = run(algo, args, seed)
+            reached, returns, learning_s, lengths = run(algo, args, seed)
             steps_used = len(returns) * args.eval_every
             per_1000.append(1000 * learning_s / steps_used)
             reached_steps.append(reached if reached is not None else None)
             print(f"{algo:8s} {args.env} seed {seed}: " + (f"reached {args.target:g} at {reached} steps" if reached
                   else f"not reached in {steps_used} steps") + f"; eval returns {np.round(returns, 1).tolist()}; "
-                  f"{per_1000[-1]:.1f} s per 1000 real steps", flush=True)
+                  f"{per_1000[-1]:.1f} s per 1000 real steps"
+                  + (f"; rollout lengths by training episode {lengths}" if lengths else ""), flush=True)
         hits = [r for r in reached_steps if r is not None]
         print(f"{algo:8s}: {len(hits)}/{len(seeds)} seeds reached {args.target:g}"
               + (f", median {statistics.median(hits):g} steps" if hits else "")
