@@ -76,7 +76,7 @@ class ValueConfig:
     hidden_layers: int = 2
     # 0.95 (a value horizon of about 20 agent steps) rather than 0.99: each backup shrinks the
     # value's error by the discount, so a fit's 20 rounds remove 64 % of it at 0.95 and 18 % at
-    # 0.99. The DMC pendulum-swingup preset's runs with each: BENCHMARKS.md L15 and L13.
+    # 0.99. DMC pendulum-swingup runs with each: BENCHMARKS.md L15 and L13 (its preset looks further, L20).
     discount: float = 0.95
     backup: str = "model"
     candidate_actions: int = 32
