@@ -13,6 +13,7 @@ return reaches the target gives the step count. Algorithms: ``sac``, ``dyna``, `
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -43,13 +44,9 @@ class Ours:
         """MBPO's imagined rollout length in each training episode, run-length coded ("1x12, 3x4":
         12 episodes at 1, then 4 at 3); empty for agents without one."""
         lengths = [r.info.get("rollout_length") for r in self.agent.history]
-        runs: list[list] = []
-        for length in lengths:
-            if runs and runs[-1][0] == length:
-                runs[-1][1] += 1
-            else:
-                runs.append([length, 1])
-        return ", ".join(f"{length}x{count}" for length, count in runs) if any(lengths) else ""
+        if not any(lengths):
+            return ""
+        return ", ".join(f"{length}x{len(list(run))}" for length, run in itertools.groupby(lengths))
 
 
 class StableBaselinesSAC:
