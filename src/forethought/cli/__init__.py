@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from forethought.cli import help as texts
-from forethought.cli.handlers import (ablate_command, compare_command, compare_models_command, fit_model_command,
-                                      report_command, resume_command, run_command, sweep_command)
+from forethought.cli.handlers import (ablate_command, compare_command, compare_models_command, evaluate_command,
+                                      fit_model_command, report_command, resume_command, run_command, sweep_command)
 from forethought.experiments.backends import BACKENDS, RunsFailed
 from forethought.experiments.run_config import RUN_ALGOS
 from forethought.models.config import MODEL_KINDS
@@ -106,6 +106,14 @@ COMMANDS = (
              Option("--episodes", "continue to this many episodes (PETS: trials)", "episodes", int),
              Option("--trials", "pets: the same as --episodes", "episodes", int)),
             positional=(("run_dir", {"metavar": "RUN_DIR", "help": "the run directory to continue"}),),
+            run_options=False),
+    Command("evaluate", "play a run's saved agent for more evaluation episodes", texts.EVALUATE_HELP,
+            evaluate_command,
+            (Option("--episodes", "evaluation episodes to play (default 10)", None, int),
+             Option("--env", "the run's environment id, required to allow a module:Id id read back from the "
+                             "run directory (its module is imported)", None),
+             Option("--device", "where the agent acts: cpu, cuda or auto (default the run's own)", None)),
+            positional=(("run_dir", {"metavar": "RUN_DIR", "help": "the run directory whose agent to play"}),),
             run_options=False),
     Command("report", "one Markdown/HTML report from many run directories", texts.REPORT_HELP, report_command,
             (Option("--title", "the report's title (default forethought report)"),),

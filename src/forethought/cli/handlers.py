@@ -86,6 +86,20 @@ def resume_command(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def evaluate_command(args: argparse.Namespace, overrides: list[str]) -> int:
+    from forethought.experiments.evaluate import evaluate_run
+
+    if overrides:
+        raise ValueError(f"evaluate takes no config overrides, got {' '.join(overrides)}")
+    console = make_console()
+    result = evaluate_run(args.run_dir, 10 if args.episodes is None else args.episodes, env=args.env,
+                          device=args.device, on_episode=lambda k, r: console.print(f"episode {k}: return {r:.1f}"),
+                          warn=lambda message: print(f"forethought evaluate: {message}", file=sys.stderr))
+    console.print(f"{result['algo']} on {result['env']} after {result['env_steps']} environment steps: mean return "
+                  f"{result['mean_return']:.1f} (std {result['std_return']:.1f}) over {result['episodes']} episodes")
+    return 0
+
+
 def report_command(args: argparse.Namespace, overrides: list[str]) -> int:
     from forethought.experiments.report import build_report
 

@@ -108,6 +108,15 @@ larger budget from its final checkpoint (config.yaml is updated, so a later resu
 continues as a run started with that budget would, apart from the evaluation at its old end. A
 budget the run has already met, or any other key, is refused before anything is written."""
 
+EVALUATE_HELP = """Play the agent saved in a run directory of forethought run (its last good checkpoint) for
+--episodes deterministic episodes in the run's environment, with its action repeat and env_kwargs,
+and print each return and their mean. Episode k starts where the run's own evaluation episode k
+did (a sampling planner's random draws go on from the saved agent's, so its returns can differ
+a little from the run's last evaluation): 10 episodes, say, as published DeepMind Control tables
+use, where a run evaluated on 3. Nothing is written to the run directory.
+
+Example: forethought evaluate runs/pets --episodes 10"""
+
 REPORT_HELP = """Read run directories (of run, fit-model, compare-models; for a compare OUT, give the runs
 under OUT/runs/, or OUT itself) and write OUT/report.md and OUT/report.html: final and best return
 per algorithm and environment over seeds (interquartile mean, 95 % bootstrap interval), learning
