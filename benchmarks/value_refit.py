@@ -69,7 +69,7 @@ def main() -> None:
     agent.config = dataclasses.replace(agent.config, terminal_value=True, value=value_config)
     agent.value = StateValue(agent.obs_dim, agent.act_dim, value_config, generator(agent.seed, "value-refit"))
     start = time.perf_counter()
-    loss = agent.value.fit(agent.buffer, generator(agent.seed, "value-refit-fit"), agent._lookahead)
+    loss = agent.value.fit(agent.buffer, generator(agent.seed, "value-refit-fit"), agent.value_lookahead)
     print(f"{args.run}: value {dataclasses.asdict(value_config)} fitted on {len(agent.buffer)} transitions in "
           f"{time.perf_counter() - start:.0f} s, last round's loss {loss:.4g}", flush=True)
     if "pendulum-swingup" in config.env:

@@ -278,12 +278,13 @@ class PETS(Agent):
 
     def _fit_value(self) -> float | None:
         """Fit the terminal value (if planning uses one) over every real transition's state; its loss."""
-        return None if self.value is None else self.value.fit(self.buffer, self.value_generator, self._lookahead)
+        return None if self.value is None else self.value.fit(self.buffer, self.value_generator, self.value_lookahead)
 
-    def _lookahead(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    def value_lookahead(self, obs: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """One step of the task in the current model for ``value.candidate_actions`` actions per
         state of ``obs [B, o]`` (the action bounds, then uniform draws): rewards ``[B, K]``, mean
-        next observations ``[B, K, o]`` and terminations ``[B, K]``, as the planner scores them."""
+        next observations ``[B, K, o]`` and terminations ``[B, K]``, as the planner scores them. The
+        terminal value's ``"model"`` backup: ``agent.value.fit(agent.buffer, generator, agent.value_lookahead)``."""
         rows, k = obs.shape[0], self.config.value.candidate_actions
         bounds = action_bounds(self.env.action_space, obs.device)
         actions = bounds.uniform((rows, k), generator)
