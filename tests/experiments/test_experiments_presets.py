@@ -58,7 +58,8 @@ def test_dmc_presets_set_action_repeat_from_planet_and_the_issue():
             section = dict(all_presets()[f"dm_control/{task}-v0"].section(algo))
             if task == "pendulum-swingup" and algo == "pets":  # its sparse reward needs a terminal value
                 assert section.pop("agent") == {"terminal_value": True,
-                                                "value": {"discount": 0.97, "rounds": 40, "updates": 2000}}
+                                                "value": {"discount": 0.97, "rounds": 40, "updates": 2000},
+                                                "planner": {"settings": {"population": 300}}}
             assert section == {"action_repeat": repeat}
 
 
