@@ -23,12 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from forethought.agents.pets import PETS
-from forethought.config import load_config
+from forethought.experiments.evaluate import load_run_agent
 from forethought.experiments.resume import run_algo
-from forethought.experiments.resume_checks import check_env_id_from_run
-from forethought.experiments.run import make_env
-from forethought.experiments.run_config import run_config_class
 from forethought.seeding import derive_seed
 
 
@@ -53,10 +49,7 @@ def play(run: Path, start: int, fields: dict, settings: dict) -> tuple[float, in
     algo = run_algo(run)
     if algo != "pets":
         raise SystemExit(f"{run} is a {algo} run; this benchmark plays PETS agents")
-    config = load_config(run_config_class(algo), run / "config.yaml")
-    check_env_id_from_run(config.env, None, run)
-    env = make_env(algo, config)
-    agent = PETS.load(run / "checkpoints" / "agent", env)
+    _, config, agent, env = load_run_agent(run)
     planner = agent.config.planner
     agent.config.planner = dataclasses.replace(planner, **fields, settings={**planner.settings, **settings})
     obs, _ = env.reset(seed=derive_seed(config.seed, "eval", start))

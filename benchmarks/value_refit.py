@@ -25,13 +25,9 @@ import numpy as np
 import torch
 import yaml
 
-from forethought.agents.pets import PETS
-from forethought.config import load_config
 from forethought.data.env_loop import episode_returns
-from forethought.experiments.resume_checks import check_env_id_from_run
+from forethought.experiments.evaluate import load_run_agent
 from forethought.experiments.resume import run_algo
-from forethought.experiments.run import make_env
-from forethought.experiments.run_config import run_config_class
 from forethought.models.value import StateValue, ValueConfig
 from forethought.seeding import derive_seed, generator
 
@@ -61,10 +57,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if run_algo(args.run) != "pets":
         raise SystemExit(f"value_refit: {args.run} is not a run of forethought run pets")
-    config = load_config(run_config_class("pets"), f"{args.run}/config.yaml")
-    check_env_id_from_run(config.env, None, args.run)  # a module:Id read back would import code
-    env = make_env("pets", config)
-    agent = PETS.load(f"{args.run}/checkpoints/agent", env)
+    _, config, agent, env = load_run_agent(args.run)  # a module:Id read back is refused: it would import code
     value_config = dataclasses.replace(agent.config.value, **value_changes(args.overrides))
     agent.config = dataclasses.replace(agent.config, terminal_value=True, value=value_config)
     agent.value = StateValue(agent.obs_dim, agent.act_dim, value_config, generator(agent.seed, "value-refit"))

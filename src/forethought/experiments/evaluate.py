@@ -17,16 +17,38 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 
+from forethought.agents import Agent
 from forethought.config import load_config
 from forethought.data.env_loop import episode_returns
 from forethought.experiments.checkpoints import latest_agent_checkpoint
 from forethought.experiments.resume import run_algo
 from forethought.experiments.resume_checks import check_env_id_from_run
 from forethought.experiments.run import ALGORITHMS, make_env
-from forethought.experiments.run_config import run_config_class
+from forethought.experiments.run_config import RunConfig, run_config_class
 from forethought.seeding import derive_seed
+
+
+def load_run_agent(path: str | os.PathLike, env: str | None = None, device: str | None = None,
+                   warn: Callable[[str], None] | None = None) -> tuple[str, RunConfig, Agent, gym.Env]:
+    """The algorithm, config, agent (its last good checkpoint) and a fresh copy of the environment
+    (preset, action repeat, ``env_kwargs``) of the run directory ``path``; close the environment
+    when done. ``env`` and ``device`` as in :func:`evaluate_run`; ``warn`` hears about damaged
+    checkpoints passed over."""
+    algo = run_algo(path)
+    overrides = [] if device is None else [f"device={device}"]
+    config = load_config(run_config_class(algo), Path(path) / "config.yaml", overrides)
+    check_env_id_from_run(config.env, env, path)
+    spec = ALGORITHMS[algo]
+    checkpoint = latest_agent_checkpoint(Path(path) / "checkpoints" / "agent", warn, agent=spec.agent.__name__)
+    play_env = make_env(algo, config)
+    try:
+        return algo, config, spec.agent.load(checkpoint, play_env, device=config.device), play_env
+    except BaseException:
+        play_env.close()
+        raise
 
 
 def evaluate_run(path: str | os.PathLike, episodes: int, env: str | None = None, device: str | None = None,
@@ -43,15 +65,8 @@ def evaluate_run(path: str | os.PathLike, episodes: int, env: str | None = None,
     """
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ValueError(f"episodes must be an integer >= 1, got {episodes!r}")
-    algo = run_algo(path)
-    overrides = [] if device is None else [f"device={device}"]
-    config = load_config(run_config_class(algo), Path(path) / "config.yaml", overrides)
-    check_env_id_from_run(config.env, env, path)
-    spec = ALGORITHMS[algo]
-    checkpoint = latest_agent_checkpoint(Path(path) / "checkpoints" / "agent", warn, agent=spec.agent.__name__)
-    play_env = make_env(algo, config)
+    algo, config, agent, play_env = load_run_agent(path, env, device, warn)
     try:
-        agent = spec.agent.load(checkpoint, play_env, device=config.device)
         returns = []
         for k in range(episodes):
             returns += episode_returns(play_env, lambda obs: agent.act(obs, deterministic=True),
@@ -65,4 +80,4 @@ def evaluate_run(path: str | os.PathLike, episodes: int, env: str | None = None,
             "std_return": float(np.std(returns))}
 
 
-__all__ = ["evaluate_run"]
+__all__ = ["evaluate_run", "load_run_agent"]
