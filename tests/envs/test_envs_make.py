@@ -148,3 +148,16 @@ def test_frame_size_arguments_for_each_kind_of_environment():
     env = make("InvertedPendulum-v5", render_mode="rgb_array", **frame_size_kwargs("InvertedPendulum-v5", 40, 60))
     env.reset(seed=0)
     assert env.render().shape == (40, 60, 3)
+
+
+def test_deepmind_control_model_file_notices_are_dropped_and_other_absl_warnings_kept(caplog):
+    """cheetah.xml's deprecated ``settotalmass`` notice is not shown; absl's other warnings are."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    env = make("dm_control/cheetah-run-v0")
+    env.close()
+    logging.getLogger("absl").warning("something a user should see")
+    messages = [record.getMessage() for record in caplog.records]
+    assert not any("settotalmass" in m for m in messages)
+    assert "something a user should see" in messages

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import logging
 import re
 from typing import Any
 
@@ -34,6 +35,27 @@ NAMESPACE_MODULES: dict[str, str] = {"dm_control": "shimmy"}
 # What to install for a module that is missing, where its package's name is not the module's.
 PACKAGES: dict[str, str] = {"shimmy": "forethought[dmc]", "dm_control": "forethought[dmc]",
                             "dm_env": "forethought[dmc]", "labmaze": "forethought[dmc]"}
+
+
+# Notices that DeepMind Control logs (through absl) each time it builds an environment whose own
+# model file uses a MuJoCo compiler attribute MuJoCo now calls deprecated (cheetah.xml's
+# settotalmass): about DeepMind Control's files, nothing a user can act on, so they are dropped.
+DEPENDENCY_NOTICES: tuple[str, ...] = ("compiler attribute 'settotalmass' is deprecated",)
+
+
+class _DropDependencyNotices(logging.Filter):
+    """Drops log records carrying one of :data:`DEPENDENCY_NOTICES`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(notice in message for notice in DEPENDENCY_NOTICES)
+
+
+def drop_dependency_notices() -> None:
+    """Filter :data:`DEPENDENCY_NOTICES` out of the ``absl`` logger (idempotent)."""
+    logger = logging.getLogger("absl")
+    if not any(isinstance(f, _DropDependencyNotices) for f in logger.filters):
+        logger.addFilter(_DropDependencyNotices())
 
 
 # Namespaces whose environments seed a NumPy RandomState on reset, which takes seeds below 2**32.
@@ -102,6 +124,7 @@ def make(name: str, **kwargs: Any) -> gym.Env:
             importlib.import_module(module)
         except ImportError as error:
             raise _missing(name, module, error) from error
+    drop_dependency_notices()
     try:
         env = gym.make(env_id, **kwargs)
     except gym.error.UnregisteredEnv as error:
