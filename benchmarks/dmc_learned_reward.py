@@ -12,9 +12,9 @@ raw environment steps (action repeats included). One line per run:
     python benchmarks/dmc_learned_reward.py --tasks pendulum-swingup --budgets 10000,20000
     python benchmarks/dmc_learned_reward.py --tasks pendulum-swingup,cartpole-swingup --random-episodes 5
 
-``--true-reward`` registers the task's reward written by hand from the observation (where one is
-written below: pendulum-swingup, exact; cheetah-run, with the root's velocity standing for the
-body's), so the planner plans with it instead of a learned one: what the learned reward costs.
+``--true-reward`` registers the task's exact reward, written by hand from the observation (where
+one is written below: pendulum-swingup), so the planner plans with it instead of a learned one:
+what the learned reward costs.
 
 ``--random-episodes N`` only plays N episodes of uniform random actions per task (at the preset's
 action repeat) and prints what they earn: how sparse the reward is before any learning.
@@ -55,17 +55,7 @@ def pendulum_swingup_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: t
     return (next_obs[:, 0] >= math.cos(math.radians(8))).to(next_obs.dtype)
 
 
-def cheetah_run_reward(obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """DeepMind Control cheetah-run's reward of one raw step, from the observation: the forward
-    speed over 10 m/s, clipped to [0, 1]. The task measures the speed of the torso's subtree (the
-    whole body's centre of mass), which the observation does not hold; the root's forward velocity
-    (observation 8, ``velocity`` after the 8 ``position`` entries) stands for it, so this is the
-    reward up to the limbs' own motion. Under an action repeat the planner scores one agent step
-    by its end state alone."""
-    return (next_obs[:, 8] / 10.0).clamp(0.0, 1.0)
-
-
-TRUE_REWARDS = {"pendulum-swingup": pendulum_swingup_reward, "cheetah-run": cheetah_run_reward}
+TRUE_REWARDS = {"pendulum-swingup": pendulum_swingup_reward}
 
 
 def run_one(env: str, algo: str, seed: int, budgets: list[int], eval_episodes: int, out: Path,
@@ -104,7 +94,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="10000,20000", help="raw environment steps at which to report")
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--true-reward", action="store_true", help="plan with the task's reward written by hand (see above)")
+    parser.add_argument("--true-reward", action="store_true", help="plan with the task's exact reward (see above)")
     parser.add_argument("--random-episodes", type=int, default=0, help="only measure random play, N episodes")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="run config overrides for every run")
     args = parser.parse_args()
@@ -117,7 +107,7 @@ def main() -> None:
     if args.true_reward:
         for task in args.tasks.split(","):
             if task not in TRUE_REWARDS:
-                parser.error(f"--true-reward: no reward written by hand for {task}; written for {sorted(TRUE_REWARDS)}")
+                parser.error(f"--true-reward: no exact reward written for {task}; written for {sorted(TRUE_REWARDS)}")
             envs.register_task_functions(f"dm_control/{task}-v0", TRUE_REWARDS[task])
     with tempfile.TemporaryDirectory() as scratch:
         for task in args.tasks.split(","):
