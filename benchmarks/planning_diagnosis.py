@@ -20,6 +20,7 @@ the reward.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 import torch
@@ -31,14 +32,10 @@ from forethought.experiments.evaluate import load_run_agent
 from forethought.seeding import derive_seed
 
 
-def r_squared(predicted: torch.Tensor, real: torch.Tensor) -> float:
-    """1 - MSE / variance of ``real`` (1: exact; 0: no better than the mean)."""
-    return float(1.0 - (predicted - real).pow(2).mean() / real.var(unbiased=False))
-
-
 def diagnose(path: str, horizon: int | None = None, start: int = 0) -> dict:
     """The reward and dynamics figures above for run directory ``path``; ``horizon`` defaults to
-    the run's planner horizon (15 where it is ``auto``), ``start`` picks the run's evaluation start."""
+    the planner's horizon (the one it chose, where it is ``auto``), ``start`` picks the run's
+    evaluation start. R^2 is None where the episode's rewards are all equal."""
     algo, config, agent, env = load_run_agent(path)
     try:
         task_model = getattr(agent, "task_model", None)
@@ -50,29 +47,28 @@ def diagnose(path: str, horizon: int | None = None, start: int = 0) -> dict:
                                                            derive_seed(config.seed, "eval", start))
     finally:
         env.close()
-    arrays = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in buffer.arrays().items()}
-    obs, action, next_obs, reward = arrays["obs"], arrays["action"], arrays["next_obs"], arrays["reward"]
-    planned = config.agent.planner.horizon
-    horizon = horizon or (planned if isinstance(planned, int) else 15)
+    batch = buffer.all()
+    horizon = horizon or agent.agent.config.horizon  # the planner's own (chosen, where it is auto)
     with torch.no_grad():
-        one_step = agent.model.predict(obs, action).mean
-        reward_real_next = task_model.reward_model(obs, action, next_obs)
-        reward_model_next = task_model.reward_model(obs, action, one_step)
-    spread = next_obs.std(dim=0, unbiased=False).clamp_min(1e-8).to(torch.float64)
+        one_step = agent.model.predict(batch.obs, batch.action).mean
+    real_next = task_model.quality(batch)
+    model_next = task_model.quality(dataclasses.replace(batch, next_obs=one_step))
+    next_obs = batch.next_obs.to(torch.float64)
+    spread = next_obs.std(dim=0, unbiased=False).clamp_min(1e-8)
     obs0, actions, true_obs = trajectory_windows(buffer, horizon)
     rollout = open_loop_rollout(agent.model, obs0, actions).mean
     error = (rollout - true_obs.to(torch.float64)).abs() / spread  # [W, H, o]
     return {"run": path, "algo": algo, "return": episode.total_reward, "steps": episode.steps,
-            "reward_mean": float(reward.mean()), "reward_std": float(reward.std(unbiased=False)),
-            "reward_r2_real_next": r_squared(reward_real_next, reward),
-            "reward_r2_model_next": r_squared(reward_model_next, reward), "horizon": horizon,
+            "reward_mean": float(batch.reward.mean()), "reward_std": float(batch.reward.std(unbiased=False)),
+            "reward_r2_real_next": real_next["reward_r2"], "reward_r2_model_next": model_next["reward_r2"],
+            "horizon": horizon,
             "error_1": np.median(error[:, 0].numpy(), axis=0), "error_h": np.median(error[:, -1].numpy(), axis=0)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories of forethought run pets")
-    parser.add_argument("--horizon", type=int, default=None, help="open-loop steps (default: the run's planner horizon)")
+    parser.add_argument("--horizon", type=int, default=None, help="open-loop steps (default: the planner's horizon)")
     parser.add_argument("--start", type=int, default=0, help="which of the run's evaluation starts to play")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -82,8 +78,9 @@ def main() -> None:
         d = diagnose(path, args.horizon, args.start)
         print(f"{d['run']} ({d['algo']}): episode return {d['return']:.1f} over {d['steps']} agent steps; reward per "
               f"step mean {d['reward_mean']:.3f}, std {d['reward_std']:.3f}", flush=True)
-        print(f"  learned reward R^2: {d['reward_r2_real_next']:.3f} given the real next observation, "
-              f"{d['reward_r2_model_next']:.3f} given the model's one-step prediction")
+        r2 = [None if v is None else round(v, 3) for v in (d["reward_r2_real_next"], d["reward_r2_model_next"])]
+        print(f"  learned reward R^2: {r2[0]} given the real next observation, {r2[1]} given the model's "
+              f"one-step prediction")
         print(f"  open-loop error / spread per observation dimension (median over windows), 1 step: {d['error_1']}")
         print(f"  {d['horizon']} steps: {d['error_h']}", flush=True)
 
