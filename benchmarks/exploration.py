@@ -40,6 +40,9 @@ def main() -> None:
     parser.add_argument("--success", type=float, required=True, help="a training return that counts as success")
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="keep every run's directory as OUT/ENV_ALGO_bBONUS_sSEED (replacing one of that name); "
+                             "by default they are discarded")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="run config overrides for every run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -49,7 +52,9 @@ def main() -> None:
         for env in args.envs.split(","):
             for bonus in args.bonuses.split(","):
                 for seed in (int(s) for s in args.seeds.split(",")):
-                    result = run_one(env, args.algo, seed, budgets, args.eval_episodes, Path(scratch) / "run",
+                    out = (Path(scratch) / "run" if args.out is None
+                           else args.out / f"{env.replace('/', '-')}_{args.algo}_b{bonus}_s{seed}")
+                    result = run_one(env, args.algo, seed, budgets, args.eval_episodes, out,
                                      [f"{key}={bonus}", *args.overrides])
                     found = first_success(result["training"], args.success)
                     returns = ", ".join(f"{b}: {'-' if v is None else f'{v:.1f}'}" for b, v in result["returns"].items())
