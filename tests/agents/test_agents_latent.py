@@ -193,3 +193,38 @@ def test_plan2explore_heads_learn_the_seen_steps_and_their_disagreement_enters_t
         DreamerConfig(exploration_bonus=1.0, disagreement_heads=1)
     with pytest.raises(ValueError, match="exploration_bonus must be a finite number >= 0"):
         DreamerConfig(exploration_bonus=-1.0)
+
+
+def test_plan2explore_disagreement_is_the_heads_spread_in_units_of_the_targets_scale():
+    from types import SimpleNamespace
+
+    from forethought.agents.plan2explore import DisagreementHeads
+    from forethought.serialization import CheckpointError
+
+    heads = DisagreementHeads(feature_dim=3, action_dim=1, stoch_dim=2, heads=4, hidden=8, seed=0, scale_decay=0.5)
+    gen = torch.Generator().manual_seed(0)
+    features, action = torch.randn(2, 5, 3, generator=gen), torch.randn(2, 5, 1, generator=gen)
+    stoch = torch.randn(2, 5, 2, generator=gen) * torch.tensor([1.0, 10.0])
+    is_first = torch.zeros(2, 5, dtype=torch.bool)
+    is_first[1, 2] = True  # the pair (1, 1) -> (1, 2) crosses an episode start: not a target
+    kept = torch.cat([stoch[0, 1:], stoch[1, 1:2], stoch[1, 3:]])
+    before = heads.disagreement(features[0], action[0])
+    predictions = heads.net(torch.cat([features[0], action[0]], -1)).detach()
+    assert torch.allclose(before, predictions.std(0, unbiased=False).mean(-1), atol=1e-6)  # scale 1 before training
+    heads.train(SimpleNamespace(features=features, stoch=stoch), action, is_first)
+    first = kept.std(0, unbiased=False)
+    assert torch.allclose(heads.target_scale, first)  # the first batch sets the scale
+    predictions = heads.net(torch.cat([features[0], action[0]], -1)).detach()
+    expected = (predictions.std(0, unbiased=False) / first).mean(-1)
+    assert torch.allclose(heads.disagreement(features[0], action[0]), expected, atol=1e-6)
+    heads.train(SimpleNamespace(features=features, stoch=2 * stoch), action, is_first)
+    assert torch.allclose(heads.target_scale, 0.5 * first + 0.5 * (2 * first))  # then it moves at scale_decay
+    # the same spread on targets ten times larger is a tenth of the disagreement: units, not sizes
+    copy = DisagreementHeads(feature_dim=3, action_dim=1, stoch_dim=2, heads=4, hidden=8, seed=0)
+    copy.load_tensors(heads.tensors())
+    assert torch.equal(copy.target_scale, heads.target_scale) and copy.updates == 2
+    copy.target_scale = heads.target_scale * 10
+    assert torch.allclose(copy.disagreement(features, action), heads.disagreement(features, action) / 10, rtol=1e-5)
+    stale = {k: v for k, v in heads.tensors().items() if not k.endswith("target_scale")}
+    with pytest.raises(CheckpointError, match="no disagreement.target_scale of shape"):
+        copy.load_tensors(stale)
