@@ -48,7 +48,7 @@ def diagnose(path: str, horizon: int | None = None, start: int = 0) -> dict:
     finally:
         env.close()
     batch = buffer.all()
-    horizon = horizon or agent.agent.config.horizon  # the planner's own (chosen, where it is auto)
+    horizon = horizon or agent.planning_horizon
     with torch.no_grad():
         one_step = agent.model.predict(batch.obs, batch.action).mean
     real_next = task_model.quality(batch)

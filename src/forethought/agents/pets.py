@@ -259,7 +259,7 @@ class PETS(Agent):
                 self._fit()
                 self.task_model.fit(self.buffer, self.task_generator)
                 self._fit_value()
-                if self.auto_horizon is not None and self.auto_horizon.horizon != self.agent.config.horizon:
+                if self.planning_horizon != self.agent.config.horizon:
                     plan_ms, self.agent = self.agent.plan_ms, self._mpc(explore=True)
                     self.agent.reset()
                     self.agent.plan_ms = plan_ms
@@ -297,6 +297,12 @@ class PETS(Agent):
                 else self.task.termination(flat_obs, flat_actions, next_obs))
         return reward.view(rows, k), next_obs.view(rows, k, self.obs_dim), done.view(rows, k)
 
+    @property
+    def planning_horizon(self) -> int:
+        """The steps the planner looks ahead now: the chosen horizon under ``horizon=auto``, else the
+        configured one."""
+        return self.config.planner.horizon if self.auto_horizon is None else self.auto_horizon.horizon
+
     def _mpc(self, explore: bool) -> MPCAgent:
         """A planner in the current model; with the planner's exploration bonus (annealed to the
         real steps so far) when ``explore``, else without."""
@@ -304,8 +310,8 @@ class PETS(Agent):
         bonus = annealed_bonus(planner.exploration_bonus, planner.exploration_anneal_steps, self.env_steps)
         if bonus != planner.exploration_bonus or not explore:
             planner = replace(planner, exploration_bonus=bonus if explore else 0.0)
-        if self.auto_horizon is not None:
-            planner = replace(planner, horizon=self.auto_horizon.horizon)
+        if planner.horizon != self.planning_horizon:
+            planner = replace(planner, horizon=self.planning_horizon)
         if self.config.oracle:  # exact deterministic dynamics: one particle says everything
             planner = replace(planner, particles=1, propagation="expectation")
         value = self.value if self.value is not None and self.value.fitted else None
